@@ -137,22 +137,46 @@ def _train_to(model_file: Path, lines: list[str], options: TokenizerSettings) ->
     """Run the SentencePiece trainer and write the model atomically."""
     tmp = model_file.with_suffix(".tmp")
     with open(tmp, "wb") as writer:
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(lines),
-            model_writer=writer,
-            vocab_size=options.vocab_size,
-            model_type=options.model_type,
-            character_coverage=options.character_coverage,
-            max_sentence_length=options.max_sentence_length,
-            pad_id=PAD_ID,
-            unk_id=UNK_ID,
-            bos_id=BOS_ID,
-            eos_id=EOS_ID,
-            user_defined_symbols=list(SPECIAL_PIECES),
-            byte_fallback=True,
-            normalization_rule_name="identity",
-            remove_extra_whitespaces=True,
-            num_threads=2,
-            minloglevel=2,
-        )
+        try:
+            _run_trainer(writer, lines, options)
+        except RuntimeError as error:  # SentencePiece reports bad settings as INTERNAL errors
+            tmp.unlink(missing_ok=True)
+            raise ValueError(f"SentencePiece cannot train with {options}: {error}") from None
     tmp.replace(model_file)
+
+
+def _run_trainer(writer, lines: list[str], options: TokenizerSettings) -> None:
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines),
+        model_writer=writer,
+        vocab_size=options.vocab_size,
+        model_type=options.model_type,
+        character_coverage=options.character_coverage,
+        max_sentence_length=options.max_sentence_length,
+        pad_id=PAD_ID,
+        unk_id=UNK_ID,
+        bos_id=BOS_ID,
+        eos_id=EOS_ID,
+        user_defined_symbols=list(SPECIAL_PIECES),
+        byte_fallback=True,
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=True,
+        num_threads=2,
+        hard_vocab_limit=False,  # a small corpus may not fill the vocabulary: shrink it
+        minloglevel=2,
+    )
+
+
+def course_tokenizer(
+    langs: Sequence[str] = LANGUAGES, options: TokenizerSettings = TokenizerSettings()
+) -> Tokenizer:
+    """The course's joint vocabulary: trained on the task-1 training sentences of ``langs``.
+
+    Only training text is used (never validation or test sentences). Cached after the first call.
+    """
+    from . import data  # data imports normalize from here; import late to keep layers one-way
+
+    unknown = set(langs) - set(LANGUAGES)
+    if unknown:
+        raise ValueError(f"unknown language(s) {sorted(unknown)}: the course has {', '.join(LANGUAGES)}")
+    return train_tokenizer([line for lang in langs for line in data.read_lines(1, "train", lang)], options)

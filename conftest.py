@@ -1,0 +1,14 @@
+"""Test-session setup shared by pytest (tests/) and nbval (notebooks/).
+
+Notebooks always run in quick mode under the test command, and the Multi30k mirror beside the
+checkout (``../shared/data/multi30k``, as on CI) is used when no other source is configured.
+The kernels nbval starts inherit this environment.
+"""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TMT_QUICK", "1")
+_mirror = Path(__file__).resolve().parent.parent / "shared" / "data" / "multi30k"
+if "TMT_MULTI30K_MIRROR" not in os.environ and _mirror.is_dir():
+    os.environ["TMT_MULTI30K_MIRROR"] = str(_mirror)
