@@ -1,0 +1,47 @@
+"""Crash-safe checkpoints: written atomically, read with ``weights_only=True``.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so it loads without
+unpickling arbitrary objects. Writing goes to a temporary file in the same folder, which is
+flushed to disk and then renamed over the old file: a crash at any moment leaves either the old
+checkpoint or the new one, never a damaged mix.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, damaged, or not one of ours."""
+
+
+def save_atomic(obj: dict[str, Any], path: str | os.PathLike) -> Path:
+    """``torch.save`` to ``path`` via a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        torch.save(obj, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint dict, turning every failure into one clear ``CheckpointError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises many types for damaged files; report them as one
+        raise CheckpointError(f"{path} is not a readable checkpoint (damaged or partial file?): "
+                              f"{type(error).__name__}") from None
+    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
+        raise CheckpointError(f"{path} is not a tmt checkpoint (it has no model weights)")
+    return checkpoint

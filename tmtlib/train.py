@@ -1,0 +1,366 @@
+"""The training engine: one loop for every objective, on a laptop CPU or many GPUs.
+
+* token-bucketed batches (``tmtlib.batching``), AdamW (Loshchilov & Hutter 2019), linear warm-up
+  then inverse-square-root (Vaswani et al. 2017) or cosine decay, gradient clipping and
+  accumulation;
+* evaluation every ``eval_every`` steps (validation loss, plus any metric such as BLEU from an
+  ``evaluate`` callback), ``best.pt`` for the best score, early stopping after ``patience``
+  evaluations without improvement;
+* crash safety: ``last.pt`` holds model, optimiser, scheduler, RNG state, data position, config
+  and metrics, written atomically; calling ``train`` again with the same ``out_dir`` resumes
+  exactly where the last checkpoint stopped and, with the same seed, reaches the same result;
+* scale-out: run the same code under ``torchrun`` and it trains with DistributedDataParallel
+  (NCCL on GPUs, gloo on CPUs), each rank on its own shard of every epoch's batches, with rank 0
+  alone logging and writing checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from . import checkpoint
+from .batching import Example, collate, shard, token_batches
+from .objectives import Objective
+
+Evaluator = Callable[[torch.nn.Module], dict[str, float]]
+StepCallback = Callable[[int, torch.nn.Module], Any]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train; saved beside every checkpoint."""
+
+    max_steps: int = 1000
+    max_epochs: int | None = None
+    max_minutes: float | None = None  # wall-clock budget, summed over resumed runs
+    max_tokens: int = 4096  # padded tokens per batch (per process)
+    accumulate: int = 1  # batches per optimiser step
+    lr: float = 7e-4
+    betas: tuple[float, float] = (0.9, 0.98)
+    weight_decay: float = 0.01
+    warmup_steps: int = 400
+    schedule: str = "inverse_sqrt"  # or "cosine" or "constant"
+    clip_norm: float = 1.0
+    eval_every: int = 500
+    checkpoint_every: int = 500
+    patience: int | None = None  # evaluations without improvement before stopping
+    select: str = "val_loss"  # metric that picks best.pt; names ending in "loss" are minimised
+    seed: int = 0
+    log_every: int = 25
+    progress: bool = True
+    device: str = "auto"  # "cpu", "cuda", or "auto"
+    precision: str = "fp32"  # "bf16" autocasts on GPUs
+
+    def __post_init__(self):
+        if self.schedule not in {"inverse_sqrt", "cosine", "constant"}:
+            raise ValueError(f"unknown schedule {self.schedule!r}: inverse_sqrt, cosine or constant")
+        if self.precision not in {"fp32", "bf16"}:
+            raise ValueError(f"precision must be fp32 or bf16, not {self.precision!r}")
+        if self.max_steps < 1 or self.accumulate < 1 or self.max_tokens < 1:
+            raise ValueError("max_steps, accumulate and max_tokens must be positive")
+
+
+def learning_rate_factor(step: int, config: TrainConfig) -> float:
+    """Multiplier of the base learning rate at ``step``: linear warm-up, then the decay."""
+    warmup = max(1, config.warmup_steps)
+    if step < warmup:
+        return (step + 1) / warmup
+    if config.schedule == "inverse_sqrt":
+        return math.sqrt(warmup / (step + 1))
+    if config.schedule == "cosine":
+        progress = (step - warmup) / max(1, config.max_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return 1.0
+
+
+@dataclass
+class History:
+    """What happened during training: one record per logged step and one per evaluation."""
+
+    steps: list[dict[str, float]] = field(default_factory=list)
+    evals: list[dict[str, float]] = field(default_factory=list)
+
+    def column(self, key: str, evals: bool = False) -> tuple[list[float], list[float]]:
+        """(steps, values) of one metric, for plotting."""
+        rows = [r for r in (self.evals if evals else self.steps) if key in r]
+        return [r["step"] for r in rows], [r[key] for r in rows]
+
+    def to_dict(self) -> dict[str, list]:
+        return {"steps": self.steps, "evals": self.evals}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, list]) -> History:
+        return cls(list(raw["steps"]), list(raw["evals"]))
+
+
+@dataclass
+class Progress:
+    """Where training stands: saved in checkpoints so a restart continues from here."""
+
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0  # next batch of the epoch
+    elapsed: float = 0.0  # seconds of training so far
+    best: float | None = None
+    stale_evals: int = 0
+    stopped: str = ""
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world_size); joins the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def validation_loss(model: torch.nn.Module, objective: Objective, examples: Sequence[Example],
+                    max_tokens: int = 8192, device: torch.device | str = "cpu") -> dict[str, float]:
+    """Per-token NLL (and KL for a VAE: their sum is -ELBO) over ``examples``, dropout off."""
+    was_training = model.training
+    model.eval()
+    nll = kl = 0.0
+    tokens = 0
+    for indices in token_batches([e.size for e in examples], max_tokens, shuffle=False):
+        report = objective.loss(model, collate([examples[i] for i in indices]).to(device))
+        nll, kl, tokens = nll + report.nll, kl + report.kl, tokens + report.tokens
+    model.train(was_training)
+    metrics = {"val_nll": nll / tokens, "val_loss": (nll + kl) / tokens, "val_ppl": math.exp(min(50.0, nll / tokens))}
+    if kl:
+        metrics["val_kl"] = kl / tokens
+    return metrics
+
+
+class _ObjectiveModule(torch.nn.Module):
+    """Model and objective as one module, so DistributedDataParallel sees the loss in forward()."""
+
+    def __init__(self, model: torch.nn.Module, objective: Objective):
+        super().__init__()
+        self.model, self.objective = model, objective
+
+    def forward(self, batch, step: int):
+        report = self.objective.loss(self.model, batch, step)
+        return report.loss, report
+
+
+class _Run:
+    """One training run's moving parts: model, optimiser, schedule, progress, history."""
+
+    def __init__(self, model, objective, examples, config, valid, evaluate, out_dir, param_groups,
+                 callbacks, metadata):
+        self.rank, self.world = distributed()
+        self.config, self.objective, self.examples = config, objective, examples
+        self.valid, self.evaluate, self.callbacks = valid, evaluate, callbacks
+        self.out_dir = Path(out_dir) if out_dir else None
+        self.metadata = dict(metadata or {})
+        self.device = pick_device(config.device)
+        self.model = model.to(self.device)
+        self.sizes = [e.size for e in examples]
+        torch.manual_seed(config.seed + self.rank)
+        groups = param_groups if param_groups is not None else [{"params": [p for p in model.parameters()]}]
+        self.optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: learning_rate_factor(s, config))
+        self.progress, self.history = Progress(), History()
+        self.resume()
+        self.net = _ObjectiveModule(model, objective)
+        if self.world > 1:
+            self.net = DistributedDataParallel(self.net, find_unused_parameters=not objective.uses_encoder)
+
+    # --- checkpoints --------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state()
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng,
+            "progress": asdict(self.progress),
+            "train_config": asdict(self.config),
+            "history": self.history.to_dict(),
+            **self.metadata,
+        }
+
+    def resume(self) -> None:
+        last = self.out_dir / "last.pt" if self.out_dir else None
+        if last is None or not last.exists():
+            return
+        saved = checkpoint.load(last)
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["rng"]["torch"])
+        if "cuda" in saved["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state(saved["rng"]["cuda"])
+        self.progress = Progress(**saved["progress"])
+        self.progress.stopped = ""
+        self.history = History.from_dict(saved["history"])
+
+    def save(self, name: str, full: bool = True) -> None:
+        if self.rank != 0 or self.out_dir is None:
+            return
+        if full:
+            checkpoint.save_atomic(self.state(), self.out_dir / name)
+        else:
+            weights = {"model": self.model.state_dict(), "progress": asdict(self.progress),
+                       "train_config": asdict(self.config), **self.metadata}
+            checkpoint.save_atomic(weights, self.out_dir / name)
+        (self.out_dir / "history.json").write_text(json.dumps(self.history.to_dict()))
+
+    # --- the loop -----------------------------------------------------------------------------
+    def epoch_batches(self) -> list[list[int]]:
+        batches = token_batches(self.sizes, self.config.max_tokens, seed=self.config.seed * 100_003 + self.progress.epoch)
+        batches = shard(batches, self.rank, self.world)
+        if len(batches) < self.config.accumulate:
+            raise ValueError(f"an epoch has {len(batches)} batches per process, fewer than accumulate="
+                             f"{self.config.accumulate}: use more data or smaller batches")
+        return batches
+
+    def run(self) -> History:
+        config, progress = self.config, self.progress
+        bar = tqdm(total=config.max_steps, initial=progress.step, disable=not config.progress or self.rank != 0,
+                   desc=self.objective.name, unit="step", dynamic_ncols=True)
+        self.model.train()
+        while not self.finished():
+            batches = self.epoch_batches()
+            while progress.batch + config.accumulate <= len(batches) and not self.finished():
+                started = time.perf_counter()
+                group = batches[progress.batch: progress.batch + config.accumulate]
+                stats = self.step(group)
+                progress.batch += config.accumulate
+                progress.step += 1
+                progress.elapsed += time.perf_counter() - started
+                self.after_step(stats, time.perf_counter() - started, bar)
+            if progress.batch + config.accumulate > len(batches):
+                progress.epoch, progress.batch = progress.epoch + 1, 0
+        bar.close()
+        if progress.step % config.eval_every and self.valid is not None:
+            self.run_evaluation()
+        self.save("last.pt")
+        return self.history
+
+    def finished(self) -> bool:
+        config, progress = self.config, self.progress
+        if progress.step >= config.max_steps:
+            progress.stopped = progress.stopped or "max_steps"
+        elif config.max_epochs is not None and progress.epoch >= config.max_epochs:
+            progress.stopped = "max_epochs"
+        elif config.max_minutes is not None and progress.elapsed >= 60 * config.max_minutes:
+            progress.stopped = "max_minutes"
+        return bool(progress.stopped)
+
+    def step(self, group: list[list[int]]) -> dict[str, float]:
+        """One optimiser step over ``accumulate`` batches; returns summed statistics."""
+        totals = {"nll": 0.0, "kl": 0.0, "tokens": 0, "src_tokens": 0, "kl_weight": 0.0}
+        for micro, indices in enumerate(group):
+            rng = random.Random(f"{self.config.seed}/{self.progress.epoch}/{self.progress.batch + micro}/{self.rank}")
+            batch = collate([self.objective.corrupt(self.examples[i], rng) for i in indices]).to(self.device)
+            last = micro == len(group) - 1
+            sync = nullcontext() if last or self.world == 1 else self.net.no_sync()
+            with sync, self.autocast():
+                loss, report = self.net(batch, self.progress.step)
+                (loss / len(group)).backward()
+            totals["nll"] += report.nll
+            totals["kl"] += report.kl
+            totals["tokens"] += report.tokens
+            totals["src_tokens"] += batch.src_tokens
+            totals["kl_weight"] = report.kl_weight
+        if self.config.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return totals
+
+    def autocast(self):
+        if self.config.precision == "bf16" and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def after_step(self, stats: dict[str, float], seconds: float, bar) -> None:
+        config, progress = self.config, self.progress
+        for callback in self.callbacks:
+            callback(progress.step, self.model)
+        if progress.step % config.log_every == 0 or progress.step == 1:
+            record = {
+                "step": progress.step, "epoch": progress.epoch, "time": round(progress.elapsed, 3),
+                "loss": (stats["nll"] + stats["kl_weight"] * stats["kl"]) / stats["tokens"],
+                "nll": stats["nll"] / stats["tokens"], "kl": stats["kl"] / stats["tokens"],
+                "kl_weight": stats["kl_weight"], "lr": self.scheduler.get_last_lr()[0],
+                "tokens_per_s": (stats["tokens"] + stats["src_tokens"]) * self.world / seconds,
+            }
+            self.history.steps.append(record)
+            bar.set_postfix(loss=f"{record['nll']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
+        bar.update(1)
+        if progress.step % config.eval_every == 0 and self.valid is not None:
+            self.run_evaluation()
+        if progress.step % config.checkpoint_every == 0:
+            self.save("last.pt")
+
+    def run_evaluation(self) -> None:
+        """Score the model; keep best.pt; count evaluations without improvement.
+
+        Every rank evaluates the same data with identical weights, so all reach the same
+        early-stopping decision without communicating.
+        """
+        metrics = validation_loss(self.model, self.objective, self.valid, device=self.device)
+        if self.evaluate is not None:
+            metrics.update(self.evaluate(self.model))
+        self.model.train()
+        self.history.evals.append({"step": self.progress.step, **metrics})
+        score = metrics[self.config.select]
+        lower_is_better = self.config.select.endswith("loss")
+        best = self.progress.best
+        if best is None or (score < best if lower_is_better else score > best):
+            self.progress.best, self.progress.stale_evals = score, 0
+            self.save("best.pt", full=False)
+        else:
+            self.progress.stale_evals += 1
+            if self.config.patience is not None and self.progress.stale_evals >= self.config.patience:
+                self.progress.stopped = "early_stopping"
+
+
+def train(model: torch.nn.Module, objective: Objective, examples: Sequence[Example],
+          config: TrainConfig = TrainConfig(), *, valid: Sequence[Example] | None = None,
+          evaluate: Evaluator | None = None, out_dir: str | os.PathLike | None = None,
+          param_groups: list[dict] | None = None, callbacks: Sequence[StepCallback] = (),
+          metadata: dict[str, Any] | None = None) -> History:
+    """Train ``model`` on ``examples`` with ``objective``; resume from ``out_dir/last.pt`` if present.
+
+    ``metadata`` (model config, tokenizer fingerprint, run settings) is stored in every
+    checkpoint. ``param_groups`` overrides the optimiser's parameter groups (per-part learning
+    rates, see ``tmtlib.transfer.parameter_groups``); ``callbacks`` run after each optimiser step
+    with ``(step, model)`` (gradual unfreezing uses this). Returns the metrics history.
+    """
+    if not examples:
+        raise ValueError("no training examples: check the data and the length filter")
+    if config.eval_every and valid is not None and not valid:
+        raise ValueError("the validation set is empty")
+    return _Run(model, objective, list(examples), config, valid, evaluate, out_dir, param_groups,
+                callbacks, metadata).run()
