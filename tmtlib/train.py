@@ -244,6 +244,8 @@ class _Run:
 
     def run(self) -> History:
         config, progress = self.config, self.progress
+        if self.finished():  # resumed a run that had already ended: nothing to do
+            return self.history
         bar = tqdm(total=config.max_steps, initial=progress.step, disable=not config.progress or self.rank != 0,
                    desc=self.objective.name, unit="step", dynamic_ncols=True)
         self.model.train()
@@ -273,6 +275,8 @@ class _Run:
             progress.stopped = "max_epochs"
         elif config.max_minutes is not None and progress.elapsed >= 60 * config.max_minutes:
             progress.stopped = "max_minutes"
+        elif config.patience is not None and progress.stale_evals >= config.patience:
+            progress.stopped = "early_stopping"
         return bool(progress.stopped)
 
     def step(self, group: list[list[int]]) -> dict[str, float]:
@@ -342,8 +346,6 @@ class _Run:
             self.save("best.pt", full=False)
         else:
             self.progress.stale_evals += 1
-            if self.config.patience is not None and self.progress.stale_evals >= self.config.patience:
-                self.progress.stopped = "early_stopping"
 
 
 def train(model: torch.nn.Module, objective: Objective, examples: Sequence[Example],

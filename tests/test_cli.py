@@ -1,0 +1,104 @@
+"""The command line, end to end on the real corpus with the tiny preset: train, resume, translate,
+evaluate, and one clear error line (exit 2) for every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tmtlib import checkpoint
+from tmtlib.cli import main
+
+TINY = ["--preset", "tiny", "--max-tokens", "1500", "--no-progress", "--lr", "3e-3", "--warmup-steps", "5"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, corpus):
+    """A tiny DAE pretraining run and a translator fine-tuned from it (module-wide, built once)."""
+    root = tmp_path_factory.mktemp("runs")
+    config = root / "pretrain.toml"
+    config.write_text('objective = "dae"\nsentences_per_lang = 600\n[train]\nmax_steps = 12\neval_every = 6\n')
+    assert main(["pretrain", "--config", str(config), "--out", str(root / "dae"), *TINY]) == 0
+    assert main(["finetune", "--pairs", "500", "--init", str(root / "dae" / "best.pt"), "--max-steps", "10",
+                 "--eval-every", "5", "--bleu-sentences", "20", "--out", str(root / "ft"), *TINY]) == 0
+    return root
+
+
+def test_runs_write_checkpoints_config_and_history(runs):
+    for name in ("dae", "ft"):
+        folder = runs / name
+        assert {"best.pt", "last.pt", "config.json", "history.json", "tokenizer.model"} <= {p.name for p in folder.iterdir()}
+    config = json.loads((runs / "dae" / "config.json").read_text())
+    assert config["objective"] == "dae" and config["sentences_per_lang"] == 600
+    assert config["train"]["max_steps"] == 12 and config["train"]["max_tokens"] == 1500  # file + flags
+    last = checkpoint.load(runs / "ft" / "last.pt")
+    assert last["progress"]["step"] == 10 and last["spec"]["init"].endswith("best.pt")
+    assert [e["step"] for e in json.loads((runs / "ft" / "history.json").read_text())["evals"]] == [5, 10]
+
+
+def test_rerunning_a_finished_run_resumes_without_training(runs, capsys):
+    before = (runs / "ft" / "last.pt").read_bytes()
+    assert main(["finetune", "--pairs", "500", "--init", str(runs / "dae" / "best.pt"), "--max-steps", "10",
+                 "--eval-every", "5", "--bleu-sentences", "20", "--out", str(runs / "ft"), *TINY]) == 0
+    assert (runs / "ft" / "last.pt").read_bytes() == before
+
+
+def test_translate_and_evaluate(runs, tmp_path, capsys, monkeypatch):
+    source = tmp_path / "in.en"
+    source.write_text("A dog runs on the grass.\nTwo men are talking.\n")
+    assert main(["translate", "--checkpoint", str(runs / "ft" / "best.pt"), "--tgt", "de", "--beam", "2",
+                 "--input", str(source)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    hyp, ref = tmp_path / "hyp", tmp_path / "ref"
+    hyp.write_text("Ein Hund rennt.\n")
+    ref.write_text("Ein Hund rennt.\n")
+    assert main(["evaluate", "--hyp", str(hyp), "--ref", str(ref)]) == 0
+    out = capsys.readouterr().out
+    assert "BLEU = 100.0" in out and "version:" in out and "chrF2++" in out
+
+
+def _error(argv, capsys) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "error:" in err and "Traceback" not in err
+    return err
+
+
+def test_bad_input_is_one_clear_line(runs, tmp_path, capsys):
+    best = str(runs / "ft" / "best.pt")
+    lines = tmp_path / "lines"
+    lines.write_text("A dog.\n\nA cat.\n")
+    assert "line 2 is empty" in _error(["translate", "--checkpoint", best, "--tgt", "de", "--input", str(lines)], capsys)
+    assert "unknown language 'xx'" in _error(["translate", "--checkpoint", best, "--tgt", "xx", "--input", str(lines)], capsys)
+    assert "no checkpoint" in _error(["translate", "--checkpoint", str(tmp_path / "none.pt"), "--tgt", "de"], capsys)
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes((runs / "ft" / "best.pt").read_bytes()[:2000])
+    assert "damaged" in _error(["translate", "--checkpoint", str(broken), "--tgt", "de", "--input", str(lines)], capsys)
+    bad_config = tmp_path / "bad.toml"
+    bad_config.write_text("objective = 'dae'\ncolour = 'blue'\n")
+    assert "unknown PretrainSpec settings: colour" in _error(
+        ["pretrain", "--config", str(bad_config), "--out", str(tmp_path / "x"), *TINY], capsys)
+
+
+def test_other_vocabulary_and_other_run_are_refused_without_damage(runs, tmp_path, capsys):
+    saved = checkpoint.load(runs / "dae" / "best.pt")
+    saved["tokenizer"] = "0123456789abcdef"
+    foreign = tmp_path / "foreign.pt"
+    torch.save(saved, foreign)
+    err = _error(["finetune", "--pairs", "500", "--init", str(foreign), "--max-steps", "2", "--out",
+                  str(tmp_path / "ft2"), *TINY], capsys)
+    assert "vocabulary" in err or "tokenizer" in err
+    before = (runs / "ft" / "last.pt").read_bytes()
+    err = _error(["finetune", "--pairs", "700", "--max-steps", "10", "--out", str(runs / "ft"), *TINY], capsys)
+    assert "different run" in err
+    assert (runs / "ft" / "last.pt").read_bytes() == before
+
+
+def test_module_entry_point_exit_status(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "tmtlib", "translate", "--checkpoint", str(tmp_path / "x.pt"),
+                             "--tgt", "de"], input="A dog.\n", capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "no checkpoint" in result.stderr

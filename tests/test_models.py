@@ -1,0 +1,222 @@
+"""The Transformer: shapes, masking, LM mode, positions, tying, presets, VAE heads, the cache."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tmtlib.models import PRESETS, DecoderCache, ModelConfig, Seq2Seq, model_config
+from tmtlib.tokenize import EOS_ID, PAD_ID
+
+V = 50
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors gain nothing from intra-op threads and lose much when other jobs share the CPUs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(**overrides) -> Seq2Seq:
+    torch.manual_seed(0)
+    return Seq2Seq(model_config("tiny", V, **overrides)).eval()
+
+
+def tokens(*shape: int) -> torch.Tensor:
+    """Random content ids (never pad or eos)."""
+    return torch.randint(4, V, shape)
+
+
+def source_batch() -> torch.Tensor:
+    """Two sources of lengths 6 and 4 (EOS included), right-padded: [2, 6]."""
+    src = tokens(2, 6)
+    src[:, -1] = EOS_ID
+    src[1, 3], src[1, 4:] = EOS_ID, PAD_ID
+    return src
+
+
+def test_shapes():
+    model = tiny()
+    src, tgt_in = source_batch(), tokens(2, 5)
+    memory, src_pad = model.encode(src)
+    assert memory.shape == (2, 6, 32) and src_pad.tolist() == [[False] * 6, [False] * 4 + [True] * 2]
+    assert model(src, tgt_in).shape == (2, 5, V)
+    assert model.decode(tgt_in).shape == (2, 5, V)  # LM mode
+    logits, attention = model.decode(tgt_in, memory, src_pad, need_attention=True)
+    assert logits.shape == (2, 5, V) and attention.shape == (2, 5, 6)
+
+
+def test_encoder_ignores_right_padding():
+    model = tiny()
+    src = source_batch()
+    memory, _ = model.encode(src)
+    padded = torch.cat([src, torch.full((2, 7), PAD_ID)], dim=1)
+    memory_padded, pad = model.encode(padded)
+    real = ~pad[:, :6]
+    torch.testing.assert_close(memory_padded[:, :6][real], memory[real], atol=1e-5, rtol=0)
+    alone, _ = model.encode(src[1:, :4])  # the short sentence without any padding
+    torch.testing.assert_close(memory[1, :4], alone[0], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("with_memory", [True, False])
+def test_decoder_cannot_see_the_future(with_memory):
+    model = tiny()
+    memory, src_pad = model.encode(source_batch()) if with_memory else (None, None)
+    tgt_in = tokens(2, 6)
+    changed = tgt_in.clone()
+    changed[:, 4] = (changed[:, 4] + 1 - 4) % (V - 4) + 4
+    before, after = model.decode(tgt_in, memory, src_pad), model.decode(changed, memory, src_pad)
+    torch.testing.assert_close(after[:, :4], before[:, :4], atol=1e-6, rtol=0)
+    assert not torch.allclose(after[:, 4:], before[:, 4:])
+
+
+def test_lm_mode_leaves_cross_attention_untouched():
+    model = tiny().train()
+    model.decode(tokens(2, 5)).logsumexp(-1).sum().backward()
+    for name, parameter in model.named_parameters():
+        unused = ".cross_attn." in name or ".cross_norm." in name or name.startswith("encoder.")
+        assert (parameter.grad is None) == unused, name
+
+
+def test_learned_and_sinusoidal_positions():
+    sinusoidal, learned = tiny(), tiny(positions="learned")
+    assert not any(k.startswith("positions") for k in sinusoidal.state_dict())
+    assert [k for k in learned.state_dict() if k.startswith("positions")] == ["positions.table.weight"]
+    assert learned.num_parameters() == sinusoidal.num_parameters() + 512 * 32
+    for model in (sinusoidal, learned):  # positions matter: a permuted input is not a permuted output
+        src = tokens(1, 5)
+        memory, _ = model.encode(src)
+        swapped, _ = model.encode(src.flip(1))
+        assert not torch.allclose(swapped.flip(1), memory, atol=1e-4)
+    with pytest.raises(ValueError, match="max_len of 8"):
+        tiny(max_len=8).encode(tokens(1, 9))
+
+
+def test_output_projection_is_the_embedding():
+    model = tiny()
+    assert [n for n, p in model.named_parameters() if p.shape == (V, 32)] == ["embed.weight"]
+    with torch.no_grad():
+        model.embed.weight[7].zero_()
+    tgt_in = torch.randint(8, V, (2, 4))  # token 7 absent from the input
+    assert (model.decode(tgt_in)[..., 7] == 0).all()
+
+
+def test_initialisation():
+    model = tiny()
+    assert (model.embed.weight[PAD_ID] == 0).all()
+    assert (model.decoder.layers[0].self_attn.qkv.bias == 0).all()
+    std = model.embed.weight[4:].std().item()
+    assert 0.7 * 32 ** -0.5 < std < 1.3 * 32 ** -0.5
+
+
+def test_parameter_names_are_stable():
+    names = {n for n, _ in tiny(latent_dim=8).named_parameters()}
+    layer = "decoder.layers.0."
+    assert {n for n in names if n.startswith(layer + "cross_attn.")} == {
+        layer + f"cross_attn.{p}.{w}" for p in ("q", "kv", "out") for w in ("weight", "bias")}
+    assert {n for n in names if n.startswith(layer + "cross_norm.")} == {layer + "cross_norm.weight",
+                                                                          layer + "cross_norm.bias"}
+    assert {n.split(".")[0] for n in names} == {"embed", "encoder", "decoder", "latent"}
+    assert {"encoder.norm.weight", "decoder.norm.weight", "latent.to_mu.weight", "latent.to_logvar.weight",
+            "latent.to_memory.weight", "encoder.layers.0.self_attn.qkv.weight"} <= names
+    assert not any(n.startswith("latent") for n, _ in tiny().named_parameters())
+
+
+def test_presets_and_validation():
+    assert set(PRESETS) == {"tiny", "course", "large"}
+    course = model_config("course", 8000)
+    assert (course.d_model, course.n_heads, course.d_ff, course.n_encoder_layers) == (256, 4, 1024, 3)
+    large = model_config("large", 8000, dropout=0.3)
+    assert (large.d_model, large.n_heads, large.n_decoder_layers, large.dropout) == (512, 8, 6, 0.3)
+    with pytest.raises(ValueError, match="tiny, course, large"):
+        model_config("huge", 8000)
+    with pytest.raises(ValueError, match="divisible"):
+        ModelConfig(vocab_size=V, d_model=30, n_heads=4)
+    with pytest.raises(ValueError, match="positions"):
+        ModelConfig(vocab_size=V, positions="rotary")
+    with pytest.raises(ValueError, match="n_decoder_layers must be positive"):
+        ModelConfig(vocab_size=V, n_decoder_layers=0)
+    with pytest.raises(ValueError, match="vocab_size must be positive"):
+        ModelConfig(vocab_size=0)
+    with pytest.raises(ValueError, match="dropout"):
+        ModelConfig(vocab_size=V, dropout=1.0)
+    with pytest.raises(ValueError, match="latent_dim"):
+        ModelConfig(vocab_size=V, latent_dim=-1)
+
+
+def test_posterior_and_latent_memory():
+    model = tiny(latent_dim=8)
+    src = source_batch()
+    memory, src_pad = model.encode(src)
+    mu, logvar = model.posterior(memory, src_pad)
+    assert mu.shape == logvar.shape == (2, 8)
+    padded_memory, padded_pad = model.encode(torch.cat([src, torch.full((2, 3), PAD_ID)], dim=1))
+    torch.testing.assert_close(model.posterior(padded_memory, padded_pad)[0], mu, atol=1e-5, rtol=0)
+    latent = model.latent_memory(mu)
+    assert latent.shape == (2, 1, 32)
+    assert model.decode(tokens(2, 3), latent).shape == (2, 3, V)
+    with pytest.raises(ValueError, match="latent_dim > 0"):
+        tiny().posterior(memory, src_pad)
+    with pytest.raises(ValueError, match="latent_dim > 0"):
+        tiny().latent_memory(mu)
+
+
+def test_attention_weights():
+    model = tiny(n_decoder_layers=2)
+    src, tgt_in = source_batch(), tokens(2, 5)
+    memory, src_pad = model.encode(src)
+    logits, attention = model.decode(tgt_in, memory, src_pad, need_attention=True)
+    torch.testing.assert_close(attention.sum(-1), torch.ones(2, 5))
+    assert (attention[1, :, 4:] == 0).all() and (attention[1, :, :4] > 0).all()
+    # the explicit softmax path computes the same thing as scaled_dot_product_attention
+    torch.testing.assert_close(logits, model.decode(tgt_in, memory, src_pad), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="needs a memory"):
+        model.decode(tgt_in, need_attention=True)
+
+
+def decode_step_by_step(model: Seq2Seq, tgt_in: torch.Tensor, memory, memory_pad) -> torch.Tensor:
+    cache = DecoderCache(model.config.n_decoder_layers)
+    steps = [model.decode(tgt_in[:, t: t + 1], memory, memory_pad, cache=cache) for t in range(tgt_in.size(1))]
+    assert cache.length == tgt_in.size(1)
+    return torch.cat(steps, dim=1)
+
+
+@pytest.mark.parametrize("mode", ["memory", "lm", "latent"])
+@pytest.mark.parametrize("positions", ["sinusoidal", "learned"])
+def test_cached_decoding_equals_full_recomputation(mode, positions):
+    model = tiny(n_decoder_layers=2, positions=positions, latent_dim=4)
+    memory, memory_pad = model.encode(source_batch())
+    if mode == "lm":
+        memory, memory_pad = None, None
+    elif mode == "latent":
+        memory, memory_pad = model.latent_memory(torch.randn(2, 4)), None
+    tgt_in = tokens(2, 7)
+    full = model.decode(tgt_in, memory, memory_pad)
+    torch.testing.assert_close(decode_step_by_step(model, tgt_in, memory, memory_pad), full, atol=1e-5, rtol=0)
+
+
+def test_cache_select_reorders_and_drops_rows():
+    model = tiny(n_decoder_layers=2)
+    src = torch.cat([source_batch(), source_batch()])  # [4, 6]
+    memory, src_pad = model.encode(src)
+    tgt_in = tokens(4, 6)
+    cache = DecoderCache(model.config.n_decoder_layers)
+    model.decode(tgt_in[:, :2], memory, src_pad, cache=cache)  # a two-token prefix at once
+    model.decode(tgt_in[:, 2:3], memory, src_pad, cache=cache)
+    index = torch.tensor([3, 0, 0])  # reorder, duplicate, drop rows 1 and 2
+    cache.select(index)
+    tgt_in, memory, src_pad = tgt_in[index], memory[index], src_pad[index]
+    steps = [model.decode(tgt_in[:, t: t + 1], memory, src_pad, cache=cache) for t in range(3, 6)]
+    full = model.decode(tgt_in, memory, src_pad)
+    torch.testing.assert_close(torch.cat(steps, dim=1), full[:, 3:], atol=1e-5, rtol=0)
+
+
+def test_dropout_only_in_training():
+    model = tiny(dropout=0.5)
+    src, tgt_in = source_batch(), tokens(2, 5)
+    torch.testing.assert_close(model(src, tgt_in), model(src, tgt_in))
+    model.train()
+    assert not torch.allclose(model(src, tgt_in), model(src, tgt_in))

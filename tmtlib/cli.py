@@ -1,0 +1,204 @@
+"""``python -m tmtlib`` (or ``tmt``): the course's pipeline from the command line, at any scale.
+
+    python -m tmtlib pretrain --objective dae --langs en de --out runs/dae --max-minutes 30
+    python -m tmtlib finetune --src en --tgt de --pairs 3000 --init runs/dae/best.pt --out runs/ft
+    python -m tmtlib translate --checkpoint runs/ft/best.pt --tgt de < input.en > output.de
+    python -m tmtlib evaluate --checkpoint runs/ft/best.pt --src en --tgt de --split test_2016_flickr
+
+Every training command also takes ``--config FILE`` (JSON or TOML with the same keys as the
+flags; flags given on the command line win) and writes ``config.json`` beside its checkpoints.
+Under ``torchrun`` the training commands run data-parallel. Errors are one line on stderr and
+exit status 2; files already saved are never damaged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tomllib
+from dataclasses import fields, replace
+from pathlib import Path
+
+from . import checkpoint, data, pipeline
+from .evaluate import evaluate
+from .tokenize import normalize
+from .train import TrainConfig
+from .transfer import PARTS, TransferError
+
+TRAIN_FLAGS = {f.name for f in fields(TrainConfig)} - {"betas", "progress"}
+
+
+def _add_train_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("training")
+    for f in fields(TrainConfig):
+        if f.name not in TRAIN_FLAGS:
+            continue
+        kind = {"int": int, "float": float, "str": str}.get(str(f.type).split(" |")[0].strip("'"), str)
+        group.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=None, help=f"default {f.default}")
+    group.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--config", type=Path, help="JSON or TOML file of settings")
+    parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, config, history")
+
+
+def _read_config(path: Path | None) -> dict:
+    if path is None:
+        return {}
+    if not path.is_file():
+        raise ValueError(f"config file {path} does not exist")
+    text = path.read_text()
+    try:
+        return tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"config file {path} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {error}")
+
+
+def _train_config(args, file_values: dict, base: TrainConfig) -> TrainConfig:
+    values = {**file_values.get("train", {})}
+    values.update({k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None})
+    if args.no_progress:
+        values["progress"] = False
+    unknown = set(values) - {f.name for f in fields(TrainConfig)}
+    if unknown:
+        raise ValueError(f"unknown training settings: {', '.join(sorted(unknown))}")
+    return replace(base, **values)
+
+
+def _spec(cls, args, names: list[str], base_train: TrainConfig):
+    file_values = _read_config(args.config)
+    values = {k: v for k, v in file_values.items() if k != "train"}
+    values.update({k: getattr(args, k) for k in names if getattr(args, k) is not None})
+    values["train"] = _train_config(args, file_values, base_train)
+    return pipeline.spec_from_dict(cls, values)
+
+
+PRETRAIN_FLAGS = ["objective", "langs", "preset", "sentences_per_lang", "include_task1_train", "latent_dim",
+                  "kl_schedule", "kl_warmup", "max_beta", "free_bits", "word_dropout", "mask_p", "infill_ratio",
+                  "shuffle_k", "delete_p"]
+FINETUNE_FLAGS = ["src", "tgt", "pairs", "subset_seed", "preset", "init", "parts", "label_smoothing", "bleu_sentences"]
+
+
+def cmd_pretrain(args) -> None:
+    spec = _spec(pipeline.PretrainSpec, args, PRETRAIN_FLAGS, TrainConfig())
+    _, history = pipeline.pretrain(spec, args.out)
+    last = history.evals[-1] if history.evals else {}
+    print(json.dumps({"out": str(args.out), **last}))
+
+
+def cmd_finetune(args) -> None:
+    spec = _spec(pipeline.FinetuneSpec, args, FINETUNE_FLAGS, TrainConfig(select="val_bleu"))
+    _, history, report = pipeline.finetune(spec, args.out)
+    if report is not None:
+        print(report.summary(), file=sys.stderr)
+    last = history.evals[-1] if history.evals else {}
+    print(json.dumps({"out": str(args.out), **last}))
+
+
+def _read_input(path: Path | None) -> list[str]:
+    text = path.read_text(encoding="utf-8") if path else sys.stdin.read()
+    return text.splitlines()
+
+
+def cmd_translate(args) -> None:
+    from .decode import translate
+
+    model, tokenizer, _ = pipeline.load(args.checkpoint)
+    lines = _read_input(args.input)
+    tokenizer.lang_id(args.tgt)  # an unknown language fails before any work
+    if not lines:
+        raise ValueError("no input: give one sentence per line")
+    empty = [number for number, line in enumerate(lines, 1) if not normalize(line)]
+    if empty:
+        raise ValueError(f"line {empty[0]} is empty ({len(empty)} empty in all): give one sentence per line")
+    outputs = translate(model, tokenizer, [normalize(line) for line in lines], args.tgt, beam_size=args.beam)
+    sys.stdout.write("".join(out + "\n" for out in outputs))
+
+
+def cmd_evaluate(args) -> None:
+    if args.checkpoint:
+        model, tokenizer, _ = pipeline.load(args.checkpoint)
+        hyps, scores = pipeline.test_scores(model, tokenizer, args.src, args.tgt, args.split, args.beam)
+        if args.hyp_out:
+            args.hyp_out.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
+    elif args.hyp and args.ref:
+        hyps, refs = _read_input(args.hyp), _read_input(args.ref)
+        if len(hyps) != len(refs):
+            raise ValueError(f"{args.hyp} has {len(hyps)} lines but {args.ref} has {len(refs)}")
+        scores = evaluate(hyps, refs)
+    else:
+        raise ValueError("give --checkpoint (with --src/--tgt/--split) or both --hyp and --ref")
+    for score in scores.values():
+        print(score)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tmt", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    pre = commands.add_parser("pretrain", help="pretrain on monolingual text (ae, dae, vae, lm)")
+    pre.add_argument("--objective", choices=["ae", "dae", "vae", "lm"])
+    pre.add_argument("--langs", nargs="+", choices=["en", "de", "fr", "cs"])
+    pre.add_argument("--preset", choices=["tiny", "course", "large"])
+    pre.add_argument("--sentences-per-lang", type=int)
+    pre.add_argument("--include-task1-train", action="store_true", default=None)
+    pre.add_argument("--latent-dim", type=int)
+    pre.add_argument("--kl-schedule", choices=["constant", "linear", "sigmoid", "cyclical"])
+    pre.add_argument("--kl-warmup", type=int)
+    pre.add_argument("--max-beta", type=float)
+    pre.add_argument("--free-bits", type=float)
+    pre.add_argument("--word-dropout", type=float)
+    pre.add_argument("--mask-p", type=float)
+    pre.add_argument("--infill-ratio", type=float)
+    pre.add_argument("--shuffle-k", type=int)
+    pre.add_argument("--delete-p", type=float)
+    _add_train_flags(pre)
+    pre.set_defaults(run=cmd_pretrain)
+
+    fine = commands.add_parser("finetune", help="train a translator, from scratch or a checkpoint")
+    fine.add_argument("--src", choices=["en", "de", "fr", "cs"])
+    fine.add_argument("--tgt", choices=["en", "de", "fr", "cs"])
+    fine.add_argument("--pairs", type=int, help="training pairs (a fixed seeded subset); all by default")
+    fine.add_argument("--subset-seed", type=int)
+    fine.add_argument("--preset", choices=["tiny", "course", "large"])
+    fine.add_argument("--init", help="checkpoint to initialise from (any objective, any pair)")
+    fine.add_argument("--parts", nargs="+", choices=list(PARTS), help="parts to transfer from --init")
+    fine.add_argument("--label-smoothing", type=float)
+    fine.add_argument("--bleu-sentences", type=int)
+    _add_train_flags(fine)
+    fine.set_defaults(run=cmd_finetune)
+
+    tr = commands.add_parser("translate", help="translate lines from a file or stdin to stdout")
+    tr.add_argument("--checkpoint", type=Path, required=True)
+    tr.add_argument("--tgt", required=True)
+    tr.add_argument("--beam", type=int, default=5)
+    tr.add_argument("--input", type=Path, help="input file (default: stdin)")
+    tr.set_defaults(run=cmd_translate)
+
+    ev = commands.add_parser("evaluate", help="sacreBLEU/chrF of a checkpoint on a split, or of files")
+    ev.add_argument("--checkpoint", type=Path)
+    ev.add_argument("--src", default="en")
+    ev.add_argument("--tgt", default="de")
+    ev.add_argument("--split", default="test_2016_flickr")
+    ev.add_argument("--beam", type=int, default=5)
+    ev.add_argument("--hyp-out", type=Path, help="write the hypotheses here")
+    ev.add_argument("--hyp", type=Path)
+    ev.add_argument("--ref", type=Path)
+    ev.set_defaults(run=cmd_evaluate)
+    return parser
+
+
+EXPECTED_ERRORS = (ValueError, checkpoint.CheckpointError, TransferError, data.DataUnavailable, FileNotFoundError,
+                   UnicodeDecodeError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except EXPECTED_ERRORS as error:
+        print(f"tmt {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"tmt {args.command}: interrupted; the last checkpoint is intact, rerun to resume", file=sys.stderr)
+        return 130
+    return 0

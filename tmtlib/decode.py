@@ -1,0 +1,347 @@
+"""From a trained model to output tokens: greedy search, beam search, sampling, and ``translate``.
+
+Every search here works the same way: a batch of prefixes (start tag first) grows by one token per
+step; with a ``DecoderCache`` a step feeds only the newest token to the decoder. A sentence that
+ends (EOS, or its length limit) is removed from the working batch at once, so the cost per step
+shrinks as sentences finish instead of staying at the longest one's.
+
+Conventions (shared with ``tmtlib.models``):
+
+* ``src`` [B, S] is ``[x_1 .. x_n, EOS]`` right-padded; ``start_ids`` [B] are the decoder's first
+  tokens, normally the target-language tag ``<2xx>``;
+* without ``src``, ``memory`` / ``memory_pad`` are attended to directly (a VAE's latent memory
+  [B, 1, D]); with neither, the decoder runs as a language model;
+* returned sequences hold the generated tokens only: no start tag, no EOS;
+* an output has at most ``limit`` tokens, where ``limit = max_len`` when given, otherwise
+  ``int(max_len_ratio * |src| + max_len_offset)`` with ``|src|`` the source length without padding
+  (EOS included); it is also capped so that tag + output fits the model's ``max_len`` positions.
+
+All functions switch the model to eval mode and turn off autograd, then restore its mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .models import DecoderCache, Seq2Seq
+from .tokenize import EOS_ID
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """Run the body in eval mode (no dropout) without autograd, then restore the model's mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _memory(model: Seq2Seq, src: Tensor | None, memory: Tensor | None,
+            memory_pad: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+    """Encoder states of ``src`` if given, else the memory the caller passed (or None: LM)."""
+    if src is None:
+        return memory, memory_pad
+    if memory is not None:
+        raise ValueError("give either src or memory, not both")
+    return model.encode(src.to(_device(model)))
+
+
+def _length_limits(model: Seq2Seq, src: Tensor | None, batch_size: int, max_len: int | None,
+                   ratio: float, offset: int) -> Tensor:
+    """The most tokens each output may have (EOS not counted), on the CPU: [B]."""
+    if max_len is not None:
+        if max_len < 1:
+            raise ValueError(f"max_len must be at least 1, not {max_len}")
+        limits = torch.full((batch_size,), max_len)
+    elif src is None:
+        raise ValueError("without a source there is no length to scale: give max_len")
+    else:
+        src_len = src.ne(model.config.pad_id).sum(dim=1).cpu()  # [B]
+        limits = (ratio * src_len + offset).long()
+    return limits.clamp(1, model.config.max_len - 1)  # start tag + output <= max_len positions
+
+
+class _Prefixes:
+    """The hypotheses being extended: tokens so far [b, 1 + t] (start tag first), plus everything
+    per-row the decoder needs (memory, padding mask, cache). ``select`` keeps or reorders rows of
+    all of them together."""
+
+    def __init__(self, model: Seq2Seq, start_ids: Tensor, memory: Tensor | None,
+                 memory_pad: Tensor | None, use_cache: bool):
+        self.model = model
+        self.tokens = start_ids.view(-1, 1)  # [b, 1]
+        self.memory, self.memory_pad = memory, memory_pad  # [b, M, D], [b, M]
+        self.cache = DecoderCache(model.config.n_decoder_layers) if use_cache else None
+
+    def log_probs(self) -> Tensor:
+        """log p(next token | prefix, memory) for every row: [b, V]."""
+        # with a cache only the newest token is fed; the cache holds the rest of the prefix
+        inputs = self.tokens[:, -1:] if self.cache is not None else self.tokens  # [b, 1] or [b, 1 + t]
+        logits = self.model.decode(inputs, self.memory, self.memory_pad, cache=self.cache)
+        return logits[:, -1].float().log_softmax(dim=-1)
+
+    def extend(self, next_tokens: Tensor) -> None:
+        """Append one token [b] to every row."""
+        self.tokens = torch.cat([self.tokens, next_tokens.view(-1, 1)], dim=1)
+
+    def select(self, rows: Tensor) -> None:
+        """Keep the rows ``rows`` [b'] in that order (reorders beams, drops finished sentences)."""
+        rows = rows.to(self.tokens.device)
+        self.tokens = self.tokens[rows]
+        if self.memory is not None:
+            self.memory = self.memory[rows]
+        if self.memory_pad is not None:
+            self.memory_pad = self.memory_pad[rows]
+        if self.cache is not None:
+            self.cache.select(rows)
+
+    def output(self, row: int) -> list[int]:
+        """The tokens of ``row`` after the start tag, without a final EOS."""
+        tokens = self.tokens[row, 1:].tolist()
+        return tokens[:-1] if tokens and tokens[-1] == EOS_ID else tokens
+
+
+def _generate(prefixes: _Prefixes, limits: Tensor, choose: Callable[[Tensor], Tensor]) -> list[list[int]]:
+    """Extend every prefix by ``choose(log_probs [b, V]) -> [b]`` until EOS or its limit."""
+    outputs: list[list[int]] = [[] for _ in range(len(limits))]
+    alive = torch.arange(len(limits))  # original sentence of each working row
+    for step in range(int(limits.max())):
+        tokens = choose(prefixes.log_probs())  # [b]
+        prefixes.extend(tokens)
+        done = tokens.eq(EOS_ID).cpu() | (limits[alive] <= step + 1)  # [b]
+        for row in done.nonzero().flatten().tolist():
+            outputs[alive[row]] = prefixes.output(row)
+        if done.all():
+            break
+        if done.any():
+            keep = (~done).nonzero().flatten()
+            prefixes.select(keep)
+            alive = alive[keep]
+    return outputs
+
+
+def greedy(model: Seq2Seq, src: Tensor | None, start_ids: Tensor, *, memory: Tensor | None = None,
+           memory_pad: Tensor | None = None, max_len: int | None = None, max_len_ratio: float = 1.5,
+           max_len_offset: int = 10, use_cache: bool = True) -> list[list[int]]:
+    """The most probable next token at every step, for each sentence of ``src`` [B, S].
+
+    Without ``src``, decode against ``memory`` [B, M, D] (VAE) or nothing (LM); ``max_len`` is then
+    required. ``use_cache=False`` recomputes the whole prefix each step (same result, slower).
+    """
+    with evaluating(model):
+        memory, memory_pad = _memory(model, src, memory, memory_pad)
+        limits = _length_limits(model, src, len(start_ids), max_len, max_len_ratio, max_len_offset)
+        prefixes = _Prefixes(model, start_ids.to(_device(model)), memory, memory_pad, use_cache)
+        return _generate(prefixes, limits, lambda log_probs: log_probs.argmax(dim=-1))
+
+
+def sample(model: Seq2Seq, start_ids: Tensor, *, src: Tensor | None = None, memory: Tensor | None = None,
+           memory_pad: Tensor | None = None, max_len: int = 50, temperature: float = 1.0, top_k: int = 0,
+           generator: torch.Generator | None = None) -> list[list[int]]:
+    """Ancestral sampling: draw each token from p(y_t | y_<t)^(1/temperature), renormalised over
+    the ``top_k`` most likely tokens when ``top_k > 0`` (Fan et al. 2018); ``top_k=1`` is greedy.
+
+    Used to show what a language model or a VAE decoder has learnt. Pass a seeded ``generator``
+    (on the model's device) for reproducible samples.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, not {temperature} (for the argmax, use greedy)")
+    if top_k < 0:
+        raise ValueError(f"top_k must be >= 0 (0: the whole vocabulary), not {top_k}")
+
+    def choose(log_probs: Tensor) -> Tensor:
+        scores = log_probs / temperature  # [b, V]
+        if top_k:
+            kth_best = scores.topk(min(top_k, scores.size(-1)), dim=-1).values[:, -1:]  # [b, 1]
+            scores = scores.masked_fill(scores < kth_best, float("-inf"))
+        return torch.multinomial(scores.softmax(dim=-1), 1, generator=generator).squeeze(1)
+
+    with evaluating(model):
+        memory, memory_pad = _memory(model, src, memory, memory_pad)
+        limits = _length_limits(model, None, len(start_ids), max_len, 0.0, 0)
+        prefixes = _Prefixes(model, start_ids.to(_device(model)), memory, memory_pad, use_cache=True)
+        return _generate(prefixes, limits, choose)
+
+
+def beam_search(model: Seq2Seq, src: Tensor | None, start_ids: Tensor, *, memory: Tensor | None = None,
+                memory_pad: Tensor | None = None, max_len: int | None = None, beam_size: int = 5,
+                length_penalty: float = 1.0, max_len_ratio: float = 1.5, max_len_offset: int = 10,
+                n_best: int = 1, return_scores: bool = False, use_cache: bool = True):
+    """Batched beam search: the B sentences × K beams are one batch of B·K rows.
+
+    Each step extends every live hypothesis by every token, scores the candidates by the sum of
+    their log-probabilities, and keeps per sentence the 2K best: those ending in EOS among the best
+    K become finished hypotheses, the K best others stay live. A hypothesis y is ranked by
+    ``score / |y| ** length_penalty``, where |y| counts the generated tokens including EOS
+    (``length_penalty=0``: raw log-probability; 1: per-token average).
+
+    A sentence is done when it has K finished hypotheses and its best live one, normalised at its
+    current length, does not beat the worst of them (the usual heuristic, as in Hugging Face's
+    ``early_stopping=False``; exact for ``length_penalty=0``, when scores can only fall), or at
+    its length limit, where the live hypotheses are finished as they are. Done sentences leave the
+    batch. With K = 1 this is exactly greedy search.
+
+    Returns, per sentence, the best hypothesis (``n_best=1``) or a list of the ``n_best`` best, best
+    first; with ``return_scores``, ``(hypotheses, scores)`` where scores are the normalised scores
+    in the same layout.
+    """
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be at least 1, not {beam_size}")
+    if not 1 <= n_best <= beam_size:
+        raise ValueError(f"n_best must lie in [1, beam_size={beam_size}], not {n_best}")
+    if 2 * beam_size > model.config.vocab_size:
+        raise ValueError(f"beam_size {beam_size} is too large for a vocabulary of {model.config.vocab_size}")
+    K, B = beam_size, len(start_ids)
+    device = _device(model)
+    with evaluating(model):
+        memory, memory_pad = _memory(model, src, memory, memory_pad)
+        limits = _length_limits(model, src, B, max_len, max_len_ratio, max_len_offset)
+        rows = torch.arange(B, device=device).repeat_interleave(K)  # sentence i owns rows iK .. iK + K - 1
+        prefixes = _Prefixes(model, start_ids.to(device)[rows], None if memory is None else memory[rows],
+                             None if memory_pad is None else memory_pad[rows], use_cache)
+        scores = torch.full((B, K), float("-inf"), device=device)
+        scores[:, 0] = 0.0  # a single live hypothesis at first, so the K beams do not start as copies
+        finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]  # (normalised score, tokens)
+        alive = torch.arange(B)  # original sentence of each working sentence
+        for step in range(int(limits.max())):
+            n, length = len(alive), step + 1
+            penalty = length ** length_penalty
+            log_probs = prefixes.log_probs()  # [n * K, V]
+            V = log_probs.size(-1)
+            candidates = (scores.view(-1, 1) + log_probs).view(n, K * V)
+            top_scores, top = candidates.topk(2 * K, dim=1)  # [n, 2K], best first
+            parents = torch.arange(n, device=device).unsqueeze(1) * K + top // V  # [n, 2K] rows extended
+            tokens = top % V  # [n, 2K]
+            is_eos = tokens.eq(EOS_ID)
+
+            for i, j in is_eos[:, :K].nonzero().tolist():  # EOS among the K best: finished
+                hypothesis = prefixes.output(int(parents[i, j]))
+                finished[alive[i]].append((top_scores[i, j].item() / penalty, hypothesis))
+
+            live = is_eos.long().argsort(dim=1, stable=True)[:, :K]  # the K best non-EOS candidates
+            scores, parents, tokens = (t.gather(1, live) for t in (top_scores, parents, tokens))  # [n, K]
+
+            done = limits[alive] <= length  # [n]
+            for i in done.nonzero().flatten().tolist():  # at the limit: live hypotheses end here
+                for k in range(K):
+                    hypothesis = prefixes.output(int(parents[i, k])) + [int(tokens[i, k])]
+                    finished[alive[i]].append((scores[i, k].item() / penalty, hypothesis))
+            best_live = (scores[:, 0] / penalty).tolist()
+            for i in range(n):
+                kept = sorted(score for score, _ in finished[alive[i]])[-K:]
+                if len(kept) == K and best_live[i] <= kept[0]:
+                    done[i] = True
+            if done.all():
+                break
+            keep = (~done).nonzero().flatten()
+            keep_dev = keep.to(device)
+            prefixes.select(parents[keep_dev].view(-1))
+            prefixes.extend(tokens[keep_dev].view(-1))
+            scores, alive = scores[keep_dev], alive[keep]
+
+    best = [sorted(hypotheses, key=lambda h: h[0], reverse=True)[:n_best] for hypotheses in finished]
+    outputs = [[tokens for _, tokens in b] for b in best]
+    normalised = [[score for score, _ in b] for b in best]
+    if n_best == 1:
+        outputs, normalised = [o[0] for o in outputs], [s[0] for s in normalised]
+    return (outputs, normalised) if return_scores else outputs
+
+
+def decode_latent(model: Seq2Seq, z: Tensor, start_ids: Tensor, *, max_len: int = 50,
+                  beam_size: int = 1) -> list[list[int]]:
+    """Decode sentences from latent codes ``z`` [B, L] through ``model.latent_memory``: a VAE's
+    decoder reading a point of its latent space (e.g. along an interpolation, Bowman et al. 2016 §5)."""
+    with evaluating(model):
+        memory = model.latent_memory(z.to(_device(model)))  # [B, 1, D]
+    if beam_size == 1:
+        return greedy(model, None, start_ids, memory=memory, max_len=max_len)
+    return beam_search(model, None, start_ids, memory=memory, max_len=max_len, beam_size=beam_size)
+
+
+# --- translating text --------------------------------------------------------------------------
+
+
+@dataclass
+class Alignment:
+    """What the model attended to while producing one translation (for the interactive notebook)."""
+
+    source_pieces: list[str]  # the S source pieces, ending with "</s>"
+    output_pieces: list[str]  # the T_out output pieces, ending with "</s>"
+    attention: Tensor  # [T_out, S]: last decoder layer's cross-attention, averaged over heads
+
+
+def _batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """Indices of the non-empty sources sorted by length, cut into batches whose padded size
+    (sentences × longest) stays within ``max_tokens``; a longer sentence gets a batch of its own."""
+    order = sorted((i for i, n in enumerate(lengths) if n), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and (len(batches[-1]) + 1) * lengths[i] <= max_tokens:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def _pad(sequences: Sequence[Sequence[int]], pad_id: int) -> Tensor:
+    """Right-pad to one LongTensor [B, S]."""
+    batch = torch.full((len(sequences), max(len(s) for s in sequences)), pad_id, dtype=torch.long)
+    for i, sequence in enumerate(sequences):
+        batch[i, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+    return batch
+
+
+def _alignment(model: Seq2Seq, tokenizer, source: list[int], output: list[int], tag: int) -> Alignment:
+    """Teacher-force ``output`` (after ``tag``) to read the cross-attention that produced it."""
+    device = _device(model)
+    with evaluating(model):
+        memory, src_pad = model.encode(torch.tensor([source], device=device))
+        tgt_in = torch.tensor([[tag, *output]], device=device)  # [1, T_out]
+        _, attention = model.decode(tgt_in, memory, src_pad, need_attention=True)  # [1, T_out, S]
+    pieces = [tokenizer.sp.id_to_piece(int(i)) for i in (*output, EOS_ID)]
+    return Alignment([tokenizer.sp.id_to_piece(int(i)) for i in source], pieces, attention[0].cpu())
+
+
+def translate(model: Seq2Seq, tokenizer, sentences: Sequence[str], tgt_lang: str, *, beam_size: int = 5,
+              length_penalty: float = 1.0, max_tokens: int = 4000, return_attention: bool = False):
+    """Translate ``sentences`` into ``tgt_lang``; results come back in the input order.
+
+    Sources are tokenised with EOS appended (cut to the model's ``max_len`` positions), sorted by
+    length and batched by at most ``max_tokens`` padded source tokens, decoded with beam search
+    (greedy when ``beam_size=1``) and detokenised. A line that is empty after normalisation
+    translates to "" without running the model.
+
+    With ``return_attention``, returns ``(translations, alignments)``: one ``Alignment`` per
+    sentence (``None`` for an empty line), computed by a teacher-forced pass over the output. Its
+    last row is the attention while predicting the end of sentence.
+    """
+    tag = tokenizer.lang_id(tgt_lang)
+    sources = [ids[: model.config.max_len - 1] + [EOS_ID] if ids else [] for ids in tokenizer.encode(sentences)]
+    outputs: list[list[int]] = [[] for _ in sources]
+    for batch in _batches([len(s) for s in sources], max_tokens):
+        src = _pad([sources[i] for i in batch], model.config.pad_id)  # [b, S]
+        start_ids = torch.full((len(batch),), tag, dtype=torch.long)
+        if beam_size == 1:
+            hypotheses = greedy(model, src, start_ids)
+        else:
+            hypotheses = beam_search(model, src, start_ids, beam_size=beam_size, length_penalty=length_penalty)
+        for i, hypothesis in zip(batch, hypotheses):
+            outputs[i] = hypothesis
+    translations = tokenizer.decode(outputs)
+    if not return_attention:
+        return translations
+    alignments = [_alignment(model, tokenizer, source, output, tag) if source else None
+                  for source, output in zip(sources, outputs)]
+    return translations, alignments

@@ -1,0 +1,242 @@
+"""The course's pipeline in a few calls: pretrain, fine-tune, load, translate a test set.
+
+The command line, the notebooks and the experiments all run through these functions, so a
+result in a notebook and the same run from ``python -m tmtlib`` are the same computation. Each run
+lives in one folder: ``last.pt`` (resumable), ``best.pt`` (selected on validation data),
+``history.json``, ``config.json`` (the spec that produced it) and ``tokenizer.model`` (the
+vocabulary, so a checkpoint can always be decoded). ``cached_run`` names that folder by a hash of
+the spec, so a notebook reuses what an earlier one trained, and trains it if it is missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import checkpoint, data, settings
+from .decode import translate
+from .evaluate import Score, bleu, evaluate
+from .models import ModelConfig, Seq2Seq, model_config
+from .noise import NoiseConfig
+from .objectives import KLSchedule, make_objective, monolingual_examples, translation_examples
+from .tokenize import Tokenizer, course_tokenizer
+from .train import History, TrainConfig, train
+from .transfer import DEFAULT_PARTS, TransferReport, transfer
+
+
+@dataclass(frozen=True)
+class PretrainSpec:
+    """A pretraining run on monolingual text (task-2 captions, disjoint from evaluation sets)."""
+
+    objective: str = "dae"  # ae | dae | vae | lm
+    langs: tuple[str, ...] = ("en", "de")
+    preset: str = "course"
+    sentences_per_lang: int | None = None  # None: the whole pool
+    include_task1_train: bool = False  # add task-1 training sentences of each language
+    mask_p: float = 0.0  # noise for "dae" (defaults to BART-style span infilling when all zero)
+    infill_ratio: float = 0.3
+    shuffle_k: int = 0
+    delete_p: float = 0.0
+    latent_dim: int = 64  # "vae" only
+    kl_schedule: str = "linear"
+    kl_warmup: int = 2000
+    max_beta: float = 1.0
+    free_bits: float = 0.0
+    word_dropout: float = 0.0
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass(frozen=True)
+class FinetuneSpec:
+    """A translation run: ``src`` -> ``tgt`` on ``pairs`` training pairs, from scratch or ``init``."""
+
+    src: str = "en"
+    tgt: str = "de"
+    pairs: int | None = None  # None: all 29,000
+    subset_seed: int = 0
+    preset: str = "course"
+    init: str | None = None  # checkpoint to start from
+    parts: tuple[str, ...] = DEFAULT_PARTS
+    label_smoothing: float = 0.1
+    bleu_sentences: int = 400  # validation sentences scored with BLEU (greedy) at each evaluation
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(select="val_bleu"))
+
+
+def spec_dict(spec) -> dict[str, Any]:
+    return asdict(spec)
+
+
+def spec_from_dict(cls, raw: dict[str, Any]):
+    """Rebuild a spec (and its TrainConfig) from ``config.json``; unknown keys are an error."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(raw) - names
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} settings: {', '.join(sorted(unknown))}")
+    values = dict(raw)
+    if "train" in values and isinstance(values["train"], dict):
+        train_values = dict(values["train"])
+        if "betas" in train_values:
+            train_values["betas"] = tuple(train_values["betas"])
+        values["train"] = TrainConfig(**train_values)
+    for key in ("langs", "parts"):
+        if key in values:
+            values[key] = tuple(values[key])
+    return cls(**values)
+
+
+def spec_hash(spec) -> str:
+    return hashlib.sha256(json.dumps(spec_dict(spec), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _prepare_folder(out_dir: Path, spec, tokenizer: Tokenizer) -> None:
+    """Write config.json and tokenizer.model; refuse a folder that holds a different run."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config_file = out_dir / "config.json"
+    wanted = json.loads(json.dumps({"kind": type(spec).__name__, **spec_dict(spec)}))  # tuples as lists
+    if config_file.exists() and (out_dir / "last.pt").exists():
+        existing = json.loads(config_file.read_text())
+        changed = sorted(k for k in set(existing) | set(wanted) if existing.get(k) != wanted.get(k) and k != "train")
+        if changed:
+            raise ValueError(f"{out_dir} holds a different run (settings differ: {', '.join(changed)}); "
+                             f"choose another output folder")
+    tmp = config_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(wanted, indent=2))
+    tmp.replace(config_file)
+    if not (out_dir / "tokenizer.model").exists():
+        shutil.copyfile(tokenizer.model_file, out_dir / "tokenizer.model.tmp")
+        (out_dir / "tokenizer.model.tmp").replace(out_dir / "tokenizer.model")
+
+
+def _metadata(config: ModelConfig, tokenizer: Tokenizer, spec) -> dict[str, Any]:
+    return {"model_config": asdict(config), "tokenizer": tokenizer.fingerprint(),
+            "spec": {"kind": type(spec).__name__, **spec_dict(spec)}}
+
+
+def pretraining_examples(spec: PretrainSpec, tokenizer: Tokenizer):
+    """(train, valid) examples: each language's pool, and its task-2 validation captions."""
+    train_examples, valid_examples = [], []
+    for lang in spec.langs:
+        pool = data.pretraining_corpus(lang, include_task1_train=spec.include_task1_train)
+        pool = pool[: spec.sentences_per_lang] if spec.sentences_per_lang else pool
+        valid_text = data.load_monolingual(lang, "val")[:500] if lang in data.TASK2_LANGS else data.read_lines(1, "val", lang)[:500]
+        with_source = spec.objective != "lm"
+        train_examples += monolingual_examples(tokenizer, pool, lang, with_source=with_source)
+        valid_examples += monolingual_examples(tokenizer, valid_text, lang, with_source=with_source)
+    return train_examples, valid_examples
+
+
+def build_objective(spec: PretrainSpec, tokenizer: Tokenizer):
+    if spec.objective == "dae":
+        noise = NoiseConfig(mask_p=spec.mask_p, delete_p=spec.delete_p, infill_ratio=spec.infill_ratio,
+                            shuffle_k=spec.shuffle_k)
+        return make_objective("dae", tokenizer, noise=noise)
+    if spec.objective == "vae":
+        schedule = KLSchedule(spec.kl_schedule, max_beta=spec.max_beta, warmup_steps=spec.kl_warmup)
+        return make_objective("vae", schedule=schedule, free_bits=spec.free_bits, word_dropout=spec.word_dropout)
+    return make_objective(spec.objective)
+
+
+def pretrain(spec: PretrainSpec, out_dir: str | Path, tokenizer: Tokenizer | None = None) -> tuple[Seq2Seq, History]:
+    """Pretrain a Seq2Seq on monolingual text with ``spec.objective``; resumes if interrupted."""
+    out_dir = Path(out_dir)
+    tokenizer = tokenizer or course_tokenizer()
+    objective = build_objective(spec, tokenizer)
+    latent = spec.latent_dim if spec.objective == "vae" else 0
+    config = model_config(spec.preset, tokenizer.vocab_size, latent_dim=latent)
+    train_examples, valid_examples = pretraining_examples(spec, tokenizer)
+    _prepare_folder(out_dir, spec, tokenizer)
+    torch.manual_seed(spec.train.seed)
+    model = Seq2Seq(config)
+    history = train(model, objective, train_examples, spec.train, valid=valid_examples, out_dir=out_dir,
+                    metadata=_metadata(config, tokenizer, spec))
+    return model, history
+
+
+def finetune(spec: FinetuneSpec, out_dir: str | Path, tokenizer: Tokenizer | None = None,
+             callbacks=(), param_groups=None) -> tuple[Seq2Seq, History, TransferReport | None]:
+    """Train a translator on a (sub)set of parallel pairs, from scratch or from ``spec.init``.
+
+    Model selection uses the validation set only: validation loss and BLEU (greedy, on the first
+    ``bleu_sentences`` validation pairs). ``callbacks`` and ``param_groups`` pass through to
+    ``tmtlib.train.train`` (gradual unfreezing, per-part learning rates).
+    """
+    out_dir = Path(out_dir)
+    tokenizer = tokenizer or course_tokenizer()
+    pairs = data.load_parallel(spec.src, spec.tgt, "train")
+    if spec.pairs is not None:
+        pairs = data.low_resource_subset(pairs, spec.pairs, seed=spec.subset_seed)
+    valid_pairs = data.load_parallel(spec.src, spec.tgt, "val")
+    config = model_config(spec.preset, tokenizer.vocab_size)
+    torch.manual_seed(spec.train.seed)
+    model = Seq2Seq(config)
+    report = None
+    if spec.init:
+        report = transfer(model, spec.init, spec.parts, tokenizer_fingerprint=tokenizer.fingerprint())
+    _prepare_folder(out_dir, spec, tokenizer)
+    bleu_pairs = valid_pairs[: spec.bleu_sentences]
+
+    def validation_bleu(net: Seq2Seq) -> dict[str, float]:
+        hyps = translate(net, tokenizer, [s for s, _ in bleu_pairs], spec.tgt, beam_size=1)
+        return {"val_bleu": bleu(hyps, [t for _, t in bleu_pairs]).value}
+
+    history = train(model, make_objective("translation", label_smoothing=spec.label_smoothing),
+                    translation_examples(tokenizer, pairs, spec.tgt), spec.train,
+                    valid=translation_examples(tokenizer, valid_pairs, spec.tgt), evaluate=validation_bleu,
+                    out_dir=out_dir, callbacks=callbacks, param_groups=param_groups,
+                    metadata=_metadata(config, tokenizer, spec))
+    return model, history, report
+
+
+def load(path: str | Path, map_location: str = "cpu") -> tuple[Seq2Seq, Tokenizer, dict[str, Any]]:
+    """A checkpoint's model (eval mode), its tokenizer (``tokenizer.model`` beside it) and metadata."""
+    path = Path(path)
+    saved = checkpoint.load(path, map_location)
+    if "model_config" not in saved:
+        raise checkpoint.CheckpointError(f"{path} has no model configuration: not written by tmtlib")
+    tokenizer_file = path.parent / "tokenizer.model"
+    if not tokenizer_file.exists():
+        raise checkpoint.CheckpointError(f"{path} has no tokenizer.model beside it")
+    tokenizer = Tokenizer(tokenizer_file)
+    if saved.get("tokenizer") not in (None, tokenizer.fingerprint()):
+        raise checkpoint.CheckpointError(f"{tokenizer_file} is not the vocabulary {path} was trained with")
+    model = Seq2Seq(ModelConfig(**saved["model_config"]))
+    model.load_state_dict(saved["model"])
+    model.eval()
+    return model, tokenizer, {k: v for k, v in saved.items() if k not in ("model", "optimizer", "scheduler", "rng")}
+
+
+def test_scores(model: Seq2Seq, tokenizer: Tokenizer, src: str, tgt: str, split: str = "test_2016_flickr",
+                beam_size: int = 5, limit: int | None = None) -> tuple[list[str], dict[str, Score]]:
+    """Translate a task-1 split and score it with sacreBLEU: (hypotheses, {bleu, chrf, chrf++})."""
+    pairs = data.load_parallel(src, tgt, split)[:limit]
+    hyps = translate(model, tokenizer, [s for s, _ in pairs], tgt, beam_size=beam_size)
+    return hyps, evaluate(hyps, [t for _, t in pairs])
+
+
+def runs_dir() -> Path:
+    return settings.cache_dir("runs")
+
+
+def cached_run(spec, tokenizer: Tokenizer | None = None, **finetune_options):
+    """Run ``spec`` in ``data/cache/runs/<kind>-<hash>`` unless it already finished there.
+
+    A finished run is loaded from ``best.pt`` (or ``last.pt``) without training; an unfinished
+    one resumes. Returns (model, history, folder).
+    """
+    kind = "pretrain" if isinstance(spec, PretrainSpec) else "finetune"
+    folder = runs_dir() / f"{kind}-{spec_hash(spec)}"
+    if kind == "pretrain":
+        pretrain(spec, folder, tokenizer)
+    else:
+        finetune(spec, folder, tokenizer, **finetune_options)
+    best = folder / "best.pt" if (folder / "best.pt").exists() else folder / "last.pt"
+    model, _, _ = load(best)
+    history = History.from_dict(json.loads((folder / "history.json").read_text()))
+    return model, history, folder
