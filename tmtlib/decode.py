@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from .batching import pad, token_batches
 from .models import DecoderCache, Seq2Seq
 from .tokenize import EOS_ID
 
@@ -270,6 +271,16 @@ def decode_latent(model: Seq2Seq, z: Tensor, start_ids: Tensor, *, max_len: int 
     return beam_search(model, None, start_ids, memory=memory, max_len=max_len, beam_size=beam_size)
 
 
+def encode_latent(model: Seq2Seq, tokenizer, sentences: Sequence[str]) -> Tensor:
+    """Posterior means mu(x) [B, L] of a VAE for ``sentences``: the points that interpolation and
+    ``decode_latent`` start from."""
+    ids = [ids[: model.config.max_len - 1] + [EOS_ID] for ids in tokenizer.encode(sentences)]
+    with evaluating(model):
+        memory, src_pad = model.encode(pad(ids, model.config.pad_id).to(_device(model)))
+        mu, _ = model.posterior(memory, src_pad)
+    return mu
+
+
 # --- translating text --------------------------------------------------------------------------
 
 
@@ -280,27 +291,6 @@ class Alignment:
     source_pieces: list[str]  # the S source pieces, ending with "</s>"
     output_pieces: list[str]  # the T_out output pieces, ending with "</s>"
     attention: Tensor  # [T_out, S]: last decoder layer's cross-attention, averaged over heads
-
-
-def _batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
-    """Indices of the non-empty sources sorted by length, cut into batches whose padded size
-    (sentences × longest) stays within ``max_tokens``; a longer sentence gets a batch of its own."""
-    order = sorted((i for i, n in enumerate(lengths) if n), key=lambda i: lengths[i])
-    batches: list[list[int]] = []
-    for i in order:
-        if batches and (len(batches[-1]) + 1) * lengths[i] <= max_tokens:
-            batches[-1].append(i)
-        else:
-            batches.append([i])
-    return batches
-
-
-def _pad(sequences: Sequence[Sequence[int]], pad_id: int) -> Tensor:
-    """Right-pad to one LongTensor [B, S]."""
-    batch = torch.full((len(sequences), max(len(s) for s in sequences)), pad_id, dtype=torch.long)
-    for i, sequence in enumerate(sequences):
-        batch[i, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
-    return batch
 
 
 def _alignment(model: Seq2Seq, tokenizer, source: list[int], output: list[int], tag: int) -> Alignment:
@@ -330,8 +320,10 @@ def translate(model: Seq2Seq, tokenizer, sentences: Sequence[str], tgt_lang: str
     tag = tokenizer.lang_id(tgt_lang)
     sources = [ids[: model.config.max_len - 1] + [EOS_ID] if ids else [] for ids in tokenizer.encode(sentences)]
     outputs: list[list[int]] = [[] for _ in sources]
-    for batch in _batches([len(s) for s in sources], max_tokens):
-        src = _pad([sources[i] for i in batch], model.config.pad_id)  # [b, S]
+    non_empty = [i for i, source in enumerate(sources) if source]
+    for group in token_batches([len(sources[i]) for i in non_empty], max_tokens, shuffle=False):
+        batch = [non_empty[g] for g in group]
+        src = pad([sources[i] for i in batch], model.config.pad_id)  # [b, S]
         start_ids = torch.full((len(batch),), tag, dtype=torch.long)
         if beam_size == 1:
             hypotheses = greedy(model, src, start_ids)

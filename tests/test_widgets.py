@@ -1,0 +1,66 @@
+"""Widget logic: called directly, and through the widgets by setting control values."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tmtlib import widgets
+from tmtlib.decode import decode_latent, encode_latent
+from tmtlib.models import Seq2Seq, model_config
+from tmtlib.noise import NoiseConfig
+
+SENTENCES = ["A man in an orange hat starring at something.", "Two dogs play in the snow."]
+
+
+@pytest.fixture(scope="module")
+def vae(tokenizer):
+    torch.manual_seed(0)
+    return Seq2Seq(model_config("tiny", tokenizer.vocab_size, latent_dim=8)).eval()
+
+
+def test_noise_preview_is_seeded_and_follows_the_settings(tokenizer):
+    clean, text = widgets.noise_preview(tokenizer, SENTENCES[0], NoiseConfig.none())
+    assert clean == " ".join(tokenizer.pieces(SENTENCES[0])) and text == "no noise"
+    masked, _ = widgets.noise_preview(tokenizer, SENTENCES[0], NoiseConfig(mask_p=1.0))
+    assert set(masked.split()) == {"<mask>"}
+    a = widgets.noise_preview(tokenizer, SENTENCES[0], NoiseConfig(shuffle_k=3), seed=1)
+    assert a == widgets.noise_preview(tokenizer, SENTENCES[0], NoiseConfig(shuffle_k=3), seed=1)
+
+
+def test_noise_explorer_reacts_to_its_controls(tokenizer, capsys):
+    box = widgets.noise_explorer(tokenizer, SENTENCES)
+    capsys.readouterr()
+    sliders = {c.description: c for row in box.children[1:3] for c in row.children}
+    sliders["mask p"].value = 1.0
+    assert "<mask> <mask>" in capsys.readouterr().out
+    box.children[0].value = SENTENCES[1]
+    assert "▁dogs" in capsys.readouterr().out
+
+
+def test_interpolation_ends_decode_the_two_posterior_means(vae, tokenizer):
+    ends = widgets.interpolate(vae, tokenizer, *SENTENCES, "en", [0.0, 1.0])
+    mu = encode_latent(vae, tokenizer, SENTENCES)
+    start = torch.full((2,), tokenizer.lang_id("en"))
+    assert ends == tokenizer.decode(decode_latent(vae, mu, start, max_len=40))
+    slider = widgets.interpolation_slider(vae, tokenizer, *SENTENCES, "en")
+    slider.children[2].value = 1.0
+    assert slider.children[3].value == ends[1]
+
+
+def test_translate_one_returns_attention_and_score(vae, tokenizer):
+    view = widgets.translate_one(vae, tokenizer, SENTENCES[0], "de", beam_size=2, reference="Ein Mann.")
+    rows, cols = view.alignment.attention.shape
+    assert rows == len(view.alignment.output_pieces) and cols == len(view.alignment.source_pieces)
+    assert 0.0 <= view.chrf <= 100.0
+    assert widgets.translate_one(vae, tokenizer, SENTENCES[0], "de", beam_size=1).chrf is None
+
+
+def test_worst_sentences_and_browser(capsys):
+    refs = ["a dog runs", "a cat sleeps", "two men talk"]
+    hyps = ["a dog runs", "xyz", "two men talk loudly"]
+    worst = widgets.worst_sentences(["s1", "s2", "s3"], hyps, refs, k=2)
+    assert [row["index"] for row in worst] == [1, 2] and worst[0]["chrF"] < worst[1]["chrF"]
+    browser = widgets.error_browser(["s1", "s2", "s3"], hyps, refs)
+    browser.children[0].value = 3
+    assert "#0" in capsys.readouterr().out.splitlines()[-4]

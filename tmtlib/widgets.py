@@ -1,0 +1,164 @@
+"""Interactive widgets for the notebooks. The logic lives in plain functions (tested with pytest);
+the widget builders only wire ipywidgets controls to them.
+
+* ``noise_preview`` / ``noise_explorer``: try the denoising corruptions on a sentence;
+* ``interpolate`` / ``interpolation_slider``: walk the VAE latent space between two sentences;
+* ``translate_one`` / ``translator``: translate typed text with a chosen model and beam size,
+  score it against an optional reference, and show the cross-attention;
+* ``worst_sentences`` / ``error_browser``: the test sentences a model gets most wrong, by chrF.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import ipywidgets as w
+import matplotlib.pyplot as plt
+import torch
+
+from .decode import Alignment, decode_latent, encode_latent, translate
+from .evaluate import sentence_chrf
+from .models import Seq2Seq
+from .noise import NoiseConfig, apply_noise, describe
+from .plot import attention_heatmap
+from .tokenize import Tokenizer
+
+
+# --- denoising --------------------------------------------------------------------------------
+
+def noise_preview(tokenizer: Tokenizer, sentence: str, config: NoiseConfig, seed: int = 0) -> tuple[str, str]:
+    """(corrupted pieces joined by spaces, one-line description) for one sentence."""
+    ids = tokenizer.encode([sentence])[0]
+    noisy = apply_noise(ids, config, random.Random(seed), tokenizer.mask_id, word_starts=tokenizer.word_starts(ids))
+    pieces = [tokenizer.sp.id_to_piece(i) for i in noisy]
+    return " ".join(pieces), describe(config)
+
+
+def noise_explorer(tokenizer: Tokenizer, sentences: Sequence[str]) -> w.Widget:
+    """Sliders for each corruption; shows the original and corrupted pieces of a chosen sentence."""
+    sentence = w.Dropdown(options=list(sentences), description="sentence", layout=w.Layout(width="95%"))
+    controls = {
+        "mask_p": w.FloatSlider(0.15, min=0, max=1, step=0.05, description="mask p"),
+        "delete_p": w.FloatSlider(0.0, min=0, max=1, step=0.05, description="delete p"),
+        "infill_ratio": w.FloatSlider(0.0, min=0, max=0.9, step=0.05, description="infill"),
+        "shuffle_k": w.IntSlider(0, min=0, max=6, description="shuffle k"),
+        "seed": w.IntSlider(0, min=0, max=20, description="seed"),
+    }
+    out = w.Output()
+
+    def refresh(_=None):
+        options = {k: c.value for k, c in controls.items() if k != "seed"}
+        shown, text = noise_preview(tokenizer, sentence.value, NoiseConfig(**options), controls["seed"].value)
+        out.clear_output()
+        with out:
+            print("original: ", " ".join(tokenizer.pieces(sentence.value)))
+            print("corrupted:", shown)
+            print("noise:    ", text)
+
+    for control in [sentence, *controls.values()]:
+        control.observe(refresh, names="value")
+    refresh()
+    return w.VBox([sentence, w.HBox(list(controls.values())[:3]), w.HBox(list(controls.values())[3:]), out])
+
+
+# --- VAE latent space -------------------------------------------------------------------------
+
+def interpolate(model: Seq2Seq, tokenizer: Tokenizer, a: str, b: str, lang: str, t: float | Sequence[float]) -> list[str]:
+    """Decode (greedily) the points z = (1 - t) mu(a) + t mu(b) of a VAE's latent space."""
+    ts = [t] if isinstance(t, (int, float)) else list(t)
+    mu = encode_latent(model, tokenizer, [a, b])  # [2, L]
+    weights = torch.tensor(ts, dtype=mu.dtype, device=mu.device)[:, None]  # [N, 1]
+    z = (1 - weights) * mu[0] + weights * mu[1]  # [N, L]
+    start = torch.full((len(ts),), tokenizer.lang_id(lang), dtype=torch.long)
+    return tokenizer.decode(decode_latent(model, z, start, max_len=40))
+
+
+def interpolation_slider(model: Seq2Seq, tokenizer: Tokenizer, a: str, b: str, lang: str) -> w.Widget:
+    """A slider t in [0, 1] that decodes the latent point between ``a`` (t=0) and ``b`` (t=1)."""
+    slider = w.FloatSlider(0.0, min=0.0, max=1.0, step=0.1, description="t", continuous_update=False)
+    label = w.Label()
+
+    def refresh(_=None):
+        label.value = interpolate(model, tokenizer, a, b, lang, slider.value)[0]
+
+    slider.observe(refresh, names="value")
+    refresh()
+    return w.VBox([w.Label(f"t=0: {a}"), w.Label(f"t=1: {b}"), slider, label])
+
+
+# --- translation ------------------------------------------------------------------------------
+
+@dataclass
+class TranslationView:
+    translation: str
+    alignment: Alignment | None
+    chrf: float | None  # against the reference, when one is given
+
+
+def translate_one(model: Seq2Seq, tokenizer: Tokenizer, sentence: str, tgt: str, beam_size: int = 5,
+                  reference: str | None = None) -> TranslationView:
+    """Translate one sentence; return it with its cross-attention and (optionally) its chrF."""
+    (translation,), (alignment,) = translate(model, tokenizer, [sentence], tgt, beam_size=beam_size,
+                                             return_attention=True)
+    score = sentence_chrf([translation], [reference])[0] if reference else None
+    return TranslationView(translation, alignment, score)
+
+
+def translator(models: Mapping[str, Seq2Seq], tokenizer: Tokenizer, tgt: str, example: str = "") -> w.Widget:
+    """Type a sentence, pick a model and a beam size; see the translation and its attention map."""
+    text = w.Text(example, description="source", layout=w.Layout(width="95%"))
+    reference = w.Text("", description="reference", placeholder="(optional) for a chrF score",
+                       layout=w.Layout(width="95%"))
+    choice = w.Dropdown(options=list(models), description="model")
+    beam = w.IntSlider(5, min=1, max=10, description="beam")
+    out = w.Output()
+
+    def refresh(_=None):
+        out.clear_output(wait=True)
+        with out:
+            if not text.value.strip():
+                print("type a sentence")
+                return
+            view = translate_one(models[choice.value], tokenizer, text.value, tgt, beam.value, reference.value or None)
+            print(view.translation)
+            if view.chrf is not None:
+                print(f"chrF against the reference: {view.chrf:.1f}")
+            attention_heatmap(view.alignment)
+            plt.show()
+
+    for control in (text, reference, choice, beam):
+        control.observe(refresh, names="value")
+    refresh()
+    return w.VBox([text, reference, w.HBox([choice, beam]), out])
+
+
+# --- error analysis ---------------------------------------------------------------------------
+
+def worst_sentences(sources: Sequence[str], hyps: Sequence[str], refs: Sequence[str], k: int = 10) -> list[dict]:
+    """The ``k`` sentences with the lowest sentence-level chrF, worst first."""
+    scores = sentence_chrf(hyps, refs)
+    order = sorted(range(len(scores)), key=lambda i: scores[i])[:k]
+    return [{"index": i, "chrF": scores[i], "source": sources[i], "output": hyps[i], "reference": refs[i]}
+            for i in order]
+
+
+def error_browser(sources: Sequence[str], hyps: Sequence[str], refs: Sequence[str]) -> w.Widget:
+    """Step through the worst translations of a test set (lowest chrF first)."""
+    rows = worst_sentences(sources, hyps, refs, k=len(hyps))
+    rank = w.IntSlider(1, min=1, max=len(rows), description="rank")
+    out = w.Output()
+
+    def refresh(_=None):
+        row = rows[rank.value - 1]
+        out.clear_output()
+        with out:
+            print(f"#{row['index']}  chrF {row['chrF']:.1f}")
+            print("source:   ", row["source"])
+            print("output:   ", row["output"])
+            print("reference:", row["reference"])
+
+    rank.observe(refresh, names="value")
+    refresh()
+    return w.VBox([rank, out])
