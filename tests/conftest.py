@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from tmtlib import data
 
@@ -22,3 +23,12 @@ def tokenizer(corpus):
     from tmtlib.tokenize import course_tokenizer
 
     return course_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors gain nothing from intra-op threads and lose much when other jobs share the CPUs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -13,13 +13,7 @@ from tmtlib.tokenize import EOS_ID, PAD_ID, TokenizerSettings, train_tokenizer
 V, TAG = 20, 4  # content ids 5..19; 4 plays the target-language tag
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors gain nothing from intra-op threads and lose much when other jobs share the CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def copy_batch(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -209,17 +209,22 @@ def test_each_span_becomes_one_mask_with_mean_length_lambda(lam):
     assert abs(covered / masks - lam) < 0.1 * lam
 
 
+def _assert_words_whole(tokens, starts, out):
+    """Every word of ``tokens`` is either absent from ``out`` or present with all its pieces together."""
+    for word in _words(tokens, starts):
+        present = [t for t in word if t in out]
+        assert present in ([], word)
+        if present:
+            start = out.index(word[0])
+            assert out[start:start + len(word)] == word
+
+
 def test_infill_in_word_mode_covers_whole_words():
     data = random.Random(10)
     for seed in range(300):
         tokens, starts = _sentence(data)
         out = noise.infill_spans(tokens, 0.4, MASK, random.Random(seed), word_starts=starts)
-        for word in _words(tokens, starts):
-            present = [t for t in word if t in out]
-            assert present in ([], word)
-            if present:
-                start = out.index(word[0])
-                assert out[start:start + len(word)] == word
+        _assert_words_whole(tokens, starts, out)
 
 
 def test_poisson_sampler_has_mean_and_variance_lambda():
@@ -304,12 +309,7 @@ def test_apply_noise_in_word_mode_never_splits_a_word():
     for seed in range(300):
         tokens, starts = _sentence(data)
         out = noise.apply_noise(tokens, config, random.Random(seed), MASK, starts)
-        for word in _words(tokens, starts):
-            present = [t for t in word if t in out]
-            assert present in ([], word)
-            if present:
-                start = out.index(word[0])
-                assert out[start:start + len(word)] == word
+        _assert_words_whole(tokens, starts, out)
 
 
 def test_presets_and_descriptions():

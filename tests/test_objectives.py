@@ -18,6 +18,8 @@ from tmtlib.objectives import (
 )
 from tmtlib.tokenize import PAD_ID, UNK_ID
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_analytic_kl_equals_monte_carlo():
     torch.manual_seed(0)

@@ -205,7 +205,8 @@ def load_monolingual(lang: str, split: str = "train") -> list[str]:
     return [line for i in range(1, 6) for line in read_lines(2, f"{split}.{i}", lang)]
 
 
-def evaluation_sentences(lang: str) -> set[str]:
+@functools.cache
+def evaluation_sentences(lang: str) -> frozenset[str]:
     """Normalised sentences of ``lang`` in every validation and test set that can be obtained.
 
     ``val`` and ``test_2016_flickr`` (task 1) and the task-2 validation captions are required; the
@@ -223,7 +224,7 @@ def evaluation_sentences(lang: str) -> set[str]:
                 missing.append(f"{split}.{lang}")
     if missing:
         warnings.warn(f"{', '.join(missing)} unavailable here, so not excluded from pretraining text", stacklevel=2)
-    return sentences
+    return frozenset(sentences)
 
 
 def low_resource_subset(pairs: Sequence[tuple[str, str]], n: int, seed: int = 0) -> list[tuple[str, str]]:

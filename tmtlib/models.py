@@ -81,6 +81,8 @@ class ModelConfig:
 PRESETS: dict[str, dict] = {
     # for tests: a few thousand parameters, deterministic (no dropout)
     "tiny": dict(d_model=32, n_heads=2, d_ff=64, n_encoder_layers=1, n_decoder_layers=1, dropout=0.0),
+    # a fast demonstration model for the objective notebooks: seconds per step on a laptop
+    "small": dict(d_model=128, n_heads=4, d_ff=512, n_encoder_layers=2, n_decoder_layers=2),
     # the course's CPU model: trains on Multi30k in minutes to hours on a laptop
     "course": dict(d_model=256, n_heads=4, d_ff=1024, n_encoder_layers=3, n_decoder_layers=3),
     # Transformer-base sizes (Vaswani et al. 2017), for GPUs

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -96,7 +97,12 @@ def spec_hash(spec) -> str:
 
 
 def _prepare_folder(out_dir: Path, spec, tokenizer: Tokenizer) -> None:
-    """Write config.json and tokenizer.model; refuse a folder that holds a different run."""
+    """Write config.json and tokenizer.model; refuse a folder that holds a different run.
+
+    Under torchrun only rank 0 writes (every rank reads the same files afterwards).
+    """
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
     out_dir.mkdir(parents=True, exist_ok=True)
     config_file = out_dir / "config.json"
     wanted = json.loads(json.dumps({"kind": type(spec).__name__, **spec_dict(spec)}))  # tuples as lists
@@ -224,6 +230,12 @@ def runs_dir() -> Path:
     return settings.cache_dir("runs")
 
 
+def is_finished(folder: Path) -> bool:
+    """Whether the run in ``folder`` reached one of its stopping conditions."""
+    last = folder / "last.pt"
+    return last.exists() and bool(checkpoint.load(last)["progress"].get("stopped"))
+
+
 def cached_run(spec, tokenizer: Tokenizer | None = None, **finetune_options):
     """Run ``spec`` in ``data/cache/runs/<kind>-<hash>`` unless it already finished there.
 
@@ -232,10 +244,11 @@ def cached_run(spec, tokenizer: Tokenizer | None = None, **finetune_options):
     """
     kind = "pretrain" if isinstance(spec, PretrainSpec) else "finetune"
     folder = runs_dir() / f"{kind}-{spec_hash(spec)}"
-    if kind == "pretrain":
-        pretrain(spec, folder, tokenizer)
-    else:
-        finetune(spec, folder, tokenizer, **finetune_options)
+    if not is_finished(folder):
+        if kind == "pretrain":
+            pretrain(spec, folder, tokenizer)
+        else:
+            finetune(spec, folder, tokenizer, **finetune_options)
     best = folder / "best.pt" if (folder / "best.pt").exists() else folder / "last.pt"
     model, _, _ = load(best)
     history = History.from_dict(json.loads((folder / "history.json").read_text()))

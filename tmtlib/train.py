@@ -141,7 +141,7 @@ def pick_device(name: str) -> torch.device:
 @torch.no_grad()
 def validation_loss(model: torch.nn.Module, objective: Objective, examples: Sequence[Example],
                     max_tokens: int = 8192, device: torch.device | str = "cpu") -> dict[str, float]:
-    """Per-token NLL (and KL for a VAE: their sum is -ELBO) over ``examples``, dropout off."""
+    """Per-token NLL and KL (zero but for a VAE; their sum is -ELBO) over ``examples``, dropout off."""
     was_training = model.training
     model.eval()
     nll = kl = 0.0
@@ -150,10 +150,8 @@ def validation_loss(model: torch.nn.Module, objective: Objective, examples: Sequ
         report = objective.loss(model, collate([examples[i] for i in indices]).to(device))
         nll, kl, tokens = nll + report.nll, kl + report.kl, tokens + report.tokens
     model.train(was_training)
-    metrics = {"val_nll": nll / tokens, "val_loss": (nll + kl) / tokens, "val_ppl": math.exp(min(50.0, nll / tokens))}
-    if kl:
-        metrics["val_kl"] = kl / tokens
-    return metrics
+    return {"val_nll": nll / tokens, "val_kl": kl / tokens, "val_loss": (nll + kl) / tokens,
+            "val_ppl": math.exp(min(50.0, nll / tokens))}
 
 
 class _ObjectiveModule(torch.nn.Module):

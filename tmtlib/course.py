@@ -1,0 +1,84 @@
+"""The course's standard runs, shared by the notebooks: one definition of each experiment.
+
+A notebook asks for ``pretrained("dae")`` or ``translator("dae", pairs=2000)`` and gets the model
+that every other notebook gets: runs are cached in ``data/cache/runs`` by their full settings
+(``tmtlib.pipeline.cached_run``), so the second notebook to ask reuses the first one's training,
+and a learner who opens notebook 4 first simply trains what it needs.
+
+Quick mode (``TMT_QUICK=1``, see ``tmtlib.settings``) swaps in the tiny model, a few hundred
+sentences and a few dozen steps, so the whole course runs in CI in minutes; the numbers it prints
+then only show that the code runs, not what transfer learning achieves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from .models import Seq2Seq
+from .pipeline import FinetuneSpec, PretrainSpec, cached_run
+from .settings import quick_mode
+from .tokenize import Tokenizer, course_tokenizer
+from .train import History, TrainConfig
+from .transfer import DEFAULT_PARTS
+
+QUICK = quick_mode()
+PRESET = "tiny" if QUICK else "course"
+PRETRAIN_OBJECTIVES = ("lm", "dae", "vae")
+# which parts of each pretrained model go into the translator: an LM trained only its decoder
+INIT_PARTS = {"lm": ("embeddings", "decoder"), "dae": DEFAULT_PARTS, "vae": DEFAULT_PARTS, "ae": DEFAULT_PARTS}
+
+
+def tokenizer() -> Tokenizer:
+    """The course's joint en/de/fr/cs vocabulary (8,000 pieces)."""
+    return course_tokenizer()
+
+
+def pretrain_train_config() -> TrainConfig:
+    if QUICK:
+        return TrainConfig(max_steps=30, warmup_steps=10, max_tokens=2048, lr=2e-3, eval_every=15,
+                           checkpoint_every=15, log_every=5)
+    return TrainConfig(max_steps=300, warmup_steps=75, max_tokens=4096, lr=1e-3, eval_every=75,
+                       checkpoint_every=75, log_every=10)
+
+
+def pretrain_spec(objective: str, **overrides) -> PretrainSpec:
+    """Pretraining on English and German task-2 captions with one objective."""
+    if objective not in PRETRAIN_OBJECTIVES + ("ae",):
+        raise ValueError(f"the course pretrains with {', '.join(PRETRAIN_OBJECTIVES)} or ae, not {objective!r}")
+    train = pretrain_train_config()
+    spec = PretrainSpec(objective=objective, preset=PRESET, sentences_per_lang=1500 if QUICK else None,
+                        infill_ratio=0.3, latent_dim=64, kl_schedule="linear", kl_warmup=int(0.6 * train.max_steps),
+                        free_bits=0.1, word_dropout=0.25, train=train)
+    return replace(spec, **overrides)
+
+
+def finetune_train_config() -> TrainConfig:
+    if QUICK:
+        return TrainConfig(max_steps=20, warmup_steps=5, max_tokens=2048, lr=2e-3, eval_every=10,
+                           checkpoint_every=10, log_every=5, select="val_bleu")
+    return TrainConfig(max_steps=250, warmup_steps=50, max_tokens=4096, lr=1e-3, eval_every=50,
+                       checkpoint_every=50, log_every=10, select="val_bleu")
+
+
+def finetune_spec(init: str | None, pairs: int = 2000, seed: int = 0, src: str = "en", tgt: str = "de",
+                  **overrides) -> FinetuneSpec:
+    """A translator on ``pairs`` parallel pairs, from scratch (``init=None``) or a pretrained model."""
+    init_path, parts = None, DEFAULT_PARTS
+    if init is not None:
+        init_path = str(pretrained(init)[2] / "best.pt")
+        parts = INIT_PARTS[init]
+    spec = FinetuneSpec(src=src, tgt=tgt, pairs=500 if QUICK else pairs, subset_seed=seed, preset=PRESET,
+                        init=init_path, parts=parts, bleu_sentences=50 if QUICK else 400,
+                        train=replace(finetune_train_config(), seed=seed))
+    return replace(spec, **overrides)
+
+
+def pretrained(objective: str, **overrides) -> tuple[Seq2Seq, History, Path]:
+    """(model, history, run folder) of the course's pretraining run with ``objective``."""
+    return cached_run(pretrain_spec(objective, **overrides), tokenizer())
+
+
+def translator(init: str | None, pairs: int = 2000, seed: int = 0, **overrides) -> tuple[Seq2Seq, History, Path]:
+    """(model, history, run folder) of a translator fine-tuned from ``init`` (or from scratch)."""
+    return cached_run(finetune_spec(init, pairs, seed, **overrides), tokenizer())
