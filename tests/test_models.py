@@ -120,7 +120,7 @@ def test_parameter_names_are_stable():
 
 
 def test_presets_and_validation():
-    assert set(PRESETS) == {"tiny", "course", "large"}
+    assert set(PRESETS) == {"tiny", "small", "course", "large"}
     course = model_config("course", 8000)
     assert (course.d_model, course.n_heads, course.d_ff, course.n_encoder_layers) == (256, 4, 1024, 3)
     large = model_config("large", 8000, dropout=0.3)
