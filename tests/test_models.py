@@ -125,7 +125,7 @@ def test_presets_and_validation():
     assert (course.d_model, course.n_heads, course.d_ff, course.n_encoder_layers) == (256, 4, 1024, 3)
     large = model_config("large", 8000, dropout=0.3)
     assert (large.d_model, large.n_heads, large.n_decoder_layers, large.dropout) == (512, 8, 6, 0.3)
-    with pytest.raises(ValueError, match="tiny, course, large"):
+    with pytest.raises(ValueError, match="tiny, small, course, large"):
         model_config("huge", 8000)
     with pytest.raises(ValueError, match="divisible"):
         ModelConfig(vocab_size=V, d_model=30, n_heads=4)
