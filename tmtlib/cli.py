@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import tomllib
 from dataclasses import fields, replace
 from pathlib import Path
@@ -117,7 +118,11 @@ def cmd_translate(args) -> None:
 def cmd_evaluate(args) -> None:
     if args.checkpoint:
         model, tokenizer, _ = pipeline.load(args.checkpoint)
+        started = time.perf_counter()
         hyps, scores = pipeline.test_scores(model, tokenizer, args.src, args.tgt, args.split, args.beam)
+        seconds = time.perf_counter() - started
+        print(f"{args.split}: {len(hyps)} sentences, beam {args.beam}: {seconds:.1f} s "
+              f"({len(hyps) / seconds:.1f} sentences/s, scoring included)")
         if args.hyp_out:
             args.hyp_out.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
     elif args.hyp and args.ref:
