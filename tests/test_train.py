@@ -181,3 +181,15 @@ def test_torchrun_two_processes_keep_identical_weights(tmp_path):
     assert not torch.equal(rank0["embed.weight"], initial["embed.weight"])  # it trained
     saved = checkpoint.load(tmp_path / "last.pt")
     assert saved["progress"]["step"] == 12
+
+
+def test_gradient_accumulation_takes_one_step_per_group_of_batches():
+    data = examples()
+    n_batches = len(token_batches([e.size for e in data], 120, seed=7 * 100_003))
+    history = train(tiny(), make_objective("ae"), data,
+                    quick(max_steps=10_000, max_epochs=1, accumulate=2, seed=7, eval_every=10_000))
+    assert history.steps[-1]["step"] == n_batches // 2
+    first, last = history.steps[0], history.steps[-1]
+    assert last["nll"] < first["nll"]
+    with pytest.raises(ValueError, match="fewer than accumulate"):
+        train(tiny(), make_objective("ae"), data[:3], quick(accumulate=4))
