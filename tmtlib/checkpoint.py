@@ -32,16 +32,21 @@ def save_atomic(obj: dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
-def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint dict, turning every failure into one clear ``CheckpointError``."""
+def read(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load`` any weights-only file, turning every failure into one clear ``CheckpointError``."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
+        raise CheckpointError(f"no checkpoint at {path}: the file does not exist")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises many types for damaged files; report them as one
-        raise CheckpointError(f"{path} is not a readable checkpoint (damaged or partial file?): "
-                              f"{type(error).__name__}") from None
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises pickle, zip and runtime errors alike for a bad file
+        raise CheckpointError(f"{path} is not a readable checkpoint: damaged or partial file "
+                              f"(corrupted or truncated?): {type(error).__name__}") from None
+
+
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a tmtlib checkpoint: a dict holding at least the model's weights."""
+    checkpoint = read(path, map_location)
     if not isinstance(checkpoint, dict) or "model" not in checkpoint:
         raise CheckpointError(f"{path} is not a tmt checkpoint (it has no model weights)")
     return checkpoint

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from . import checkpoint
+
 PARTS = ("embeddings", "encoder", "decoder", "cross_attention", "latent")
 STATUSES = ("loaded", "initialised", "ignored")
 DEFAULT_PARTS = ("embeddings", "encoder", "decoder", "cross_attention")
@@ -122,15 +124,11 @@ def _count_keys() -> list[str]:
 
 
 def _read_checkpoint(path: str | os.PathLike) -> object:
-    """``torch.load`` a checkpoint, turning a missing or unreadable file into a clear TransferError."""
-    if not os.path.isfile(path):
-        raise TransferError(f"checkpoint {os.fspath(path)!r} does not exist (or is not a file)")
+    """Read a checkpoint file; a missing or unreadable file is a clear TransferError."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises pickle, zip and runtime errors alike for a bad file
-        raise TransferError(f"cannot read checkpoint {os.fspath(path)!r}: the file is corrupted, "
-                            f"truncated or not a weights-only torch checkpoint "
-                            f"({type(error).__name__})") from None
+        return checkpoint.read(path)
+    except checkpoint.CheckpointError as error:
+        raise TransferError(str(error)) from None
 
 
 def _source_weights(source: Source) -> tuple[Mapping[str, Tensor], str | None]:
