@@ -131,7 +131,8 @@ def pretraining_examples(spec: PretrainSpec, tokenizer: Tokenizer):
     for lang in spec.langs:
         pool = data.pretraining_corpus(lang, include_task1_train=spec.include_task1_train)
         pool = pool[: spec.sentences_per_lang] if spec.sentences_per_lang else pool
-        valid_text = data.load_monolingual(lang, "val")[:500] if lang in data.TASK2_LANGS else data.read_lines(1, "val", lang)[:500]
+        in_task2 = lang in data.TASK2_LANGS
+        valid_text = (data.load_monolingual(lang, "val") if in_task2 else data.read_lines(1, "val", lang))[:500]
         with_source = spec.objective != "lm"
         train_examples += monolingual_examples(tokenizer, pool, lang, with_source=with_source)
         valid_examples += monolingual_examples(tokenizer, valid_text, lang, with_source=with_source)
