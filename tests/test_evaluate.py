@@ -144,3 +144,13 @@ def test_bootstrap_is_fast():
     start = time.perf_counter()
     evaluate.paired_bootstrap(_corrupt(refs), _corrupt(refs, seed=2), refs, n_samples=1000)
     assert time.perf_counter() - start < 15  # re-scoring strings would take minutes
+
+
+def test_multiple_references_per_sentence_match_sacrebleu():
+    hyps = ["a dog runs on the grass", "two men play chess"]
+    refs = [["a dog is running on grass", "the dog runs on the grass"], ["two men are playing chess", "men play"]]
+    ours = evaluate.bleu(hyps, refs)
+    theirs = sacrebleu.corpus_bleu(hyps, [[r[0] for r in refs], [r[1] for r in refs]])
+    assert ours.value == pytest.approx(theirs.score) and ours.value > evaluate.bleu(hyps, [r[0] for r in refs]).value
+    with pytest.raises(ValueError, match="same number"):
+        evaluate.bleu(hyps, [["one"], ["one", "two"]])

@@ -35,3 +35,72 @@ def test_spec_round_trips_through_config_json(tmp_path):
     assert pipeline.spec_from_dict(pipeline.FinetuneSpec, raw) == spec
     with pytest.raises(ValueError, match="unknown FinetuneSpec settings: colour"):
         pipeline.spec_from_dict(pipeline.FinetuneSpec, {**raw, "colour": "red"})
+
+
+def test_later_settings_at_their_defaults_keep_old_run_names():
+    spec = pipeline.FinetuneSpec(pairs=1000)
+    assert "task" not in pipeline.spec_dict(spec) and "strategy" not in pipeline.spec_dict(spec)
+    gradual = replace(spec, strategy="gradual")
+    assert pipeline.spec_dict(gradual)["strategy"] == "gradual"
+    assert pipeline.spec_hash(gradual) != pipeline.spec_hash(spec)
+    raw = json.loads(json.dumps(pipeline.spec_dict(gradual)))
+    assert pipeline.spec_from_dict(pipeline.FinetuneSpec, raw) == gradual
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"task": "summarise"}, "unknown task"), ({"strategy": "lottery"}, "unknown strategy"),
+    ({"task": "paraphrase"}, "src == tgt"), ({"src": "en", "tgt": "en"}, "src == tgt")])
+def test_finetune_spec_rejects_bad_settings(settings, message):
+    with pytest.raises(ValueError, match=message):
+        pipeline.FinetuneSpec(**settings)
+
+
+def _trainable(model, prefix: str) -> set[bool]:
+    return {p.requires_grad for n, p in model.named_parameters() if n.startswith(prefix)}
+
+
+def test_fine_tuning_strategies_freeze_and_set_learning_rates():
+    from tmtlib.models import Seq2Seq, model_config
+
+    config = TrainConfig(max_steps=100, lr=1e-3)
+    fresh = lambda: Seq2Seq(model_config("tiny", 100))  # noqa: E731
+    assert pipeline.fine_tuning_strategy("full", fresh(), config) == ([], None)
+
+    model = fresh()
+    _, groups = pipeline.fine_tuning_strategy("freeze_encoder", model, config)
+    assert _trainable(model, "encoder") == {False} and _trainable(model, "decoder") == {True}
+    assert "encoder" not in {g["name"] for g in groups}
+
+    model = fresh()
+    (unfreeze_on_step,), groups = pipeline.fine_tuning_strategy("gradual", model, config)
+    assert _trainable(model, "encoder") == {False} and "encoder" in {g["name"] for g in groups}
+    assert unfreeze_on_step(19, model) == [] and _trainable(model, "encoder") == {False}
+    assert unfreeze_on_step(20, model) == ["encoder"] and _trainable(model, "encoder") == {True}
+    assert unfreeze_on_step(40, model) == ["embeddings"] and _trainable(model, "embed") == {True}
+
+    _, groups = pipeline.fine_tuning_strategy("discriminative", fresh(), config)
+    rates = {g["name"]: g["lr"] for g in groups}
+    assert rates["embeddings"] == pytest.approx(1e-4) and rates["encoder"] == pytest.approx(1e-3 / 3)
+    assert rates["decoder"] == pytest.approx(1e-3)
+
+
+def test_paraphrase_pairs_come_from_one_image(corpus):
+    spec = pipeline.FinetuneSpec(src="en", tgt="en", task="paraphrase")
+    train_pairs, valid_pairs = pipeline.task_pairs(spec, "train"), pipeline.task_pairs(spec, "val")
+    assert len(train_pairs) == 29000 and len(valid_pairs) == pipeline.PARAPHRASE_VALID_IMAGES
+    assert all(a != b for a, b in train_pairs[:100])  # two independent captions, not a copy
+    sources, references = pipeline.paraphrase_test_set("en")
+    assert len(sources) == 1014 - pipeline.PARAPHRASE_VALID_IMAGES and {len(r) for r in references} == {4}
+    assert not {s for s, _ in valid_pairs} & set(sources)
+
+
+def test_paraphraser_trains_and_strategies_run(tokenizer, tmp_path):
+    train = TrainConfig(max_steps=4, eval_every=2, max_tokens=1024, progress=False, select="val_bleu")
+    spec = pipeline.FinetuneSpec(src="en", tgt="en", task="paraphrase", pairs=200, preset="tiny",
+                                 bleu_sentences=20, train=train)
+    model, history, _ = pipeline.finetune(spec, tmp_path / "paraphrase", tokenizer)
+    assert [e["step"] for e in history.evals] == [2, 4] and "val_bleu" in history.evals[-1]
+    child = replace(spec, task="translate", tgt="fr", init=str(tmp_path / "paraphrase" / "last.pt"),
+                    strategy="gradual")
+    _, history, report = pipeline.finetune(child, tmp_path / "child", tokenizer)
+    assert report.by_part()["encoder"]["loaded"] > 0 and history.evals[-1]["step"] == 4

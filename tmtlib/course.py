@@ -12,9 +12,12 @@ then only show that the code runs, not what transfer learning achieves.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
+from . import evaluate, pipeline
+from .decode import translate
 from .models import Seq2Seq
 from .pipeline import FinetuneSpec, PretrainSpec, cached_run
 from .settings import quick_mode
@@ -26,7 +29,9 @@ QUICK = quick_mode()
 PRESET = "tiny" if QUICK else "course"
 PRETRAIN_OBJECTIVES = ("lm", "dae", "vae")
 # which parts of each pretrained model go into the translator: an LM trained only its decoder
-INIT_PARTS = {"lm": ("embeddings", "decoder"), "dae": DEFAULT_PARTS, "vae": DEFAULT_PARTS, "ae": DEFAULT_PARTS}
+INIT_PARTS = {"lm": ("embeddings", "decoder"), "dae": DEFAULT_PARTS, "vae": DEFAULT_PARTS, "ae": DEFAULT_PARTS,
+              "parent": DEFAULT_PARTS}
+PARENT = ("en", "de")  # the parent pair of cross-lingual transfer: trained on all its 29,000 pairs
 
 
 def tokenizer() -> Tokenizer:
@@ -65,13 +70,15 @@ def finetune_spec(init: str | None, pairs: int = 2000, seed: int = 0, src: str =
                   **overrides) -> FinetuneSpec:
     """A translator on ``pairs`` parallel pairs, from scratch (``init=None``) or a pretrained model."""
     init_path, parts = None, DEFAULT_PARTS
-    if init is not None:
+    if init == "parent":
+        init_path, parts = str(parent()[2] / "best.pt"), INIT_PARTS[init]
+    elif init is not None:
         init_path = str(pretrained(init)[2] / "best.pt")
         parts = INIT_PARTS[init]
-    spec = FinetuneSpec(src=src, tgt=tgt, pairs=500 if QUICK else pairs, subset_seed=seed, preset=PRESET,
-                        init=init_path, parts=parts, bleu_sentences=50 if QUICK else 400,
-                        train=replace(finetune_train_config(), seed=seed))
-    return replace(spec, **overrides)
+    settings = dict(src=src, tgt=tgt, pairs=500 if QUICK else pairs, subset_seed=seed, preset=PRESET,
+                    init=init_path, parts=parts, bleu_sentences=50 if QUICK else 400,
+                    train=replace(finetune_train_config(), seed=seed))
+    return FinetuneSpec(**{**settings, **overrides})
 
 
 def pretrained(objective: str, **overrides) -> tuple[Seq2Seq, History, Path]:
@@ -82,3 +89,42 @@ def pretrained(objective: str, **overrides) -> tuple[Seq2Seq, History, Path]:
 def translator(init: str | None, pairs: int = 2000, seed: int = 0, **overrides) -> tuple[Seq2Seq, History, Path]:
     """(model, history, run folder) of a translator fine-tuned from ``init`` (or from scratch)."""
     return cached_run(finetune_spec(init, pairs, seed, **overrides), tokenizer())
+
+
+def parent() -> tuple[Seq2Seq, History, Path]:
+    """The parent translator of cross-lingual transfer (Zoph et al. 2016): en->de on all pairs,
+    from scratch; the same run as notebook 5's 29k-pair scratch point."""
+    return translator(None, pairs=None, src=PARENT[0], tgt=PARENT[1])
+
+
+def paraphraser(init: str | None, pairs: int = 10000, seed: int = 0, lang: str = "en",
+                **overrides) -> tuple[Seq2Seq, History, Path]:
+    """(model, history, run folder) of a caption paraphraser (caption 1 -> caption 2 of task-2
+    images), fine-tuned from ``init`` like a translator."""
+    return translator(init, pairs, seed, src=lang, tgt=lang, task="paraphrase", **overrides)
+
+
+def test_result(folder: Path, src: str, tgt: str, split: str = "test_2016_flickr", beam_size: int = 5) -> dict:
+    """Beam-search translations of a task-1 test split by the run in ``folder`` and their
+    sacreBLEU scores, computed once and kept in ``folder`` (decoding 1,000 sentences takes a while)."""
+    limit = 100 if QUICK else None
+    cache = folder / f"{split}.beam{beam_size}.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    model, tokenizer, _ = pipeline.load(folder / "best.pt")
+    hyps, scores = pipeline.test_scores(model, tokenizer, src, tgt, split, beam_size=beam_size, limit=limit)
+    result = {"split": split, "beam_size": beam_size, "sentences": len(hyps), "hypotheses": hyps,
+              **{name: {"score": score.value, "signature": score.signature} for name, score in scores.items()}}
+    cache.with_suffix(".tmp").write_text(json.dumps(result, indent=1))
+    cache.with_suffix(".tmp").replace(cache)
+    return result
+
+
+def paraphrase_scores(model: Seq2Seq, tokenizer: Tokenizer, lang: str = "en", beam_size: int = 5) -> dict:
+    """A paraphraser on the held-out task-2 images: BLEU/chrF against the image's four other
+    captions, and self-BLEU against its own input (100 = it only copies)."""
+    sources, references = pipeline.paraphrase_test_set(lang)
+    sources, references = (sources[:100], references[:100]) if QUICK else (sources, references)
+    hyps = translate(model, tokenizer, sources, lang, beam_size=beam_size)
+    return {"hypotheses": hyps, "bleu": evaluate.bleu(hyps, references), "chrf": evaluate.chrf(hyps, references),
+            "self_bleu": evaluate.bleu(hyps, sources)}

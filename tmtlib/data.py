@@ -205,6 +205,16 @@ def load_monolingual(lang: str, split: str = "train") -> list[str]:
     return [line for i in range(1, 6) for line in read_lines(2, f"{split}.{i}", lang)]
 
 
+def caption_sets(lang: str, split: str = "train") -> list[tuple[str, ...]]:
+    """Task-2 captions grouped by image: one tuple of five independent captions per image.
+
+    The five caption files of a split are aligned by line (line i describes image i in each), so
+    two captions of one image are a natural paraphrase pair."""
+    if lang not in TASK2_LANGS:
+        raise ValueError(f"task 2 has captions in {' and '.join(TASK2_LANGS)} only, not {lang!r}")
+    return list(zip(*(read_lines(2, f"{split}.{i}", lang) for i in range(1, 6))))
+
+
 @functools.cache
 def evaluation_sentences(lang: str) -> frozenset[str]:
     """Normalised sentences of ``lang`` in every validation and test set that can be obtained.

@@ -57,25 +57,40 @@ def _score(metric: Metric, result: SacreScore) -> Score:
     return Score(result.name, float(result.score), str(metric.get_signature()))
 
 
-def _corpus_score(name: str, hyps: Sequence[str], refs: Sequence[str]) -> Score:
+References = Sequence[str] | Sequence[Sequence[str]]
+
+
+def _reference_streams(refs: References) -> list[list[str]]:
+    """sacreBLEU's layout (one list per reference *stream*) from one reference per sentence, or
+    from a list of references per sentence (every sentence needs the same number)."""
+    if all(isinstance(ref, str) for ref in refs):
+        return [list(refs)]
+    counts = {len(ref) for ref in refs}
+    if len(counts) != 1 or 0 in counts or any(isinstance(ref, str) for ref in refs):
+        raise ValueError("give every sentence the same number (at least one) of references")
+    return [list(stream) for stream in zip(*refs)]
+
+
+def _corpus_score(name: str, hyps: Sequence[str], refs: References) -> Score:
     _check(hyps, refs)
     metric = _metric(name)
-    return _score(metric, metric.corpus_score(list(hyps), [list(refs)]))
+    return _score(metric, metric.corpus_score(list(hyps), _reference_streams(refs)))
 
 
-def bleu(hyps: Sequence[str], refs: Sequence[str]) -> Score:
-    """Corpus BLEU (Papineni et al. 2002) of detokenised ``hyps`` against one reference each."""
+def bleu(hyps: Sequence[str], refs: References) -> Score:
+    """Corpus BLEU (Papineni et al. 2002) of detokenised ``hyps`` against their references: one
+    string per sentence, or a list of references per sentence (n-gram matches count against any)."""
     return _corpus_score("bleu", hyps, refs)
 
 
-def chrf(hyps: Sequence[str], refs: Sequence[str], word_order: int = 0) -> Score:
+def chrf(hyps: Sequence[str], refs: References, word_order: int = 0) -> Score:
     """Corpus chrF (Popović 2015); ``word_order=2`` adds word bigrams, giving chrF++ (Popović 2017)."""
     if word_order not in (0, 2):
         raise ValueError(f"word_order must be 0 (chrF) or 2 (chrF++), not {word_order}")
     return _corpus_score("chrf" if word_order == 0 else "chrf++", hyps, refs)
 
 
-def evaluate(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, Score]:
+def evaluate(hyps: Sequence[str], refs: References) -> dict[str, Score]:
     """BLEU, chrF and chrF++ of one system, keyed ``"bleu"``, ``"chrf"``, ``"chrf++"``."""
     return {name: _corpus_score(name, hyps, refs) for name in _METRICS}
 

@@ -29,7 +29,11 @@ from .noise import NoiseConfig
 from .objectives import KLSchedule, make_objective, monolingual_examples, translation_examples
 from .tokenize import Tokenizer, course_tokenizer
 from .train import History, TrainConfig, train
-from .transfer import DEFAULT_PARTS, TransferReport, transfer
+from .transfer import DEFAULT_PARTS, GradualUnfreezing, TransferReport, freeze, parameter_groups, transfer
+
+TASKS = ("translate", "paraphrase")
+STRATEGIES = ("full", "freeze_encoder", "gradual", "discriminative")
+PARAPHRASE_VALID_IMAGES = 500  # task-2 val images 0..499 select models; the rest are the paraphrase test set
 
 
 @dataclass(frozen=True)
@@ -68,10 +72,26 @@ class FinetuneSpec:
     label_smoothing: float = 0.1
     bleu_sentences: int = 400  # validation sentences scored with BLEU (greedy) at each evaluation
     train: TrainConfig = field(default_factory=lambda: TrainConfig(select="val_bleu"))
+    task: str = "translate"  # or "paraphrase": caption 1 -> caption 2 of task-2 images (src == tgt)
+    strategy: str = "full"  # how the initialised weights are fine-tuned: see ``fine_tuning_strategy``
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}: choose from {', '.join(TASKS)}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}: choose from {', '.join(STRATEGIES)}")
+        if (self.task == "paraphrase") != (self.src == self.tgt):
+            raise ValueError("paraphrasing keeps the language (src == tgt); translation changes it")
+
+
+# Settings added after the first runs: left out of a spec's hash while at these defaults, so the
+# runs cached before them keep their folders.
+_LATER_DEFAULTS = {"task": "translate", "strategy": "full"}
 
 
 def spec_dict(spec) -> dict[str, Any]:
-    return asdict(spec)
+    """The spec as plain data (what ``config.json`` holds and the run folder's name hashes)."""
+    return {k: v for k, v in asdict(spec).items() if _LATER_DEFAULTS.get(k, object()) != v}
 
 
 def spec_from_dict(cls, raw: dict[str, Any]):
@@ -166,26 +186,69 @@ def pretrain(spec: PretrainSpec, out_dir: str | Path, tokenizer: Tokenizer | Non
     return model, history
 
 
+def task_pairs(spec: FinetuneSpec, split: str) -> list[tuple[str, str]]:
+    """(source, target) pairs of a split: task-1 translation pairs, or for paraphrasing, caption 1
+    and caption 2 of each task-2 image (``val``: the first ``PARAPHRASE_VALID_IMAGES`` images)."""
+    if spec.task == "translate":
+        return data.load_parallel(spec.src, spec.tgt, split)
+    captions = data.caption_sets(spec.src, split)
+    captions = captions[:PARAPHRASE_VALID_IMAGES] if split == "val" else captions
+    return [(c[0], c[1]) for c in captions]
+
+
+def paraphrase_test_set(lang: str) -> tuple[list[str], list[list[str]]]:
+    """The paraphrase test set: caption 1 of each held-out task-2 val image, and its other four
+    captions as references (images the model selection never saw)."""
+    captions = data.caption_sets(lang, "val")[PARAPHRASE_VALID_IMAGES:]
+    return [c[0] for c in captions], [list(c[1:]) for c in captions]
+
+
+def fine_tuning_strategy(strategy: str, model: Seq2Seq, config: TrainConfig) -> tuple[list, list[dict] | None]:
+    """(callbacks, parameter groups) that fine-tune an initialised model with ``strategy``.
+
+    ``full`` trains everything at one learning rate; ``freeze_encoder`` keeps the encoder fixed;
+    ``gradual`` (ULMFiT, Howard & Ruder 2018) starts with encoder and embeddings frozen and
+    unfreezes the encoder after a fifth of the steps and the embeddings after two fifths;
+    ``discriminative`` trains embeddings at lr/10 and the encoder at lr/3 throughout.
+    """
+    if strategy == "freeze_encoder":
+        freeze(model, ["encoder"])
+        return [], parameter_groups(model, config.lr, weight_decay=config.weight_decay)
+    if strategy == "gradual":
+        schedule = GradualUnfreezing([(config.max_steps // 5, ["encoder"]), (2 * config.max_steps // 5, ["embeddings"])])
+        schedule.initial(model)
+        return [schedule.on_step], parameter_groups(model, config.lr, weight_decay=config.weight_decay,
+                                                    include_frozen=True)
+    if strategy == "discriminative":
+        part_lrs = {"embeddings": config.lr / 10, "encoder": config.lr / 3}
+        return [], parameter_groups(model, config.lr, part_lrs, weight_decay=config.weight_decay)
+    return [], None
+
+
 def finetune(spec: FinetuneSpec, out_dir: str | Path, tokenizer: Tokenizer | None = None,
              callbacks=(), param_groups=None) -> tuple[Seq2Seq, History, TransferReport | None]:
-    """Train a translator on a (sub)set of parallel pairs, from scratch or from ``spec.init``.
+    """Train a translator (or paraphraser) on a (sub)set of pairs, from scratch or ``spec.init``.
 
     Model selection uses the validation set only: validation loss and BLEU (greedy, on the first
-    ``bleu_sentences`` validation pairs). ``callbacks`` and ``param_groups`` pass through to
-    ``tmtlib.train.train`` (gradual unfreezing, per-part learning rates).
+    ``bleu_sentences`` validation pairs). ``spec.strategy`` sets up freezing or per-part learning
+    rates (``fine_tuning_strategy``); explicit ``callbacks`` and ``param_groups`` are added to /
+    replace what it gives, and pass through to ``tmtlib.train.train``.
     """
     out_dir = Path(out_dir)
     tokenizer = tokenizer or course_tokenizer()
-    pairs = data.load_parallel(spec.src, spec.tgt, "train")
+    pairs = task_pairs(spec, "train")
     if spec.pairs is not None:
         pairs = data.low_resource_subset(pairs, spec.pairs, seed=spec.subset_seed)
-    valid_pairs = data.load_parallel(spec.src, spec.tgt, "val")
+    valid_pairs = task_pairs(spec, "val")
     config = model_config(spec.preset, tokenizer.vocab_size)
     torch.manual_seed(spec.train.seed)
     model = Seq2Seq(config)
     report = None
     if spec.init:
         report = transfer(model, spec.init, spec.parts, tokenizer_fingerprint=tokenizer.fingerprint())
+    strategy_callbacks, strategy_groups = fine_tuning_strategy(spec.strategy, model, spec.train)
+    callbacks = [*strategy_callbacks, *callbacks]
+    param_groups = param_groups if param_groups is not None else strategy_groups
     _prepare_folder(out_dir, spec, tokenizer)
     bleu_pairs = valid_pairs[: spec.bleu_sentences]
 
