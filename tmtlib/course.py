@@ -16,8 +16,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from . import evaluate, pipeline
-from .decode import translate
+from . import pipeline
 from .models import Seq2Seq
 from .pipeline import FinetuneSpec, PretrainSpec, cached_run
 from .settings import quick_mode
@@ -126,12 +125,3 @@ def test_result(folder: Path, src: str, tgt: str, split: str = "test_2016_flickr
     cache.with_suffix(".tmp").replace(cache)
     return result
 
-
-def paraphrase_scores(model: Seq2Seq, tokenizer: Tokenizer, lang: str = "en", beam_size: int = 5) -> dict:
-    """A paraphraser on the held-out task-2 images: BLEU/chrF against the image's four other
-    captions, and self-BLEU against its own input (100 = it only copies)."""
-    sources, references = pipeline.paraphrase_test_set(lang)
-    sources, references = (sources[:100], references[:100]) if QUICK else (sources, references)
-    hyps = translate(model, tokenizer, sources, lang, beam_size=beam_size)
-    return {"hypotheses": hyps, "bleu": evaluate.bleu(hyps, references), "chrf": evaluate.chrf(hyps, references),
-            "self_bleu": evaluate.bleu(hyps, sources)}
