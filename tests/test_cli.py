@@ -102,3 +102,23 @@ def test_module_entry_point_exit_status(tmp_path):
     result = subprocess.run([sys.executable, "-m", "tmtlib", "translate", "--checkpoint", str(tmp_path / "x.pt"),
                              "--tgt", "de"], input="A dog.\n", capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr and "no checkpoint" in result.stderr
+
+
+def test_experiment_family_writes_a_record_per_run_and_a_summary(corpus, tmp_path, capsys):
+    out = tmp_path / "results"
+    assert main(["experiment", "budgets", "--budgets", "200", "--inits", "scratch", "dae", "--seeds", "0",
+                 "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "| en-de_dae_200 | 1 |" in table and "| en-de_scratch_200 | 1 |" in table
+    record = json.loads((out / "budgets" / "en-de_dae_200_seed0.json").read_text())
+    assert record["data"]["train_pairs"] == 200 and record["training"]["steps"] > 0
+    assert "version:" in record["test"]["bleu"]["signature"] and record["config"]["init"].endswith("best.pt")
+    summary = json.loads((out / "budgets" / "summary.json").read_text())
+    dae = next(row for row in summary["rows"] if row["system"] == "en-de_dae_200")
+    assert len(dae["p_values"]) == 1 and 0 < dae["p_values"][0] <= 1
+    assert (out / "budgets" / "summary.md").read_text().startswith("| system |")
+
+
+def test_experiment_refuses_flags_its_family_does_not_take(capsys):
+    assert main(["experiment", "strategies", "--budgets", "1000"]) == 2
+    assert "does not take --budgets" in capsys.readouterr().err

@@ -4,6 +4,7 @@
     python -m tmtlib finetune --src en --tgt de --pairs 3000 --init runs/dae/best.pt --out runs/ft
     python -m tmtlib translate --checkpoint runs/ft/best.pt --tgt de < input.en > output.de
     python -m tmtlib evaluate --checkpoint runs/ft/best.pt --src en --tgt de --split test_2016_flickr
+    python -m tmtlib experiment budgets --budgets 1000 3000 all --inits scratch dae --seeds 0 1 2
 
 Every training command also takes ``--config FILE`` (JSON or TOML with the same keys as the
 flags; flags given on the command line win) and writes ``config.json`` beside its checkpoints.
@@ -14,6 +15,7 @@ exit status 2; files already saved are never damaged.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
@@ -76,7 +78,8 @@ def _spec(cls, args, names: list[str], base_train: TrainConfig):
 PRETRAIN_FLAGS = ["objective", "langs", "preset", "sentences_per_lang", "include_task1_train", "latent_dim",
                   "kl_schedule", "kl_warmup", "max_beta", "free_bits", "word_dropout", "mask_p", "infill_ratio",
                   "shuffle_k", "delete_p"]
-FINETUNE_FLAGS = ["src", "tgt", "pairs", "subset_seed", "preset", "init", "parts", "label_smoothing", "bleu_sentences"]
+FINETUNE_FLAGS = ["src", "tgt", "pairs", "subset_seed", "preset", "init", "parts", "label_smoothing", "bleu_sentences",
+                  "task", "strategy"]
 
 
 def cmd_pretrain(args) -> None:
@@ -136,6 +139,23 @@ def cmd_evaluate(args) -> None:
         print(score)
 
 
+def cmd_experiment(args) -> None:
+    from . import experiments
+
+    options = {"seeds": args.seeds, "budgets": args.budgets, "inits": args.inits, "children": args.children,
+               "names": args.strategies}
+    flags = {"seeds": "--seeds", "budgets": "--budgets", "inits": "--inits", "children": "--children",
+             "names": "--strategies"}
+    family = experiments.FAMILIES[args.family]
+    accepted = inspect.signature(family).parameters
+    unused = [flags[k] for k, v in options.items() if v is not None and k not in accepted]
+    if unused:
+        raise ValueError(f"the {args.family} family does not take {', '.join(unused)}")
+    cells = family(**{k: v for k, v in options.items() if v is not None})
+    rows = experiments.run_family(args.family, cells, args.out, log=lambda line: print(line, file=sys.stderr))
+    print(experiments.markdown_table(rows))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tmt", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -169,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     fine.add_argument("--parts", nargs="+", choices=list(PARTS), help="parts to transfer from --init")
     fine.add_argument("--label-smoothing", type=float)
     fine.add_argument("--bleu-sentences", type=int)
+    fine.add_argument("--task", choices=list(pipeline.TASKS), help="translate (default) or paraphrase (src == tgt)")
+    fine.add_argument("--strategy", choices=list(pipeline.STRATEGIES), help="how to fine-tune --init (default full)")
     _add_train_flags(fine)
     fine.set_defaults(run=cmd_finetune)
 
@@ -189,6 +211,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--hyp", type=Path)
     ev.add_argument("--ref", type=Path)
     ev.set_defaults(run=cmd_evaluate)
+
+    ex = commands.add_parser("experiment", help="run an experiment family (cached, resumable) and write its results")
+    ex.add_argument("family", choices=["budgets", "crosslingual", "strategies"])
+    ex.add_argument("--seeds", type=int, nargs="+")
+    ex.add_argument("--budgets", nargs="+", help="parallel pairs per cell, or 'all' (budgets family)")
+    ex.add_argument("--inits", nargs="+", choices=["scratch", "lm", "dae", "vae", "ae", "parent"])
+    ex.add_argument("--children", nargs="+", choices=["fr", "cs"], help="child pairs en->X (crosslingual)")
+    ex.add_argument("--strategies", nargs="+", choices=list(pipeline.STRATEGIES))
+    ex.add_argument("--out", type=Path, help="results folder (default data/results; quick mode: the cache)")
+    ex.set_defaults(run=cmd_experiment)
     return parser
 
 

@@ -115,6 +115,7 @@ class Progress:
     epoch: int = 0
     batch: int = 0  # next batch of the epoch
     elapsed: float = 0.0  # seconds of training so far
+    tokens: int = 0  # non-pad source + target tokens trained on (this process)
     best: float | None = None
     stale_evals: int = 0
     stopped: str = ""
@@ -256,6 +257,7 @@ class _Run:
                 progress.batch += config.accumulate
                 progress.step += 1
                 progress.elapsed += time.perf_counter() - started
+                progress.tokens += stats["tokens"] + stats["src_tokens"]
                 self.after_step(stats, time.perf_counter() - started, bar)
             if progress.batch + config.accumulate > len(batches):
                 progress.epoch, progress.batch = progress.epoch + 1, 0

@@ -1,0 +1,178 @@
+"""The course's experiment families, one command each, with a result file per run.
+
+    python -m tmtlib experiment budgets --budgets 1000 3000 all --inits scratch dae --seeds 0 1
+    python -m tmtlib experiment crosslingual --children fr --seeds 0
+    python -m tmtlib experiment strategies
+
+A family is a grid of cells (initialisation x parallel budget x seed, and so on). Each cell is a
+``tmtlib.course`` run: cached by its settings in ``data/cache/runs``, so a family trains only
+what is missing and resumes a cell that was interrupted; the notebooks use the same runs. For each
+cell the family writes ``<out>/<family>/<cell>.json`` (settings, seed, data size, training time
+and tokens, validation and test scores with sacreBLEU signatures), then ``summary.md`` and
+``summary.json``: mean and standard deviation over seeds, and the gain over scratch with a paired
+bootstrap p-value (Koehn 2004) per seed.
+
+In quick mode (``TMT_QUICK=1``) every run is tiny and the results go to the cache, never over
+the committed full-mode results in ``data/results``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import checkpoint, course, data, settings
+from .evaluate import paired_bootstrap
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of a family: a translator from ``init`` on ``pairs`` pairs (None: all) with ``seed``."""
+
+    family: str
+    init: str | None
+    pairs: int | None
+    seed: int
+    src: str = "en"
+    tgt: str = "de"
+    strategy: str = "full"
+
+    @property
+    def name(self) -> str:
+        strategy = "" if self.strategy == "full" else f"_{self.strategy}"
+        return f"{self.src}-{self.tgt}_{self.init or 'scratch'}{strategy}_{self.pairs or 'all'}_seed{self.seed}"
+
+    @property
+    def system(self) -> str:
+        """The cell without its seed: what a summary row averages over."""
+        return self.name.rsplit("_seed", 1)[0]
+
+    def run(self) -> tuple[Path, dict]:
+        """Train (or load) the cell's run; returns its folder and its beam-5 test result."""
+        _, _, folder = course.translator(self.init, pairs=self.pairs, seed=self.seed, src=self.src, tgt=self.tgt,
+                                         strategy=self.strategy)
+        return folder, course.test_result(folder, self.src, self.tgt)
+
+
+def _init(name: str) -> str | None:
+    return None if name == "scratch" else name
+
+
+def _budget(value: str | int | None) -> int | None:
+    return None if value in (None, "all") else int(value)
+
+
+def budgets(seeds: Iterable[int] = (0, 1, 2), budgets: Iterable[str | int | None] = (1000, 3000, 10000, None),
+            inits: Iterable[str] = ("scratch", "lm", "dae", "vae")) -> list[Cell]:
+    """en->de BLEU against the parallel budget, per initialisation (notebook 5)."""
+    return [Cell("budgets", _init(i), _budget(b), s) for b in budgets for s in seeds for i in inits]
+
+
+def crosslingual(seeds: Iterable[int] = (0, 1, 2), children: Iterable[str] = ("fr", "cs"), pairs: int = 3000,
+                 inits: Iterable[str] = ("scratch", "dae", "parent")) -> list[Cell]:
+    """en->de parent to en->fr / en->cs children, against scratch and monolingual pretraining (notebook 6)."""
+    return [Cell("crosslingual", _init(i), pairs, s, "en", child) for child in children for s in seeds for i in inits]
+
+
+def strategies(seeds: Iterable[int] = (0,), child: str = "fr", pairs: int = 3000,
+               names: Iterable[str] = ("full", "freeze_encoder", "gradual", "discriminative")) -> list[Cell]:
+    """Fine-tuning strategies for the parent -> en->fr child (notebook 7)."""
+    return [Cell("strategies", "parent", pairs, s, "en", child, strategy) for s in seeds for strategy in names]
+
+
+FAMILIES = {"budgets": budgets, "crosslingual": crosslingual, "strategies": strategies}
+
+
+def results_dir() -> Path:
+    """``data/results`` (committed) in full mode; a cache folder in quick mode."""
+    return settings.cache_dir("results-quick") if course.QUICK else settings.REPO_ROOT / "data" / "results"
+
+
+def machine() -> dict[str, Any]:
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpus": torch.get_num_threads(), "torch": torch.__version__, "quick_mode": course.QUICK}
+
+
+def record(cell: Cell, folder: Path, test: dict) -> dict[str, Any]:
+    """The machine-readable account of one finished run."""
+    config = json.loads((folder / "config.json").read_text())
+    last = checkpoint.load(folder / "last.pt")
+    progress, evals = last["progress"], last["history"]["evals"]
+    best = max(evals, key=lambda e: e.get("val_bleu", float("-inf")))
+    train_pairs = cell.pairs or len(data.load_parallel(cell.src, cell.tgt, "train"))
+    return {
+        "cell": asdict(cell) | {"name": cell.name}, "run_folder": folder.name, "config": config,
+        "data": {"train_pairs": course.quick_pairs(train_pairs), "valid_pairs": len(data.load_parallel(cell.src, cell.tgt, "val")),
+                 "test_split": test["split"], "test_sentences": test["sentences"]},
+        "training": {"steps": progress["step"], "seconds": round(progress["elapsed"], 1),
+                     "tokens": progress.get("tokens") or None, "stopped": progress["stopped"]},
+        "validation": {"best_val_bleu_greedy": best.get("val_bleu"), "at_step": best["step"],
+                       "val_loss": best.get("val_loss")},
+        "test": {name: test[name] for name in ("bleu", "chrf", "chrf++")} | {"beam_size": test["beam_size"]},
+        "machine": machine(),
+    }
+
+
+def summarise(cells: list[Cell], tests: dict[Cell, dict]) -> list[dict[str, Any]]:
+    """One row per system: BLEU/chrF mean and standard deviation over seeds, and against the
+    scratch system of the same pair and budget, the mean gain and each seed's bootstrap p-value."""
+    systems: dict[str, list[Cell]] = {}
+    for cell in cells:
+        systems.setdefault(cell.system, []).append(cell)
+    rows = []
+    for system, members in systems.items():
+        bleus = [tests[c]["bleu"]["score"] for c in members]
+        row = {"system": system, "seeds": [c.seed for c in members], "bleu_mean": statistics.mean(bleus),
+               "bleu_std": statistics.stdev(bleus) if len(bleus) > 1 else None,
+               "chrf_mean": statistics.mean(tests[c]["chrf"]["score"] for c in members)}
+        baselines = {c: Cell(c.family, None, c.pairs, c.seed, c.src, c.tgt) for c in members}
+        if all(c.init is not None and base in tests for c, base in baselines.items()):
+            refs = [t for _, t in data.load_parallel(members[0].src, members[0].tgt, "test_2016_flickr")]
+            row["gain_over_scratch"] = statistics.mean(tests[c]["bleu"]["score"] - tests[b]["bleu"]["score"]
+                                                       for c, b in baselines.items())
+            row["p_values"] = [paired_bootstrap(tests[b]["hypotheses"], tests[c]["hypotheses"],
+                                                refs[: len(tests[c]["hypotheses"])]).p_value
+                               for c, b in baselines.items()]
+        rows.append(row)
+    return rows
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| system | seeds | BLEU (mean ± sd) | chrF | gain over scratch | bootstrap p per seed |",
+             "|---|---|---|---|---|---|"]
+    for row in rows:
+        spread = f" ± {row['bleu_std']:.1f}" if row["bleu_std"] is not None else ""
+        gain = f"{row['gain_over_scratch']:+.1f}" if "gain_over_scratch" in row else ""
+        p_values = ", ".join(f"{p:.3f}" for p in row.get("p_values", []))
+        lines.append(f"| {row['system']} | {len(row['seeds'])} | {row['bleu_mean']:.1f}{spread} | "
+                     f"{row['chrf_mean']:.1f} | {gain} | {p_values} |")
+    return "\n".join(lines)
+
+
+def run_family(family: str, cells: list[Cell], out: Path | None = None, log=print) -> list[dict[str, Any]]:
+    """Run every cell (training only what is missing), write one file per run and the summary."""
+    folder = (out or results_dir()) / family
+    folder.mkdir(parents=True, exist_ok=True)
+    tests = {}
+    for number, cell in enumerate(cells, 1):
+        log(f"[{number}/{len(cells)}] {cell.name}")
+        run_folder, tests[cell] = cell.run()
+        _write_json(folder / f"{cell.name}.json", record(cell, run_folder, tests[cell]))
+    rows = summarise(cells, tests)
+    signature = next(iter(tests.values()))["bleu"]["signature"]
+    _write_json(folder / "summary.json", {"rows": rows, "signature": signature, "machine": machine()})
+    (folder / "summary.md").write_text(f"{markdown_table(rows)}\n\ntest_2016_flickr, beam 5; {signature}\n")
+    return rows
+
+
+def _write_json(path: Path, value: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, indent=1))
+    tmp.replace(path)
