@@ -1,0 +1,148 @@
+"""Shared pieces of the benchmarks: the same batches, the same model sizes, three engines.
+
+Every benchmark compares tmtlib with the two models a user would otherwise pick at the same size:
+Hugging Face ``transformers`` (``BartForConditionalGeneration``, trained with the usual loop and
+decoded with ``generate``) and a plain ``torch.nn.Transformer``. Sizes are the course preset
+(256 wide, 3+3 layers, 4 heads, FFN 1024, the course's 8,000-piece vocabulary, tied embeddings,
+dropout 0.1).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tmtlib import data
+from tmtlib.batching import Batch, collate, token_batches
+from tmtlib.models import PRESETS, Seq2Seq, model_config
+from tmtlib.objectives import Translation, translation_examples
+from tmtlib.tokenize import BOS_ID, EOS_ID, PAD_ID, course_tokenizer
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SIZE = PRESETS["course"]
+
+
+def real_batches(n: int, max_tokens: int = 4096, seed: int = 0) -> list[Batch]:
+    """``n`` token-bucketed batches of the real en->de training data (the course's batching)."""
+    tokenizer = course_tokenizer()
+    examples = translation_examples(tokenizer, data.load_parallel("en", "de", "train"), "de")
+    groups = token_batches([e.size for e in examples], max_tokens, seed=seed)[:n]
+    return [collate([examples[i] for i in group]) for group in groups]
+
+
+def tmtlib_model(vocab_size: int) -> Seq2Seq:
+    return Seq2Seq(model_config("course", vocab_size))
+
+
+def hf_model(vocab_size: int):
+    """BART of the course's size (post-LN, learned positions: BART's own design)."""
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    config = BartConfig(vocab_size=vocab_size, d_model=SIZE["d_model"], encoder_layers=SIZE["n_encoder_layers"],
+                        decoder_layers=SIZE["n_decoder_layers"], encoder_attention_heads=SIZE["n_heads"],
+                        decoder_attention_heads=SIZE["n_heads"], encoder_ffn_dim=SIZE["d_ff"],
+                        decoder_ffn_dim=SIZE["d_ff"], max_position_embeddings=512, dropout=0.1,
+                        attention_dropout=0.0, activation_dropout=0.0, activation_function="gelu",
+                        pad_token_id=PAD_ID, bos_token_id=BOS_ID, eos_token_id=EOS_ID,
+                        decoder_start_token_id=BOS_ID, forced_eos_token_id=None, tie_word_embeddings=True,
+                        scale_embedding=True)
+    return BartForConditionalGeneration(config)
+
+
+class TorchTransformer(nn.Module):
+    """``torch.nn.Transformer`` with tied embeddings and sinusoidal positions, pre-LN like tmtlib."""
+
+    def __init__(self, vocab_size: int):
+        super().__init__()
+        d = SIZE["d_model"]
+        self.embed = nn.Embedding(vocab_size, d, padding_idx=PAD_ID)
+        self.core = nn.Transformer(d, SIZE["n_heads"], SIZE["n_encoder_layers"], SIZE["n_decoder_layers"],
+                                   SIZE["d_ff"], dropout=0.1, activation="gelu", batch_first=True, norm_first=True)
+        position = torch.arange(512).unsqueeze(1)
+        freq = torch.exp(torch.arange(0, d, 2) * (-math.log(10000.0) / d))
+        table = torch.zeros(512, d)
+        table[:, 0::2], table[:, 1::2] = torch.sin(position * freq), torch.cos(position * freq)
+        self.register_buffer("positions", table, persistent=False)
+
+    def _embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.embed(ids) * math.sqrt(self.embed.embedding_dim) + self.positions[: ids.shape[1]]
+
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        causal = nn.Transformer.generate_square_subsequent_mask(tgt_in.shape[1], dtype=torch.bool)
+        hidden = self.core(self._embed(src), self._embed(tgt_in), tgt_mask=causal,
+                           src_key_padding_mask=src.eq(PAD_ID), tgt_key_padding_mask=tgt_in.eq(PAD_ID),
+                           memory_key_padding_mask=src.eq(PAD_ID), tgt_is_causal=True)
+        return hidden @ self.embed.weight.T
+
+
+def training_step(engine: str, model: nn.Module, optimizer: torch.optim.Optimizer) -> Callable[[Batch], float]:
+    """One forward + backward + AdamW step of label-smoothed cross-entropy, for each engine."""
+    objective = Translation(label_smoothing=0.1)
+
+    def loss_of(batch: Batch) -> torch.Tensor:
+        if engine == "tmtlib":
+            return objective.loss(model, batch).loss
+        if engine == "hf":
+            logits = model(input_ids=batch.src, attention_mask=batch.src.ne(PAD_ID), decoder_input_ids=batch.tgt_in,
+                           decoder_attention_mask=batch.tgt_in.ne(PAD_ID)).logits
+        else:
+            logits = model(batch.src, batch.tgt_in)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.tgt_out.reshape(-1),
+                               ignore_index=PAD_ID, label_smoothing=0.1)
+
+    def step(batch: Batch) -> float:
+        loss = loss_of(batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return float(loss)
+
+    return step
+
+
+ENGINES = {"tmtlib": tmtlib_model, "hf": hf_model, "torch": TorchTransformer}
+
+
+def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
+    """FLOP/s of a large fp32 matrix product on this machine with the current thread count."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - started)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {"median": statistics.median(ordered), "min": ordered[0], "max": ordered[-1]}
+
+
+def versions() -> dict[str, str]:
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "threads": str(torch.get_num_threads()), "machine": f"{platform.machine()} {platform.processor()}".strip()}
+
+
+def save(name: str, result: dict) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(result, indent=1))
+    return path

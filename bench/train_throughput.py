@@ -1,0 +1,79 @@
+"""Training throughput: tokens/s of forward + backward + AdamW, tmtlib vs HF BART vs nn.Transformer.
+
+    python bench/train_throughput.py            # about 5 minutes on 2 cores
+
+The same real en->de batches (token-bucketed, about 4,096 padded tokens) go through each engine,
+interleaved round by round (A B C, B C A, ...) so that drift of the machine hits all of them alike.
+Tokens are real (non-pad) source + target tokens. FLOPs per batch are counted by
+``torch.utils.flop_counter`` (forward + backward); the machine's peak is a large fp32 matmul
+measured in the same run. Writes ``bench/results/train_throughput.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import common
+
+
+def flops_per_batch(step_loss, batches) -> list[int]:
+    counts = []
+    for batch in batches:
+        with FlopCounterMode(display=False) as counter:
+            step_loss(batch)
+        counts.append(counter.get_total_flops())
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batches", type=int, default=8, help="distinct real batches per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--engines", nargs="+", default=list(common.ENGINES), choices=list(common.ENGINES))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    batches = common.real_batches(args.batches)
+    vocab = common.course_tokenizer().vocab_size
+    steps, flops = {}, {}
+    for engine in args.engines:
+        torch.manual_seed(0)
+        model = common.ENGINES[engine](vocab).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), weight_decay=0.01)
+        steps[engine] = common.training_step(engine, model, optimizer)
+        flops[engine] = flops_per_batch(steps[engine], batches)  # also the warm-up
+    peaks = [common.matmul_peak()]
+    tokens = sum(b.src_tokens + b.tgt_tokens for b in batches)
+    rates = {engine: [] for engine in args.engines}
+    for round_ in range(args.rounds):
+        order = args.engines[round_ % len(args.engines):] + args.engines[: round_ % len(args.engines)]
+        for engine in order:
+            started = time.perf_counter()
+            for batch in batches:
+                steps[engine](batch)
+            rates[engine].append(tokens / (time.perf_counter() - started))
+    peaks.append(common.matmul_peak())
+    peak = max(peaks)
+    result = {"versions": common.versions(), "batches": args.batches, "rounds": args.rounds,
+              "tokens_per_round": tokens, "padded_tokens_per_batch": [b.src.numel() + b.tgt_in.numel() for b in batches],
+              "matmul_peak_flops": peak, "engines": {}}
+    print(f"{args.batches} real en->de batches x {args.rounds} interleaved rounds, {args.threads} threads; "
+          f"matmul peak {peak / 1e9:.1f} GFLOP/s")
+    print(f"{'engine':8} {'tokens/s (median, min-max)':>30} {'vs HF':>7} {'GFLOP/s':>8} {'of peak':>8}")
+    for engine in args.engines:
+        stats = common.spread(rates[engine])
+        flop_rate = sum(flops[engine]) / (tokens / stats["median"])
+        ratio = stats["median"] / common.spread(rates["hf"])["median"] if "hf" in rates else float("nan")
+        result["engines"][engine] = {"tokens_per_s": stats, "flops_per_round": sum(flops[engine]),
+                                     "flop_per_s": flop_rate, "share_of_peak": flop_rate / peak, "ratio_to_hf": ratio}
+        print(f"{engine:8} {stats['median']:12,.0f} ({stats['min']:,.0f}-{stats['max']:,.0f}) {ratio:7.2f} "
+              f"{flop_rate / 1e9:8.1f} {flop_rate / peak:8.0%}")
+    print("wrote", common.save("train_throughput", result))
+
+
+if __name__ == "__main__":
+    main()
