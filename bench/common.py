@@ -146,3 +146,61 @@ def save(name: str, result: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(result, indent=1))
     return path
+
+
+def hf_copy(model: Seq2Seq, decoder_start_id: int):
+    """An HF ``M2M100ForConditionalGeneration`` holding exactly ``model``'s weights.
+
+    M2M100 is the HF encoder-decoder whose design matches tmtlib's: pre-LN blocks with a final
+    LayerNorm, sinusoidal positions, embeddings scaled by sqrt(D), tied input/output embeddings,
+    GELU. Fused projections are split; the position table is replaced by tmtlib's (M2M100 numbers
+    positions from ``pad + 1``). Both models then compute the same function, so decoding speed is
+    compared on equal work and the outputs can be checked against each other.
+    """
+    from transformers import M2M100Config, M2M100ForConditionalGeneration
+
+    c = model.config
+    config = M2M100Config(vocab_size=c.vocab_size, d_model=c.d_model, encoder_layers=c.n_encoder_layers,
+                          decoder_layers=c.n_decoder_layers, encoder_attention_heads=c.n_heads,
+                          decoder_attention_heads=c.n_heads, encoder_ffn_dim=c.d_ff, decoder_ffn_dim=c.d_ff,
+                          max_position_embeddings=c.max_len, activation_function="gelu", scale_embedding=True,
+                          encoder_layerdrop=0.0, decoder_layerdrop=0.0, pad_token_id=c.pad_id, bos_token_id=BOS_ID,
+                          eos_token_id=EOS_ID, decoder_start_token_id=decoder_start_id, tie_word_embeddings=True)
+    hf = M2M100ForConditionalGeneration(config).eval()
+    ours = model.state_dict()
+    theirs: dict[str, torch.Tensor] = {"model.shared.weight": ours["embed.weight"]}
+
+    def linear(target: str, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        theirs[f"{target}.weight"], theirs[f"{target}.bias"] = weight, bias
+
+    def norm(target: str, source: str) -> None:
+        linear(target, ours[f"{source}.weight"], ours[f"{source}.bias"])
+
+    def split(target: str, names: tuple[str, ...], source: str) -> None:
+        weights, biases = ours[f"{source}.weight"].chunk(len(names)), ours[f"{source}.bias"].chunk(len(names))
+        for name, weight, bias in zip(names, weights, biases):
+            linear(f"{target}.{name}", weight, bias)
+
+    for side in ("encoder", "decoder"):
+        for i in range(getattr(c, f"n_{side}_layers")):
+            mine, hfs = f"{side}.layers.{i}", f"model.{side}.layers.{i}"
+            split(f"{hfs}.self_attn", ("q_proj", "k_proj", "v_proj"), f"{mine}.self_attn.qkv")
+            norm(f"{hfs}.self_attn.out_proj", f"{mine}.self_attn.out")
+            norm(f"{hfs}.self_attn_layer_norm", f"{mine}.self_norm")
+            norm(f"{hfs}.fc1", f"{mine}.ff.fc1")
+            norm(f"{hfs}.fc2", f"{mine}.ff.fc2")
+            norm(f"{hfs}.final_layer_norm", f"{mine}.ff_norm")
+            if side == "decoder":
+                norm(f"{hfs}.encoder_attn.q_proj", f"{mine}.cross_attn.q")
+                split(f"{hfs}.encoder_attn", ("k_proj", "v_proj"), f"{mine}.cross_attn.kv")
+                norm(f"{hfs}.encoder_attn.out_proj", f"{mine}.cross_attn.out")
+                norm(f"{hfs}.encoder_attn_layer_norm", f"{mine}.cross_norm")
+        norm(f"model.{side}.layer_norm", f"{side}.norm")
+    missing, unexpected = hf.load_state_dict(theirs, strict=False)
+    untied = [name for name in missing if not name.endswith("embed_tokens.weight") and name != "lm_head.weight"]
+    if untied or unexpected:
+        raise RuntimeError(f"weight mapping incomplete: missing {untied}, unexpected {unexpected}")
+    table = model.positions.table
+    for side in (hf.model.encoder, hf.model.decoder):
+        side.embed_positions.weights[c.pad_id + 1: c.pad_id + 1 + table.shape[0]] = table[: side.embed_positions.weights.shape[0] - c.pad_id - 1]
+    return hf

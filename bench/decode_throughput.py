@@ -1,0 +1,104 @@
+"""Decoding throughput: sentences/s, greedy and beam 5, tmtlib vs HF ``generate`` on the same weights.
+
+    python bench/decode_throughput.py [--checkpoint runs/full-en-de/best.pt]   # about 5 minutes on 2 cores
+
+Both engines translate the 1,000 English sentences of test_2016_flickr into German with the
+*same* trained weights (``common.hf_copy`` puts tmtlib's weights into HF's M2M100), the same
+batches (sorted by length, at most 4,000 source tokens), the same length penalty (1.0) and the same
+length limit (1.5 x source length + 10; HF takes one limit per batch, so it gets the batch's
+largest). Runs alternate between engines. Also reports output lengths, how many outputs agree,
+and BLEU, as a check that both really did the same job. Writes ``bench/results/decode_throughput.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+import common
+from tmtlib import data, pipeline
+from tmtlib.batching import pad, token_batches
+from tmtlib.decode import translate
+from tmtlib.evaluate import bleu
+from tmtlib.tokenize import EOS_ID
+
+
+def hf_translate(hf, tokenizer, sentences: list[str], tag: int, beam_size: int, max_tokens: int = 4000) -> list[str]:
+    """HF ``generate`` with tmtlib's batching and length rule."""
+    sources = [ids + [EOS_ID] for ids in tokenizer.encode(sentences)]
+    outputs: list[list[int]] = [[] for _ in sources]
+    for group in token_batches([len(s) for s in sources], max_tokens, shuffle=False):
+        src = pad([sources[i] for i in group])
+        limit = int(1.5 * max(len(sources[i]) for i in group) + 10)
+        with torch.inference_mode():
+            generated = hf.generate(input_ids=src, attention_mask=src.ne(0), num_beams=beam_size, do_sample=False,
+                                    max_new_tokens=limit, length_penalty=1.0, early_stopping=False,
+                                    decoder_start_token_id=tag, use_cache=True)
+        for i, row in zip(group, generated.tolist()):
+            ids = row[1:]
+            outputs[i] = ids[: ids.index(EOS_ID)] if EOS_ID in ids else [t for t in ids if t != 0]
+    return tokenizer.decode(outputs)
+
+
+def default_checkpoint() -> Path:
+    from tmtlib import course
+
+    folder = pipeline.runs_dir() / f"finetune-{pipeline.spec_hash(course.finetune_spec(None, pairs=None))}"
+    if not (folder / "best.pt").exists():
+        raise SystemExit("no trained en->de model: pass --checkpoint, or run notebook 5 / "
+                         "`python -m tmtlib experiment budgets --budgets all --inits scratch --seeds 0`")
+    return folder / "best.pt"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sentences", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--beams", type=int, nargs="+", default=[1, 5])
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    checkpoint = args.checkpoint or default_checkpoint()
+    model, tokenizer, _ = pipeline.load(checkpoint)
+    tag = tokenizer.lang_id("de")
+    hf = common.hf_copy(model, tag)
+    test = data.load_parallel("en", "de", "test_2016_flickr")[: args.sentences]
+    sources, references = [s for s, _ in test], [t for _, t in test]
+    engines = {"tmtlib": lambda k: translate(model, tokenizer, sources, "de", beam_size=k),
+               "hf": lambda k: hf_translate(hf, tokenizer, sources, tag, k)}
+    result = {"versions": common.versions(), "checkpoint": str(checkpoint), "sentences": len(sources), "modes": {}}
+    print(f"{len(sources)} test_2016_flickr sentences, {args.threads} threads, {args.rounds} alternating rounds")
+    print(f"{'mode':7} {'engine':7} {'sent/s (median, min-max)':>26} {'tmtlib/HF':>9} {'pieces/sent':>11} {'BLEU':>5}")
+    for beam in args.beams:
+        rates, outputs = {name: [] for name in engines}, {}
+        for round_ in range(args.rounds):
+            for name in (list(engines) if round_ % 2 == 0 else list(engines)[::-1]):
+                started = time.perf_counter()
+                outputs[name] = engines[name](beam)
+                rates[name].append(len(sources) / (time.perf_counter() - started))
+        mode = "greedy" if beam == 1 else f"beam{beam}"
+        same = sum(a == b for a, b in zip(outputs["tmtlib"], outputs["hf"])) / len(sources)
+        entry = {"agreement": same}
+        for name in engines:
+            stats = common.spread(rates[name])
+            pieces = sum(len(ids) for ids in tokenizer.encode(outputs[name])) / len(sources)
+            score = bleu(outputs[name], references)
+            entry[name] = {"sentences_per_s": stats, "pieces_per_sentence": pieces, "bleu": score.value,
+                           "signature": score.signature}
+        entry["ratio"] = entry["tmtlib"]["sentences_per_s"]["median"] / entry["hf"]["sentences_per_s"]["median"]
+        for name in engines:
+            stats = entry[name]["sentences_per_s"]
+            ratio = f"{entry['ratio']:9.2f}" if name == "tmtlib" else " " * 9
+            print(f"{mode:7} {name:7} {stats['median']:12.1f} ({stats['min']:.1f}-{stats['max']:.1f}) {ratio} "
+                  f"{entry[name]['pieces_per_sentence']:11.1f} {entry[name]['bleu']:5.1f}")
+        print(f"{'':7} identical outputs: {same:.1%}")
+        result["modes"][mode] = entry
+    print("wrote", common.save("decode_throughput", result))
+
+
+if __name__ == "__main__":
+    main()
