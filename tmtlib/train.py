@@ -337,7 +337,7 @@ class _Run:
         if self.evaluate is not None:
             metrics.update(self.evaluate(self.model))
         self.model.train()
-        self.history.evals.append({"step": self.progress.step, **metrics})
+        self.history.evals.append({"step": self.progress.step, "time": round(self.progress.elapsed, 3), **metrics})
         score = metrics[self.config.select]
         lower_is_better = self.config.select.endswith("loss")
         best = self.progress.best
