@@ -114,12 +114,12 @@ def test_result(folder: Path, src: str, tgt: str, split: str = "test_2016_flickr
     """Beam-search translations of a task-1 test split by the run in ``folder`` and their
     sacreBLEU scores, computed once and kept in ``folder`` (decoding 1,000 sentences takes a while)."""
     limit = 100 if QUICK else None
-    cache = folder / f"{split}.beam{beam_size}.json"
+    cache = folder / f"{src}-{tgt}.{split}.beam{beam_size}.json"
     if cache.exists():
         return json.loads(cache.read_text())
     model, tokenizer, _ = pipeline.load(folder / "best.pt")
     hyps, scores = pipeline.test_scores(model, tokenizer, src, tgt, split, beam_size=beam_size, limit=limit)
-    result = {"split": split, "beam_size": beam_size, "sentences": len(hyps), "hypotheses": hyps,
+    result = {"src": src, "tgt": tgt, "split": split, "beam_size": beam_size, "sentences": len(hyps), "hypotheses": hyps,
               **{name: {"score": score.value, "signature": score.signature} for name, score in scores.items()}}
     cache.with_suffix(".tmp").write_text(json.dumps(result, indent=1))
     cache.with_suffix(".tmp").replace(cache)

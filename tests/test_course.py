@@ -1,0 +1,33 @@
+"""The course's shared runs (quick mode in tests): specs, parent transfer, cached test results."""
+
+from __future__ import annotations
+
+import pytest
+
+from tmtlib import course, pipeline
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_quick_mode_caps_budgets_and_keeps_smaller_ones():
+    assert course.QUICK, "tests run the course in quick mode (conftest sets TMT_QUICK=1)"
+    assert course.quick_pairs(None) == 500 and course.quick_pairs(29000) == 500 and course.quick_pairs(200) == 200
+
+
+def test_child_of_the_parent_starts_from_the_parent_translator(tokenizer, tmp_path, monkeypatch):
+    monkeypatch.setenv("TMT_HOME", str(tmp_path))
+    spec = course.finetune_spec("parent", pairs=200, src="en", tgt="fr")
+    _, _, parent_folder = course.parent()
+    assert spec.init == str(parent_folder / "best.pt") and spec.parts == course.INIT_PARTS["parent"]
+    assert pipeline.spec_from_dict(pipeline.FinetuneSpec, pipeline.spec_dict(spec)) == spec
+
+
+def test_test_results_are_cached_per_language_pair(tokenizer, tmp_path, monkeypatch):
+    monkeypatch.setenv("TMT_HOME", str(tmp_path))
+    _, _, folder = course.translator(None, pairs=200, src="en", tgt="fr")
+    french = course.test_result(folder, "en", "fr")
+    german = course.test_result(folder, "en", "de")  # what a French child still does in German
+    assert (french["tgt"], german["tgt"]) == ("fr", "de")
+    assert (folder / "en-fr.test_2016_flickr.beam5.json").exists()
+    assert (folder / "en-de.test_2016_flickr.beam5.json").exists()
+    assert course.test_result(folder, "en", "fr") == french  # read back, not recomputed
