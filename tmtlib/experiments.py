@@ -19,6 +19,7 @@ the committed full-mode results in ``data/results``.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 from collections.abc import Iterable
@@ -97,7 +98,7 @@ def results_dir() -> Path:
 
 def machine() -> dict[str, Any]:
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": torch.get_num_threads(), "torch": torch.__version__, "quick_mode": course.QUICK}
+            "cpu_cores": os.cpu_count(), "torch": torch.__version__, "quick_mode": course.QUICK}
 
 
 def record(cell: Cell, folder: Path, test: dict) -> dict[str, Any]:
