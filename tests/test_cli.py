@@ -117,6 +117,10 @@ def test_experiment_family_writes_a_record_per_run_and_a_summary(corpus, tmp_pat
     dae = next(row for row in summary["rows"] if row["system"] == "en-de_dae_200")
     assert len(dae["p_values"]) == 1 and 0 < dae["p_values"][0] <= 1
     assert (out / "budgets" / "summary.md").read_text().startswith("| system |")
+    assert main(["experiment", "budgets", "--budgets", "200", "--inits", "scratch", "dae", "--seeds", "1",
+                 "--out", str(out)]) == 0  # a second command adds seeds to the same table
+    summary = json.loads((out / "budgets" / "summary.json").read_text())
+    assert [row["seeds"] for row in summary["rows"]] == [[0, 1], [0, 1]]
 
 
 def test_experiment_refuses_flags_its_family_does_not_take(capsys):

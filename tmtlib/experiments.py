@@ -157,15 +157,30 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def recorded(folder: Path) -> dict[Cell, dict]:
+    """Every run recorded in a family folder, with its test result (read from its run folder)."""
+    tests = {}
+    for path in sorted(folder.glob("*.json")):
+        if path.name == "summary.json":
+            continue
+        saved = json.loads(path.read_text())
+        cell = Cell(**{k: v for k, v in saved["cell"].items() if k != "name"})
+        tests[cell] = course.test_result(settings.cache_dir("runs") / saved["run_folder"], cell.src, cell.tgt)
+    return tests
+
+
 def run_family(family: str, cells: list[Cell], out: Path | None = None, log=print) -> list[dict[str, Any]]:
-    """Run every cell (training only what is missing), write one file per run and the summary."""
+    """Run every cell (training only what is missing) and write one file per run; then summarise
+    every run recorded in the family's folder, so that commands run one after another (say, more
+    seeds for the small budgets only) add up to one table."""
     folder = (out or results_dir()) / family
     folder.mkdir(parents=True, exist_ok=True)
-    tests = {}
     for number, cell in enumerate(cells, 1):
         log(f"[{number}/{len(cells)}] {cell.name}")
-        run_folder, tests[cell] = cell.run()
-        _write_json(folder / f"{cell.name}.json", record(cell, run_folder, tests[cell]))
+        run_folder, test = cell.run()
+        _write_json(folder / f"{cell.name}.json", record(cell, run_folder, test))
+    tests = recorded(folder)
+    cells = sorted(tests, key=lambda c: (c.src, c.tgt, c.pairs or 10**9, c.init or "", c.strategy, c.seed))
     rows = summarise(cells, tests)
     signature = next(iter(tests.values()))["bleu"]["signature"]
     _write_json(folder / "summary.json", {"rows": rows, "signature": signature, "machine": machine()})
