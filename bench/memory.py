@@ -57,7 +57,9 @@ def main() -> None:
     for task, engine in jobs:
         command = [sys.executable, str(HERE / "memory.py"), "--child", task, engine]
         command += ["--checkpoint", args.checkpoint] if args.checkpoint else []
-        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"{task} {engine} failed:\n{done.stderr[-2000:]}")
         peak = json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"]
         result["peak_rss_mb"][f"{task}/{engine}"] = peak
         print(f"{task:7} {engine:7} peak RSS {peak:8.0f} MB", flush=True)
