@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from . import checkpoint, course, data, settings
+from . import checkpoint, course, data, pipeline, settings
 from .evaluate import paired_bootstrap
 
 
@@ -165,7 +165,7 @@ def recorded(folder: Path) -> dict[Cell, dict]:
             continue
         saved = json.loads(path.read_text())
         cell = Cell(**{k: v for k, v in saved["cell"].items() if k != "name"})
-        tests[cell] = course.test_result(settings.cache_dir("runs") / saved["run_folder"], cell.src, cell.tgt)
+        tests[cell] = course.test_result(pipeline.runs_dir() / saved["run_folder"], cell.src, cell.tgt)
     return tests
 
 
