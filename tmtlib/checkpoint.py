@@ -8,6 +8,7 @@ checkpoint or the new one, never a damaged mix.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,15 @@ def save_atomic(obj: dict[str, Any], path: str | os.PathLike) -> Path:
         torch.save(obj, handle)
         handle.flush()
         os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def write_json_atomic(value: Any, path: str | os.PathLike, indent: int = 1) -> Path:
+    """Write ``value`` as JSON via a temporary file and an atomic rename (configs, results)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, indent=indent))
     os.replace(tmp, path)
     return path
 

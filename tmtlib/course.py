@@ -16,7 +16,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from . import pipeline
+from . import checkpoint, pipeline
 from .models import Seq2Seq
 from .pipeline import FinetuneSpec, PretrainSpec, cached_run
 from .settings import quick_mode
@@ -119,9 +119,8 @@ def test_result(folder: Path, src: str, tgt: str, split: str = "test_2016_flickr
         return json.loads(cache.read_text())
     model, tokenizer, _ = pipeline.load(folder / "best.pt")
     hyps, scores = pipeline.test_scores(model, tokenizer, src, tgt, split, beam_size=beam_size, limit=limit)
-    result = {"src": src, "tgt": tgt, "split": split, "beam_size": beam_size, "sentences": len(hyps), "hypotheses": hyps,
+    result = {"src": src, "tgt": tgt, "split": split, "beam_size": beam_size, "sentences": len(hyps),
+              "hypotheses": hyps,
               **{name: {"score": score.value, "signature": score.signature} for name, score in scores.items()}}
-    cache.with_suffix(".tmp").write_text(json.dumps(result, indent=1))
-    cache.with_suffix(".tmp").replace(cache)
+    checkpoint.write_json_atomic(result, cache)
     return result
-

@@ -110,7 +110,8 @@ def record(cell: Cell, folder: Path, test: dict) -> dict[str, Any]:
     train_pairs = cell.pairs or len(data.load_parallel(cell.src, cell.tgt, "train"))
     return {
         "cell": asdict(cell) | {"name": cell.name}, "run_folder": folder.name, "config": config,
-        "data": {"train_pairs": course.quick_pairs(train_pairs), "valid_pairs": len(data.load_parallel(cell.src, cell.tgt, "val")),
+        "data": {"train_pairs": course.quick_pairs(train_pairs),
+                 "valid_pairs": len(data.load_parallel(cell.src, cell.tgt, "val")),
                  "test_split": test["split"], "test_sentences": test["sentences"]},
         "training": {"steps": progress["step"], "seconds": round(progress["elapsed"], 1),
                      "tokens": progress.get("tokens") or None, "stopped": progress["stopped"]},
@@ -178,17 +179,11 @@ def run_family(family: str, cells: list[Cell], out: Path | None = None, log=prin
     for number, cell in enumerate(cells, 1):
         log(f"[{number}/{len(cells)}] {cell.name}")
         run_folder, test = cell.run()
-        _write_json(folder / f"{cell.name}.json", record(cell, run_folder, test))
+        checkpoint.write_json_atomic(record(cell, run_folder, test), folder / f"{cell.name}.json")
     tests = recorded(folder)
     cells = sorted(tests, key=lambda c: (c.src, c.tgt, c.pairs or 10**9, c.init or "", c.strategy, c.seed))
     rows = summarise(cells, tests)
     signature = next(iter(tests.values()))["bleu"]["signature"]
-    _write_json(folder / "summary.json", {"rows": rows, "signature": signature, "machine": machine()})
+    checkpoint.write_json_atomic({"rows": rows, "signature": signature, "machine": machine()}, folder / "summary.json")
     (folder / "summary.md").write_text(f"{markdown_table(rows)}\n\ntest_2016_flickr, beam 5; {signature}\n")
     return rows
-
-
-def _write_json(path: Path, value: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(value, indent=1))
-    tmp.replace(path)

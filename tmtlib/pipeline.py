@@ -132,9 +132,7 @@ def _prepare_folder(out_dir: Path, spec, tokenizer: Tokenizer) -> None:
         if changed:
             raise ValueError(f"{out_dir} holds a different run (settings differ: {', '.join(changed)}); "
                              f"choose another output folder")
-    tmp = config_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(wanted, indent=2))
-    tmp.replace(config_file)
+    checkpoint.write_json_atomic(wanted, config_file, indent=2)
     if not (out_dir / "tokenizer.model").exists():
         shutil.copyfile(tokenizer.model_file, out_dir / "tokenizer.model.tmp")
         (out_dir / "tokenizer.model.tmp").replace(out_dir / "tokenizer.model")
@@ -215,7 +213,8 @@ def fine_tuning_strategy(strategy: str, model: Seq2Seq, config: TrainConfig) -> 
         freeze(model, ["encoder"])
         return [], parameter_groups(model, config.lr, weight_decay=config.weight_decay)
     if strategy == "gradual":
-        schedule = GradualUnfreezing([(config.max_steps // 5, ["encoder"]), (2 * config.max_steps // 5, ["embeddings"])])
+        fifth = config.max_steps // 5
+        schedule = GradualUnfreezing([(fifth, ["encoder"]), (2 * fifth, ["embeddings"])])
         schedule.initial(model)
         return [schedule.on_step], parameter_groups(model, config.lr, weight_decay=config.weight_decay,
                                                     include_frozen=True)
