@@ -1,6 +1,6 @@
 """Quality per CPU-minute: BLEU against wall-clock training minutes on all en->de pairs.
 
-    python bench/quality_per_minute.py --engine tmtlib --minutes 30     # tmtlib's CPU recipe
+    python bench/quality_per_minute.py --engine tmtlib --minutes 30 60  # tmtlib's CPU recipe
     python bench/quality_per_minute.py --engine hf --minutes 60         # HF BART, its usual recipe
     python bench/quality_per_minute.py --plot                           # the figure from both records
 
@@ -35,16 +35,29 @@ from tmtlib.train import TrainConfig
 VALID_SENTENCES = 400
 
 
-def run_tmtlib(minutes: float, eval_minutes: float, out: Path) -> dict:
+def run_tmtlib(stages: list[float], eval_minutes: float, out: Path) -> dict:
+    """Train the course recipe for ``stages[-1]`` minutes, scoring the test set at each stage.
+
+    Each stage resumes the same run with a larger ``max_minutes`` (the inverse-square-root schedule
+    has no horizon, so this is one uninterrupted run) and scores the checkpoint with the best
+    validation BLEU so far: what a user who stopped there would have.
+    """
     steps_per_eval = max(1, int(eval_minutes * 60 * 1.0))  # about one step per second on 2 cores
-    train = TrainConfig(max_steps=10**6, max_minutes=minutes, lr=1e-3, warmup_steps=200, eval_every=steps_per_eval,
-                        checkpoint_every=steps_per_eval, select="val_bleu", progress=False)
-    spec = pipeline.FinetuneSpec(pairs=None, preset="course", bleu_sentences=VALID_SENTENCES, train=train)
-    _, history, _ = pipeline.finetune(spec, out)
-    model, tokenizer, _ = pipeline.load(out / "best.pt")
-    _, scores = pipeline.test_scores(model, tokenizer, "en", "de")
-    curve = [{"minutes": e["time"] / 60, "val_bleu": e["val_bleu"]} for e in history.evals]
-    return {"curve": curve, "test_bleu": scores["bleu"].value, "signature": scores["bleu"].signature}
+    tests = []
+    for minutes in stages:
+        train = TrainConfig(max_steps=10**6, max_minutes=minutes, lr=1e-3, warmup_steps=200,
+                            eval_every=steps_per_eval, checkpoint_every=steps_per_eval, select="val_bleu",
+                            progress=False)
+        spec = pipeline.FinetuneSpec(pairs=None, preset="course", bleu_sentences=VALID_SENTENCES, train=train)
+        _, history, _ = pipeline.finetune(spec, out)
+        model, tokenizer, saved = pipeline.load(out / "best.pt")
+        _, scores = pipeline.test_scores(model, tokenizer, "en", "de")
+        tests.append({"minutes": minutes, "best_step": saved["progress"]["step"], "test_bleu": scores["bleu"].value,
+                      "test_chrf": scores["chrf"].value})
+        print(tests[-1], flush=True)
+    curve = [{"minutes": e["time"] / 60, "step": e["step"], "val_bleu": e["val_bleu"]} for e in history.evals]
+    return {"curve": curve, "tests": tests, "test_bleu": tests[-1]["test_bleu"], "signature": scores["bleu"].signature,
+            "steps": history.evals[-1]["step"]}
 
 
 def hf_greedy(model, tokenizer, sentences: list[str], tag: int, beam: int = 1) -> list[str]:
@@ -99,7 +112,8 @@ def run_hf(minutes: float, eval_minutes: float, batch_size: int = 64, lr: float 
     model.eval()
     test = data.load_parallel("en", "de", "test_2016_flickr")
     score = bleu(hf_greedy(model, tokenizer, [s for s, _ in test], tag, beam=5), [t for _, t in test])
-    return {"curve": curve, "test_bleu": score.value, "signature": score.signature, "steps": step}
+    return {"curve": curve, "tests": [{"minutes": minutes, "test_bleu": score.value}], "test_bleu": score.value,
+            "signature": score.signature, "steps": step}
 
 
 def plot() -> Path:
@@ -128,7 +142,8 @@ def plot() -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--engine", choices=["tmtlib", "hf"])
-    parser.add_argument("--minutes", type=float, default=30)
+    parser.add_argument("--minutes", type=float, nargs="+", default=[30],
+                        help="training minutes; tmtlib scores the test set after each value (e.g. 30 60)")
     parser.add_argument("--eval-minutes", type=float, default=5)
     parser.add_argument("--out", type=Path, default=Path("runs/bench-quality-tmtlib"))
     parser.add_argument("--plot", action="store_true")
@@ -136,10 +151,11 @@ def main() -> None:
     if args.engine:
         started = time.time()
         runner = run_tmtlib(args.minutes, args.eval_minutes, args.out) if args.engine == "tmtlib" else \
-            run_hf(args.minutes, args.eval_minutes)
-        record = {"engine": args.engine, "minutes": args.minutes, "wall_seconds": time.time() - started,
+            run_hf(args.minutes[-1], args.eval_minutes)
+        record = {"engine": args.engine, "minutes": args.minutes[-1], "wall_seconds": time.time() - started,
                   "versions": common.versions(), **runner}
-        print(f"{args.engine}: test_2016_flickr BLEU {record['test_bleu']:.1f} after {args.minutes} training minutes")
+        for test in record["tests"]:
+            print(f"{args.engine}: test_2016_flickr BLEU {test['test_bleu']:.1f} after {test['minutes']:g} training minutes")
         print("wrote", common.save(f"quality_{args.engine}", record))
     if args.plot:
         print("wrote", plot())

@@ -208,6 +208,36 @@ def test_cache_select_reorders_and_drops_rows():
     torch.testing.assert_close(torch.cat(steps, dim=1), full[:, 3:], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("cached", [False, True])
+def test_rows_sharing_a_memory_equal_rows_with_copies_of_it(cached):
+    """Beam search passes one memory row per sentence for its g hypotheses (consecutive rows)."""
+    model = tiny(n_decoder_layers=2)
+    memory, src_pad = model.encode(source_batch())  # 2 sentences
+    g, tgt_in = 3, tokens(6, 4)  # 3 hypotheses each
+    copies = torch.arange(2).repeat_interleave(g)
+    if cached:
+        shared, copied = DecoderCache(2), DecoderCache(2)
+        for t in range(4):
+            step = tgt_in[:, t: t + 1]
+            torch.testing.assert_close(model.decode(step, memory, src_pad, cache=shared),
+                                       model.decode(step, memory[copies], src_pad[copies], cache=copied),
+                                       atol=1e-5, rtol=0)
+        keep = torch.tensor([1])  # the second sentence: its rows 3..5, reordered
+        shared.select(torch.tensor([5, 3, 3]), memory_index=keep)
+        copied.select(torch.tensor([5, 3, 3]))
+        step = tokens(3, 1)
+        torch.testing.assert_close(model.decode(step, memory[keep], src_pad[keep], cache=shared),
+                                   model.decode(step, memory[[1, 1, 1]], src_pad[[1, 1, 1]], cache=copied),
+                                   atol=1e-5, rtol=0)
+    else:
+        logits, attention = model.decode(tgt_in, memory, src_pad, need_attention=True)
+        expected, expected_attention = model.decode(tgt_in, memory[copies], src_pad[copies], need_attention=True)
+        torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)
+        torch.testing.assert_close(attention, expected_attention, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="cannot share"):
+        model.decode(tokens(5, 2), memory, src_pad)
+
+
 def test_dropout_only_in_training():
     model = tiny(dropout=0.5)
     src, tgt_in = source_batch(), tokens(2, 5)

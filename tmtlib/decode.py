@@ -75,38 +75,41 @@ def _length_limits(model: Seq2Seq, src: Tensor | None, batch_size: int, max_len:
 
 
 class _Prefixes:
-    """The hypotheses being extended: tokens so far [b, 1 + t] (start tag first), plus everything
-    per-row the decoder needs (memory, padding mask, cache). ``select`` keeps or reorders rows of
+    """The hypotheses being extended: tokens so far [r, 1 + t] (start tag first), plus what the
+    decoder needs (memory, padding mask, cache). The memory has one row per sentence; a sentence's
+    hypotheses are consecutive rows that share it (r = b·g). ``select`` keeps or reorders rows of
     all of them together."""
 
     def __init__(self, model: Seq2Seq, start_ids: Tensor, memory: Tensor | None,
                  memory_pad: Tensor | None, use_cache: bool):
         self.model = model
-        self.tokens = start_ids.view(-1, 1)  # [b, 1]
+        self.tokens = start_ids.view(-1, 1)  # [r, 1]
         self.memory, self.memory_pad = memory, memory_pad  # [b, M, D], [b, M]
         self.cache = DecoderCache(model.config.n_decoder_layers) if use_cache else None
 
-    def log_probs(self) -> Tensor:
-        """log p(next token | prefix, memory) for every row: [b, V]."""
+    def logits(self) -> Tensor:
+        """Next-token logits for every row: [r, V]; log p(next token | prefix, memory) is their
+        log-softmax, which the searches apply only where they need it."""
         # with a cache only the newest token is fed; the cache holds the rest of the prefix
-        inputs = self.tokens[:, -1:] if self.cache is not None else self.tokens  # [b, 1] or [b, 1 + t]
-        logits = self.model.decode(inputs, self.memory, self.memory_pad, cache=self.cache)
-        return logits[:, -1].float().log_softmax(dim=-1)
+        inputs = self.tokens[:, -1:] if self.cache is not None else self.tokens  # [r, 1] or [r, 1 + t]
+        return self.model.decode(inputs, self.memory, self.memory_pad, cache=self.cache)[:, -1].float()
 
     def extend(self, next_tokens: Tensor) -> None:
-        """Append one token [b] to every row."""
+        """Append one token [r] to every row."""
         self.tokens = torch.cat([self.tokens, next_tokens.view(-1, 1)], dim=1)
 
-    def select(self, rows: Tensor) -> None:
-        """Keep the rows ``rows`` [b'] in that order (reorders beams, drops finished sentences)."""
+    def select(self, rows: Tensor, sentences: Tensor | None = None) -> None:
+        """Keep the rows ``rows`` [r'] in that order (reorders beams, drops finished sentences),
+        and the memory of ``sentences`` [b'] (default: ``rows``, one row per sentence)."""
         rows = rows.to(self.tokens.device)
+        sentences = rows if sentences is None else sentences.to(self.tokens.device)
         self.tokens = self.tokens[rows]
         if self.memory is not None:
-            self.memory = self.memory[rows]
+            self.memory = self.memory[sentences]
         if self.memory_pad is not None:
-            self.memory_pad = self.memory_pad[rows]
+            self.memory_pad = self.memory_pad[sentences]
         if self.cache is not None:
-            self.cache.select(rows)
+            self.cache.select(rows, sentences)
 
     def output(self, row: int) -> list[int]:
         """The tokens of ``row`` after the start tag, without a final EOS."""
@@ -115,11 +118,11 @@ class _Prefixes:
 
 
 def _generate(prefixes: _Prefixes, limits: Tensor, choose: Callable[[Tensor], Tensor]) -> list[list[int]]:
-    """Extend every prefix by ``choose(log_probs [b, V]) -> [b]`` until EOS or its limit."""
+    """Extend every prefix by ``choose(logits [b, V]) -> [b]`` until EOS or its limit."""
     outputs: list[list[int]] = [[] for _ in range(len(limits))]
     alive = torch.arange(len(limits))  # original sentence of each working row
     for step in range(int(limits.max())):
-        tokens = choose(prefixes.log_probs())  # [b]
+        tokens = choose(prefixes.logits())  # [b]
         prefixes.extend(tokens)
         done = tokens.eq(EOS_ID).cpu() | (limits[alive] <= step + 1)  # [b]
         for row in done.nonzero().flatten().tolist():
@@ -131,6 +134,14 @@ def _generate(prefixes: _Prefixes, limits: Tensor, choose: Callable[[Tensor], Te
             prefixes.select(keep)
             alive = alive[keep]
     return outputs
+
+
+def _finish(finished: list[list[tuple[float, list[int]]]], sentences: Tensor, scores: Tensor,
+            tokens: Tensor) -> None:
+    """Record finished hypotheses: row i of ``tokens`` [h, t] with normalised ``scores[i]`` for
+    sentence ``sentences[i]`` (one conversion to Python per step, not one per hypothesis)."""
+    for sentence, score, hypothesis in zip(sentences.tolist(), scores.tolist(), tokens.tolist()):
+        finished[sentence].append((score, hypothesis))
 
 
 def greedy(model: Seq2Seq, src: Tensor | None, start_ids: Tensor, *, memory: Tensor | None = None,
@@ -145,7 +156,8 @@ def greedy(model: Seq2Seq, src: Tensor | None, start_ids: Tensor, *, memory: Ten
         memory, memory_pad = _memory(model, src, memory, memory_pad)
         limits = _length_limits(model, src, len(start_ids), max_len, max_len_ratio, max_len_offset)
         prefixes = _Prefixes(model, start_ids.to(_device(model)), memory, memory_pad, use_cache)
-        return _generate(prefixes, limits, lambda log_probs: log_probs.argmax(dim=-1))
+        # the argmax of the logits is the argmax of the log-probabilities: no softmax needed
+        return _generate(prefixes, limits, lambda logits: logits.argmax(dim=-1))
 
 
 def sample(model: Seq2Seq, start_ids: Tensor, *, src: Tensor | None = None, memory: Tensor | None = None,
@@ -162,8 +174,8 @@ def sample(model: Seq2Seq, start_ids: Tensor, *, src: Tensor | None = None, memo
     if top_k < 0:
         raise ValueError(f"top_k must be >= 0 (0: the whole vocabulary), not {top_k}")
 
-    def choose(log_probs: Tensor) -> Tensor:
-        scores = log_probs / temperature  # [b, V]
+    def choose(logits: Tensor) -> Tensor:
+        scores = logits / temperature  # [b, V]: softmax(logits / T) = softmax(log p / T)
         if top_k:
             kth_best = scores.topk(min(top_k, scores.size(-1)), dim=-1).values[:, -1:]  # [b, 1]
             scores = scores.masked_fill(scores < kth_best, float("-inf"))
@@ -180,7 +192,8 @@ def beam_search(model: Seq2Seq, src: Tensor | None, start_ids: Tensor, *, memory
                 memory_pad: Tensor | None = None, max_len: int | None = None, beam_size: int = 5,
                 length_penalty: float = 1.0, max_len_ratio: float = 1.5, max_len_offset: int = 10,
                 n_best: int = 1, return_scores: bool = False, use_cache: bool = True):
-    """Batched beam search: the B sentences × K beams are one batch of B·K rows.
+    """Batched beam search: the B sentences × K beams are one batch of B·K rows, and the K rows
+    of a sentence share its encoder memory (projected and attended once per sentence).
 
     Each step extends every live hypothesis by every token, scores the candidates by the sum of
     their log-probabilities, and keeps per sentence the 2K best: those ending in EOS among the best
@@ -208,49 +221,47 @@ def beam_search(model: Seq2Seq, src: Tensor | None, start_ids: Tensor, *, memory
     device = _device(model)
     with evaluating(model):
         memory, memory_pad = _memory(model, src, memory, memory_pad)
-        limits = _length_limits(model, src, B, max_len, max_len_ratio, max_len_offset)
-        rows = torch.arange(B, device=device).repeat_interleave(K)  # sentence i owns rows iK .. iK + K - 1
-        prefixes = _Prefixes(model, start_ids.to(device)[rows], None if memory is None else memory[rows],
-                             None if memory_pad is None else memory_pad[rows], use_cache)
-        scores = torch.full((B, K), float("-inf"), device=device)
-        scores[:, 0] = 0.0  # a single live hypothesis at first, so the K beams do not start as copies
+        limits = _length_limits(model, src, B, max_len, max_len_ratio, max_len_offset).to(device)
+        # one live hypothesis per sentence at first (g = 1 row each); K of them from the second step
+        prefixes = _Prefixes(model, start_ids.to(device), memory, memory_pad, use_cache)
+        scores = torch.zeros(B, 1, device=device)  # [n, g]: log-probabilities of the live hypotheses
+        kth_finished = torch.full((B, K), float("-inf"), device=device)  # best K finished, normalised
         finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]  # (normalised score, tokens)
-        alive = torch.arange(B)  # original sentence of each working sentence
+        alive = torch.arange(B, device=device)  # original sentence of each working sentence
         for step in range(int(limits.max())):
-            n, length = len(alive), step + 1
+            (n, g), length = scores.shape, step + 1
             penalty = length ** length_penalty
-            log_probs = prefixes.log_probs()  # [n * K, V]
+            log_probs = prefixes.logits().log_softmax(dim=-1)  # [n * g, V]
             V = log_probs.size(-1)
-            candidates = (scores.view(-1, 1) + log_probs).view(n, K * V)
+            candidates = log_probs.add_(scores.view(-1, 1)).view(n, g * V)  # in place: [n * g, V] is large
             top_scores, top = candidates.topk(2 * K, dim=1)  # [n, 2K], best first
-            parents = torch.arange(n, device=device).unsqueeze(1) * K + top // V  # [n, 2K] rows extended
+            parents = torch.arange(n, device=device).unsqueeze(1) * g + top // V  # [n, 2K] rows extended
             tokens = top % V  # [n, 2K]
             is_eos = tokens.eq(EOS_ID)
 
-            for i, j in is_eos[:, :K].nonzero().tolist():  # EOS among the K best: finished
-                hypothesis = prefixes.output(int(parents[i, j]))
-                finished[alive[i]].append((top_scores[i, j].item() / penalty, hypothesis))
+            ended = is_eos[:, :K]  # EOS among the K best: finished (the prefix, without the EOS)
+            if ended.any():
+                i, j = ended.nonzero(as_tuple=True)
+                _finish(finished, alive[i], top_scores[i, j] / penalty, prefixes.tokens[parents[i, j], 1:])
+                new = torch.full((n, K), float("-inf"), device=device).index_put_((i, j), top_scores[i, j] / penalty)
+                kth_finished = torch.cat([kth_finished, new], dim=1).topk(K, dim=1).values
 
             live = is_eos.long().argsort(dim=1, stable=True)[:, :K]  # the K best non-EOS candidates
             scores, parents, tokens = (t.gather(1, live) for t in (top_scores, parents, tokens))  # [n, K]
 
-            done = limits[alive] <= length  # [n]
-            for i in done.nonzero().flatten().tolist():  # at the limit: live hypotheses end here
-                for k in range(K):
-                    hypothesis = prefixes.output(int(parents[i, k])) + [int(tokens[i, k])]
-                    finished[alive[i]].append((scores[i, k].item() / penalty, hypothesis))
-            best_live = (scores[:, 0] / penalty).tolist()
-            for i in range(n):
-                kept = sorted(score for score, _ in finished[alive[i]])[-K:]
-                if len(kept) == K and best_live[i] <= kept[0]:
-                    done[i] = True
-            if done.all():
+            at_limit = limits[alive] <= length  # [n]: the live hypotheses end here as they are
+            if at_limit.any():
+                rows, last = parents[at_limit].view(-1), tokens[at_limit].view(-1, 1)
+                _finish(finished, alive[at_limit].repeat_interleave(K), scores[at_limit].view(-1) / penalty,
+                        torch.cat([prefixes.tokens[rows, 1:], last], dim=1))
+            # done: K finished hypotheses, none beaten by the best live one at its current length
+            done = at_limit | (kth_finished[:, -1] >= scores[:, 0] / penalty)
+            if bool(done.all()):
                 break
             keep = (~done).nonzero().flatten()
-            keep_dev = keep.to(device)
-            prefixes.select(parents[keep_dev].view(-1))
-            prefixes.extend(tokens[keep_dev].view(-1))
-            scores, alive = scores[keep_dev], alive[keep]
+            prefixes.select(parents[keep].view(-1), sentences=keep)
+            prefixes.extend(tokens[keep].view(-1))
+            scores, alive, kth_finished = scores[keep], alive[keep], kth_finished[keep]
 
     best = [sorted(hypotheses, key=lambda h: h[0], reverse=True)[:n_best] for hypotheses in finished]
     outputs = [[tokens for _, tokens in b] for b in best]

@@ -178,9 +178,18 @@ class CrossAttention(nn.Module):
         ``memory_kv`` are the memory's projected keys/values from an earlier step, if cached. With
         ``need_weights`` the attention is computed explicitly, softmax(QK^T / sqrt(Dh)) V (Vaswani
         et al. eq. 1), and its weights averaged over heads [B, T, M] are returned too.
+
+        ``memory`` may hold fewer rows than ``x``: with B = b·g, each memory row serves g
+        consecutive rows of ``x`` (beam search's g hypotheses of one sentence). Queries attend
+        independently, so those g·T queries are attended as one sequence against their shared
+        memory: its keys/values are projected, cached and read once per sentence, not g times.
         """
-        q = split_heads(self.q(x), self.n_heads)  # [B, H, T, Dh]
-        k, v = memory_kv if memory_kv is not None else self.project_memory(memory)  # [B, H, M, Dh]
+        rows, length = x.shape[:2]
+        k, v = memory_kv if memory_kv is not None else self.project_memory(memory)  # [b, H, M, Dh]
+        if rows % k.size(0):
+            raise ValueError(f"{rows} query rows cannot share {k.size(0)} memory rows evenly")
+        x = x.reshape(k.size(0), -1, x.size(-1))  # [b, g * T, D]
+        q = split_heads(self.q(x), self.n_heads)  # [b, H, g * T, Dh]
         mask = attention_mask(memory_pad, False, q.size(2), k.size(2), q.device)  # [B, 1, 1, M] or None
         weights = None
         if need_weights:
@@ -188,11 +197,11 @@ class CrossAttention(nn.Module):
             if mask is not None:
                 scores = scores.masked_fill(~mask, float("-inf"))
             probs = scores.softmax(dim=-1)
-            y = probs @ v  # [B, H, T, Dh]
-            weights = probs.mean(dim=1)  # [B, T, M]
+            y = probs @ v  # [b, H, g * T, Dh]
+            weights = probs.mean(dim=1).reshape(rows, length, -1)  # [B, T, M]
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.out(merge_heads(y)), (k, v), weights
+        return self.out(merge_heads(y)).reshape(rows, length, -1), (k, v), weights
 
 
 class FeedForward(nn.Module):
@@ -398,6 +407,7 @@ class Seq2Seq(nn.Module):
 
         ``memory`` [B, M, D] is what the decoder attends to (encoder states, or a latent vector
         [B, 1, D]); ``None`` runs the decoder as a language model with no cross-attention at all.
+        A memory of b rows with B = b·g is shared by g consecutive rows each (beam search).
         Self-attention is causal, so position t sees ``tgt_in[:, :t + 1]`` only. Padding inside
         ``tgt_in`` needs no mask: it only ever follows the real tokens.
 
@@ -467,11 +477,15 @@ class DecoderCache:
         self.layers = [LayerCache() for _ in range(n_layers)]
         self.length = 0
 
-    def select(self, index: Tensor) -> None:
+    def select(self, index: Tensor, memory_index: Tensor | None = None) -> None:
         """Keep the batch rows ``index`` [B'] (LongTensor), in that order: beam search reorders
-        hypotheses with it, and every search drops finished sentences with it."""
+        hypotheses with it, and every search drops finished sentences with it.
+
+        ``memory_index`` selects the memory's rows when they are shared by groups of rows (see
+        ``CrossAttention``); by default the memory rows follow ``index``."""
+        memory_index = index if memory_index is None else memory_index
         for state in self.layers:
             if state.self_kv is not None:
                 state.self_kv = tuple(t.index_select(0, index) for t in state.self_kv)
             if state.memory_kv is not None:
-                state.memory_kv = tuple(t.index_select(0, index) for t in state.memory_kv)
+                state.memory_kv = tuple(t.index_select(0, memory_index) for t in state.memory_kv)
