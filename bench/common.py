@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import math
 import platform
+import random
 import resource
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -38,6 +39,23 @@ def real_batches(n: int, max_tokens: int = 4096, seed: int = 0) -> list[Batch]:
     examples = translation_examples(tokenizer, data.load_parallel("en", "de", "train"), "de")
     groups = token_batches([e.size for e in examples], max_tokens, seed=seed)[:n]
     return [collate([examples[i] for i in group]) for group in groups]
+
+
+def sentence_batches(examples: list, batch_size: int, rng: random.Random) -> Iterator[list]:
+    """HF's usual batching (its translation examples and ``DataCollatorForSeq2Seq``): one epoch of
+    the examples in random order, ``batch_size`` sentences per batch, each batch padded to its
+    longest sentence when collated."""
+    order = list(range(len(examples)))
+    rng.shuffle(order)
+    for start in range(0, len(order), batch_size):
+        yield [examples[i] for i in order[start: start + batch_size]]
+
+
+def usual_hf_batches(n: int, batch_size: int = 64, seed: int = 0) -> list[Batch]:
+    """``n`` batches of the real en->de training data as HF's usual recipe forms them."""
+    examples = translation_examples(course_tokenizer(), data.load_parallel("en", "de", "train"), "de")
+    groups = sentence_batches(examples, batch_size, random.Random(seed))
+    return [collate(next(groups)) for _ in range(n)]
 
 
 def tmtlib_model(vocab_size: int) -> Seq2Seq:

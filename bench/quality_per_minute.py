@@ -78,11 +78,9 @@ def run_hf(minutes: float, eval_minutes: float, batch_size: int = 64, lr: float 
     expected_steps = None  # the linear decay needs a horizon: estimated from the first 20 steps
     rng, trained, step, curve, next_eval = random.Random(0), 0.0, 0, [], eval_minutes * 60
     while trained < minutes * 60:
-        order = list(range(len(examples)))
-        rng.shuffle(order)
-        for start in range(0, len(order), batch_size):
+        for group in common.sentence_batches(examples, batch_size, rng):
             started = time.perf_counter()
-            batch = collate([examples[i] for i in order[start:start + batch_size]])
+            batch = collate(group)
             factor = min(1.0, (step + 1) / warmup)
             if expected_steps:
                 factor *= max(0.0, 1 - step / expected_steps)

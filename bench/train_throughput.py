@@ -1,12 +1,14 @@
 """Training throughput: tokens/s of forward + backward + AdamW, tmtlib vs HF BART vs nn.Transformer.
 
-    python bench/train_throughput.py            # about 5 minutes on 2 cores
+    python bench/train_throughput.py            # about 8 minutes on 2 cores
 
 The same real en->de batches (token-bucketed, about 4,096 padded tokens) go through each engine,
 interleaved round by round (A B C, B C A, ...) so that drift of the machine hits all of them alike.
 Tokens are real (non-pad) source + target tokens. FLOPs per batch are counted by
 ``torch.utils.flop_counter`` (forward + backward); the machine's peak is a large fp32 matmul
-measured in the same run. Writes ``bench/results/train_throughput.json``.
+measured in the same run. A second table gives each engine its own recipe's batches from the
+same data (tmtlib: token-bucketed; HF: its usual random batches of 64 sentences padded to the
+longest), which is where padding waste shows. Writes ``bench/results/train_throughput.json``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,25 @@ def flops_per_batch(step_loss, batches) -> list[int]:
     return counts
 
 
+def interleaved_rates(steps: dict, batches: dict, rounds: int) -> dict[str, list[float]]:
+    """Real tokens/s of each engine over its batches, round by round in rotating order (A B C, B C A, ...)."""
+    names = list(steps)
+    rates = {name: [] for name in names}
+    for round_ in range(rounds):
+        for name in names[round_ % len(names):] + names[: round_ % len(names)]:
+            tokens = sum(b.src_tokens + b.tgt_tokens for b in batches[name])
+            started = time.perf_counter()
+            for batch in batches[name]:
+                steps[name](batch)
+            rates[name].append(tokens / (time.perf_counter() - started))
+    return rates
+
+
+def padding_share(batches) -> float:
+    real = sum(b.src_tokens + b.tgt_tokens for b in batches)
+    return 1 - real / sum(b.src.numel() + b.tgt_in.numel() for b in batches)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", type=int, default=8, help="distinct real batches per round")
@@ -48,21 +69,14 @@ def main() -> None:
         flops[engine] = flops_per_batch(steps[engine], batches)  # also the warm-up
     peaks = [common.matmul_peak()]
     tokens = sum(b.src_tokens + b.tgt_tokens for b in batches)
-    rates = {engine: [] for engine in args.engines}
-    for round_ in range(args.rounds):
-        order = args.engines[round_ % len(args.engines):] + args.engines[: round_ % len(args.engines)]
-        for engine in order:
-            started = time.perf_counter()
-            for batch in batches:
-                steps[engine](batch)
-            rates[engine].append(tokens / (time.perf_counter() - started))
+    rates = interleaved_rates(steps, {engine: batches for engine in args.engines}, args.rounds)
     peaks.append(common.matmul_peak())
     peak = max(peaks)
     result = {"versions": common.versions(), "batches": args.batches, "rounds": args.rounds,
               "tokens_per_round": tokens, "padded_tokens_per_batch": [b.src.numel() + b.tgt_in.numel() for b in batches],
               "matmul_peak_flops": peak, "engines": {}}
-    print(f"{args.batches} real en->de batches x {args.rounds} interleaved rounds, {args.threads} threads; "
-          f"matmul peak {peak / 1e9:.1f} GFLOP/s")
+    print(f"Same batches: {args.batches} real en->de batches x {args.rounds} interleaved rounds, {args.threads} "
+          f"threads; matmul peak {peak / 1e9:.1f} GFLOP/s")
     print(f"{'engine':8} {'tokens/s (median, min-max)':>30} {'vs HF':>7} {'GFLOP/s':>8} {'of peak':>8}")
     for engine in args.engines:
         stats = common.spread(rates[engine])
@@ -72,7 +86,27 @@ def main() -> None:
                                      "flop_per_s": flop_rate, "share_of_peak": flop_rate / peak, "ratio_to_hf": ratio}
         print(f"{engine:8} {stats['median']:12,.0f} ({stats['min']:,.0f}-{stats['max']:,.0f}) {ratio:7.2f} "
               f"{flop_rate / 1e9:8.1f} {flop_rate / peak:8.0%}")
+    if {"tmtlib", "hf"} <= set(args.engines):
+        result["own_batching"] = own_batching(steps, batches, args)
     print("wrote", common.save("train_throughput", result))
+
+
+def own_batching(steps: dict, tmtlib_batches: list, args) -> dict:
+    """Each engine with its own recipe's batches from the same training data: tmtlib's token-bucketed
+    ~4,096-token batches, HF's usual random batches of 64 sentences padded to the longest."""
+    own = {"tmtlib": tmtlib_batches, "hf": common.usual_hf_batches(2 * args.batches)}
+    steps["hf"](own["hf"][0])  # warm-up for the new shapes
+    rates = interleaved_rates({name: steps[name] for name in own}, own, args.rounds)
+    print(f"Own batching: tmtlib {len(own['tmtlib'])} token-bucketed batches, HF {len(own['hf'])} random batches "
+          f"of 64 sentences; real tokens/s")
+    result = {}
+    for name in own:
+        stats = common.spread(rates[name])
+        ratio = stats["median"] / common.spread(rates["hf"])["median"]
+        result[name] = {"tokens_per_s": stats, "padding_share": padding_share(own[name]), "ratio_to_hf": ratio}
+        print(f"{name:8} {stats['median']:12,.0f} ({stats['min']:,.0f}-{stats['max']:,.0f}) {ratio:7.2f} "
+              f"padding {result[name]['padding_share']:.0%}")
+    return result
 
 
 if __name__ == "__main__":
