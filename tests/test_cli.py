@@ -117,6 +117,8 @@ def test_experiment_family_writes_a_record_per_run_and_a_summary(corpus, tmp_pat
     dae = next(row for row in summary["rows"] if row["system"] == "en-de_dae_200")
     assert len(dae["p_values"]) == 1 and 0 < dae["p_values"][0] <= 1
     assert (out / "budgets" / "summary.md").read_text().startswith("| system |")
+    for figure in ("bleu_vs_pairs.png", "learning_curves.png"):
+        assert (out / "budgets" / figure).read_bytes().startswith(b"\x89PNG")
     assert main(["experiment", "budgets", "--budgets", "200", "--inits", "scratch", "dae", "--seeds", "1",
                  "--out", str(out)]) == 0  # a second command adds seeds to the same table
     summary = json.loads((out / "budgets" / "summary.json").read_text())
@@ -126,3 +128,19 @@ def test_experiment_family_writes_a_record_per_run_and_a_summary(corpus, tmp_pat
 def test_experiment_refuses_flags_its_family_does_not_take(capsys):
     assert main(["experiment", "strategies", "--budgets", "1000"]) == 2
     assert "does not take --budgets" in capsys.readouterr().err
+
+
+def test_pretraining_family_records_runs_and_draws_the_vae_terms(corpus, tmp_path, capsys):
+    out = tmp_path / "results"
+    assert main(["experiment", "pretraining", "--out", str(out)]) == 0
+    assert "vae_no_remedy: validation loss" in capsys.readouterr().out
+    folder = out / "pretraining"
+    record = json.loads((folder / "vae_all_remedies.json").read_text())
+    assert record["config"]["free_bits"] == 0.25 and record["training"]["steps"] > 0
+    assert "val_kl" in record["final_validation"] and "kl" in record["final_training_record"]
+    assert [row["run"] for row in json.loads((folder / "summary.json").read_text())["rows"]] == [
+        "lm", "dae", "vae", "vae_no_remedy", "vae_annealing", "vae_all_remedies"]
+    for figure in ("pretraining_curves.png", "vae_collapse.png"):
+        assert (folder / figure).read_bytes().startswith(b"\x89PNG")
+    assert main(["experiment", "pretraining", "--seeds", "1"]) == 2
+    assert "does not take --seeds" in capsys.readouterr().err

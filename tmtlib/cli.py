@@ -146,13 +146,18 @@ def cmd_experiment(args) -> None:
                "names": args.strategies}
     flags = {"seeds": "--seeds", "budgets": "--budgets", "inits": "--inits", "children": "--children",
              "names": "--strategies"}
-    family = experiments.FAMILIES[args.family]
-    accepted = inspect.signature(family).parameters
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    family = experiments.FAMILIES.get(args.family)  # None: pretraining, which is not a grid of cells
+    accepted = inspect.signature(family).parameters if family else {}
     unused = [flags[k] for k, v in options.items() if v is not None and k not in accepted]
     if unused:
         raise ValueError(f"the {args.family} family does not take {', '.join(unused)}")
+    if family is None:
+        rows = experiments.run_pretraining(args.out, log=log)
+        print("\n".join(f"{row['run']}: validation loss {row['val_loss']:.3f} per token" for row in rows))
+        return
     cells = family(**{k: v for k, v in options.items() if v is not None})
-    rows = experiments.run_family(args.family, cells, args.out, log=lambda line: print(line, file=sys.stderr))
+    rows = experiments.run_family(args.family, cells, args.out, log=log)
     print(experiments.markdown_table(rows))
 
 
@@ -213,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(run=cmd_evaluate)
 
     ex = commands.add_parser("experiment", help="run an experiment family (cached, resumable) and write its results")
-    ex.add_argument("family", choices=["budgets", "crosslingual", "strategies"])
+    ex.add_argument("family", choices=["budgets", "crosslingual", "strategies", "pretraining"],
+                    help="pretraining: the course's pretraining runs and the VAE with/without remedies")
     ex.add_argument("--seeds", type=int, nargs="+")
     ex.add_argument("--budgets", nargs="+", help="parallel pairs per cell, or 'all' (budgets family)")
     ex.add_argument("--inits", nargs="+", choices=["scratch", "lm", "dae", "vae", "ae", "parent"])

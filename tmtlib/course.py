@@ -57,6 +57,30 @@ def pretrain_spec(objective: str, **overrides) -> PretrainSpec:
     return replace(spec, **overrides)
 
 
+# notebook 2: one VAE (the small model, 32 latent dimensions, English captions) trained three ways
+VAE_VARIANTS = {
+    "no_remedy": "no remedy (β=1 throughout)",
+    "annealing": "KL annealing",
+    "all_remedies": "annealing + word dropout + free bits",
+}
+
+
+def vae_collapse_specs() -> dict[str, PretrainSpec]:
+    """The VAE without remedies, with KL annealing, and with annealing, word dropout and free bits
+    (Bowman et al. 2016; Kingma et al. 2016), keyed as ``VAE_VARIANTS``."""
+    steps = 40 if QUICK else 400
+    train = TrainConfig(max_steps=steps, warmup_steps=steps // 8, max_tokens=2048 if QUICK else 3072, lr=1e-3,
+                        eval_every=steps // 4, checkpoint_every=steps // 4, log_every=5)
+    base = PretrainSpec(objective="vae", langs=("en",), preset="tiny" if QUICK else "small",
+                        sentences_per_lang=1500 if QUICK else 30000, latent_dim=32, train=train)
+    options = {
+        "no_remedy": dict(kl_schedule="constant", free_bits=0.0, word_dropout=0.0),
+        "annealing": dict(kl_schedule="linear", kl_warmup=steps // 2, free_bits=0.0, word_dropout=0.0),
+        "all_remedies": dict(kl_schedule="linear", kl_warmup=steps // 2, free_bits=0.25, word_dropout=0.3),
+    }
+    return {key: replace(base, **options[key]) for key in VAE_VARIANTS}
+
+
 def finetune_train_config() -> TrainConfig:
     if QUICK:
         return TrainConfig(max_steps=20, warmup_steps=5, max_tokens=2048, lr=2e-3, eval_every=10,

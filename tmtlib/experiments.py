@@ -3,6 +3,7 @@
     python -m tmtlib experiment budgets --budgets 1000 3000 all --inits scratch dae --seeds 0 1
     python -m tmtlib experiment crosslingual --children fr --seeds 0
     python -m tmtlib experiment strategies
+    python -m tmtlib experiment pretraining
 
 A family is a grid of cells (initialisation x parallel budget x seed, and so on). Each cell is a
 ``tmtlib.course`` run: cached by its settings in ``data/cache/runs``, so a family trains only
@@ -10,7 +11,10 @@ what is missing and resumes a cell that was interrupted; the notebooks use the s
 cell the family writes ``<out>/<family>/<cell>.json`` (settings, seed, data size, training time
 and tokens, validation and test scores with sacreBLEU signatures), then ``summary.md`` and
 ``summary.json``: mean and standard deviation over seeds, and the gain over scratch with a paired
-bootstrap p-value (Koehn 2004) per seed.
+bootstrap p-value (Koehn 2004) per seed; and its figures (BLEU against the parallel budget with
+error bars, or BLEU per system; validation BLEU against step). The ``pretraining`` family records
+the course's pretraining runs instead: their validation curves, and the VAE's KL and
+reconstruction with and without the remedies for posterior collapse.
 
 In quick mode (``TMT_QUICK=1``) every run is tiny and the results go to the cache, never over
 the committed full-mode results in ``data/results``.
@@ -29,8 +33,9 @@ from typing import Any
 
 import torch
 
-from . import checkpoint, course, data, pipeline, settings
+from . import checkpoint, course, data, pipeline, plot, settings
 from .evaluate import paired_bootstrap
+from .train import History
 
 
 @dataclass(frozen=True)
@@ -158,16 +163,66 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def recorded(folder: Path) -> dict[Cell, dict]:
-    """Every run recorded in a family folder, with its test result (read from its run folder)."""
-    tests = {}
+def recorded(folder: Path) -> dict[Cell, tuple[Path, dict]]:
+    """Every run recorded in a family folder: its run folder and its test result (read from there)."""
+    runs = {}
     for path in sorted(folder.glob("*.json")):
         if path.name == "summary.json":
             continue
         saved = json.loads(path.read_text())
         cell = Cell(**{k: v for k, v in saved["cell"].items() if k != "name"})
-        tests[cell] = course.test_result(pipeline.runs_dir() / saved["run_folder"], cell.src, cell.tgt)
-    return tests
+        run_folder = pipeline.runs_dir() / saved["run_folder"]
+        runs[cell] = run_folder, course.test_result(run_folder, cell.src, cell.tgt)
+    return runs
+
+
+def _history(run_folder: Path) -> History:
+    return History.from_dict(json.loads((run_folder / "history.json").read_text()))
+
+
+def figures(family: str, runs: dict[Cell, tuple[Path, dict]], folder: Path) -> list[Path]:
+    """The family's figures beside its records: test BLEU against the parallel budget per
+    initialisation, mean ± sd over seeds (budgets), or mean BLEU per system (the others); and
+    validation BLEU (greedy) against step for every system's first seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    written = []
+    fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
+    if family == "budgets":
+        by_init: dict[str, dict[int, list[float]]] = {}
+        for cell, (_, test) in runs.items():
+            pairs = cell.pairs or len(data.load_parallel(cell.src, cell.tgt, "train"))
+            by_init.setdefault(cell.init or "scratch", {}).setdefault(pairs, []).append(test["bleu"]["score"])
+        plot.score_curves(by_init, ax=ax, metric="test_2016_flickr BLEU (beam 5)")
+        ax.set_title("en→de: BLEU against the parallel budget (mean ± sd over seeds)")
+        name = "bleu_vs_pairs.png"
+    else:
+        systems: dict[str, list[float]] = {}
+        for cell, (_, test) in runs.items():
+            systems.setdefault(cell.system, []).append(test["bleu"]["score"])
+        plot.bars({system: statistics.mean(scores) for system, scores in systems.items()}, ax=ax,
+                  ylabel="test_2016_flickr BLEU (beam 5, mean over seeds)")
+        name = "bleu.png"
+    written.append(_save(fig, folder / name))
+    fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
+    first_seed: dict[str, Cell] = {}
+    for cell in sorted(runs, key=lambda c: c.seed):
+        first_seed.setdefault(cell.system, cell)
+    plot.learning_curves({system: _history(runs[cell][0]) for system, cell in sorted(first_seed.items())},
+                         key="val_bleu", evals=True, ax=ax, title="validation BLEU (greedy, 400 sentences)")
+    written.append(_save(fig, folder / "learning_curves.png"))
+    return written
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def run_family(family: str, cells: list[Cell], out: Path | None = None, log=print) -> list[dict[str, Any]]:
@@ -180,10 +235,68 @@ def run_family(family: str, cells: list[Cell], out: Path | None = None, log=prin
         log(f"[{number}/{len(cells)}] {cell.name}")
         run_folder, test = cell.run()
         checkpoint.write_json_atomic(record(cell, run_folder, test), folder / f"{cell.name}.json")
-    tests = recorded(folder)
-    cells = sorted(tests, key=lambda c: (c.src, c.tgt, c.pairs or 10**9, c.init or "", c.strategy, c.seed))
+    runs = recorded(folder)
+    tests = {cell: test for cell, (_, test) in runs.items()}
+    cells = sorted(tests, key=lambda c: (c.src, c.tgt, c.pairs or 10**9, c.init or "", c.strategy != "full", c.strategy,
+                                        c.seed))
     rows = summarise(cells, tests)
     signature = next(iter(tests.values()))["bleu"]["signature"]
     checkpoint.write_json_atomic({"rows": rows, "signature": signature, "machine": machine()}, folder / "summary.json")
     (folder / "summary.md").write_text(f"{markdown_table(rows)}\n\ntest_2016_flickr, beam 5; {signature}\n")
+    figures(family, {cell: runs[cell] for cell in cells}, folder)
+    return rows
+
+
+# --- pretraining ---------------------------------------------------------------------------------
+
+
+def pretraining_specs() -> dict[str, pipeline.PretrainSpec]:
+    """Notebook 3's pretraining runs (LM, denoising AE, VAE on the course model) and notebook 2's
+    VAE trained without and with the remedies for posterior collapse."""
+    specs = {objective: course.pretrain_spec(objective) for objective in course.PRETRAIN_OBJECTIVES}
+    return specs | {f"vae_{key}": spec for key, spec in course.vae_collapse_specs().items()}
+
+
+def pretraining_record(name: str, folder: Path) -> dict[str, Any]:
+    last = checkpoint.load(folder / "last.pt")
+    progress, history = last["progress"], last["history"]
+    return {"run": name, "run_folder": folder.name, "config": json.loads((folder / "config.json").read_text()),
+            "training": {"steps": progress["step"], "seconds": round(progress["elapsed"], 1),
+                         "tokens": progress.get("tokens") or None, "stopped": progress["stopped"]},
+            "final_training_record": history["steps"][-1], "final_validation": history["evals"][-1],
+            "machine": machine()}
+
+
+def run_pretraining(out: Path | None = None, log=print) -> list[dict[str, Any]]:
+    """Train (or load) every pretraining run, write a record per run, a summary and two figures:
+    validation loss against step per objective, and the VAE's reconstruction and KL terms with
+    and without remedies."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = (out or results_dir()) / "pretraining"
+    folder.mkdir(parents=True, exist_ok=True)
+    histories, rows = {}, []
+    for number, (name, spec) in enumerate(pretraining_specs().items(), 1):
+        log(f"[{number}/{len(pretraining_specs())}] {name}")
+        _, histories[name], run_folder = pipeline.cached_run(spec, course.tokenizer())
+        saved = pretraining_record(name, run_folder)
+        checkpoint.write_json_atomic(saved, folder / f"{name}.json")
+        final = saved["final_validation"]
+        rows.append({"run": name, "steps": saved["training"]["steps"], "minutes": saved["training"]["seconds"] / 60,
+                     **{key: final[key] for key in ("val_loss", "val_nll", "val_kl") if key in final}})
+    checkpoint.write_json_atomic({"rows": rows, "machine": machine()}, folder / "summary.json")
+    lines = ["| run | steps | training minutes | val loss | val NLL | val KL |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['run']} | {r['steps']} | {r['minutes']:.1f} | {r['val_loss']:.3f} | {r.get('val_nll', float('nan')):.3f} "
+              f"| {r.get('val_kl', float('nan')):.4f} |" for r in rows]
+    (folder / "summary.md").write_text("\n".join(lines) + "\n\nper token, on the held-out captions\n")
+    fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
+    plot.learning_curves({name: histories[name] for name in course.PRETRAIN_OBJECTIVES}, key="val_loss", evals=True,
+                         ax=ax, title="pretraining: validation loss per token (course model)")
+    _save(fig, folder / "pretraining_curves.png")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), constrained_layout=True)
+    plot.vae_terms({course.VAE_VARIANTS[key]: histories[f"vae_{key}"] for key in course.VAE_VARIANTS}, axes=axes)
+    _save(fig, folder / "vae_collapse.png")
     return rows
