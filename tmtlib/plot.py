@@ -69,12 +69,13 @@ def attention_heatmap(alignment: Alignment, ax: Axes | None = None) -> Axes:
 
 def score_curves(results: Mapping[str, Mapping[int, Sequence[float]]], ax: Axes | None = None,
                  metric: str = "BLEU", xlabel: str = "parallel training pairs") -> Axes:
-    """Mean ± standard deviation of a score against a budget, one line per initialisation."""
+    """Mean ± sample standard deviation (over seeds; none for one seed) of a score against a
+    budget, one line per initialisation."""
     ax = _axes(ax)
     for name, by_budget in results.items():
         budgets = sorted(by_budget)
         means = [np.mean(by_budget[b]) for b in budgets]
-        stds = [np.std(by_budget[b]) for b in budgets]
+        stds = [np.std(by_budget[b], ddof=1) if len(by_budget[b]) > 1 else 0.0 for b in budgets]
         ax.errorbar(budgets, means, yerr=stds, marker="o", capsize=3, label=name)
     ax.set(xscale="log", xlabel=xlabel, ylabel=metric)
     ax.grid(alpha=0.3)
