@@ -225,7 +225,7 @@ def beam_search(model: Seq2Seq, src: Tensor | None, start_ids: Tensor, *, memory
         # one live hypothesis per sentence at first (g = 1 row each); K of them from the second step
         prefixes = _Prefixes(model, start_ids.to(device), memory, memory_pad, use_cache)
         scores = torch.zeros(B, 1, device=device)  # [n, g]: log-probabilities of the live hypotheses
-        kth_finished = torch.full((B, K), float("-inf"), device=device)  # best K finished, normalised
+        best_finished = torch.full((B, K), float("-inf"), device=device)  # K best finished scores, best first
         finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]  # (normalised score, tokens)
         alive = torch.arange(B, device=device)  # original sentence of each working sentence
         for step in range(int(limits.max())):
@@ -244,7 +244,7 @@ def beam_search(model: Seq2Seq, src: Tensor | None, start_ids: Tensor, *, memory
                 i, j = ended.nonzero(as_tuple=True)
                 _finish(finished, alive[i], top_scores[i, j] / penalty, prefixes.tokens[parents[i, j], 1:])
                 new = torch.full((n, K), float("-inf"), device=device).index_put_((i, j), top_scores[i, j] / penalty)
-                kth_finished = torch.cat([kth_finished, new], dim=1).topk(K, dim=1).values
+                best_finished = torch.cat([best_finished, new], dim=1).topk(K, dim=1).values
 
             live = is_eos.long().argsort(dim=1, stable=True)[:, :K]  # the K best non-EOS candidates
             scores, parents, tokens = (t.gather(1, live) for t in (top_scores, parents, tokens))  # [n, K]
@@ -255,13 +255,13 @@ def beam_search(model: Seq2Seq, src: Tensor | None, start_ids: Tensor, *, memory
                 _finish(finished, alive[at_limit].repeat_interleave(K), scores[at_limit].view(-1) / penalty,
                         torch.cat([prefixes.tokens[rows, 1:], last], dim=1))
             # done: K finished hypotheses, none beaten by the best live one at its current length
-            done = at_limit | (kth_finished[:, -1] >= scores[:, 0] / penalty)
+            done = at_limit | (best_finished[:, -1] >= scores[:, 0] / penalty)
             if bool(done.all()):
                 break
             keep = (~done).nonzero().flatten()
             prefixes.select(parents[keep].view(-1), sentences=keep)
             prefixes.extend(tokens[keep].view(-1))
-            scores, alive, kth_finished = scores[keep], alive[keep], kth_finished[keep]
+            scores, alive, best_finished = scores[keep], alive[keep], best_finished[keep]
 
     best = [sorted(hypotheses, key=lambda h: h[0], reverse=True)[:n_best] for hypotheses in finished]
     outputs = [[tokens for _, tokens in b] for b in best]
