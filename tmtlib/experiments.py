@@ -184,13 +184,8 @@ def figures(family: str, runs: dict[Cell, tuple[Path, dict]], folder: Path) -> l
     """The family's figures beside its records: test BLEU against the parallel budget per
     initialisation, mean ± sd over seeds (budgets), or mean BLEU per system (the others); and
     validation BLEU (greedy) against step for every system's first seed."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
-
     written = []
-    fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
+    fig, ax = _figure((6.5, 4))
     if family == "budgets":
         by_init: dict[str, dict[int, list[float]]] = {}
         for cell, (_, test) in runs.items():
@@ -207,7 +202,7 @@ def figures(family: str, runs: dict[Cell, tuple[Path, dict]], folder: Path) -> l
                   ylabel="test_2016_flickr BLEU (beam 5, mean over seeds)")
         name = "bleu.png"
     written.append(_save(fig, folder / name))
-    fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
+    fig, ax = _figure((7, 4.2))
     first_seed: dict[str, Cell] = {}
     for cell in sorted(runs, key=lambda c: c.seed):
         first_seed.setdefault(cell.system, cell)
@@ -217,11 +212,16 @@ def figures(family: str, runs: dict[Cell, tuple[Path, dict]], folder: Path) -> l
     return written
 
 
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
+def _figure(size: tuple[float, float], columns: int = 1):
+    """A figure for a file, outside pyplot: no backend switch, nothing left open in a notebook."""
+    from matplotlib.figure import Figure
 
+    fig = Figure(figsize=size, layout="constrained")
+    return fig, fig.subplots(1, columns)
+
+
+def _save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -271,11 +271,6 @@ def run_pretraining(out: Path | None = None, log=print) -> list[dict[str, Any]]:
     """Train (or load) every pretraining run, write a record per run, a summary and two figures:
     validation loss against step per objective, and the VAE's reconstruction and KL terms with
     and without remedies."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     folder = (out or results_dir()) / "pretraining"
     folder.mkdir(parents=True, exist_ok=True)
     histories, rows = {}, []
@@ -292,11 +287,11 @@ def run_pretraining(out: Path | None = None, log=print) -> list[dict[str, Any]]:
     lines += [f"| {r['run']} | {r['steps']} | {r['minutes']:.1f} | {r['val_loss']:.3f} | {r.get('val_nll', float('nan')):.3f} "
               f"| {r.get('val_kl', float('nan')):.4f} |" for r in rows]
     (folder / "summary.md").write_text("\n".join(lines) + "\n\nper token, on the held-out captions\n")
-    fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
+    fig, ax = _figure((6.5, 4))
     plot.learning_curves({name: histories[name] for name in course.PRETRAIN_OBJECTIVES}, key="val_loss", evals=True,
                          ax=ax, title="pretraining: validation loss per token (course model)")
     _save(fig, folder / "pretraining_curves.png")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), constrained_layout=True)
+    fig, axes = _figure((11, 3.8), columns=2)
     plot.vae_terms({course.VAE_VARIANTS[key]: histories[f"vae_{key}"] for key in course.VAE_VARIANTS}, axes=axes)
     _save(fig, folder / "vae_collapse.png")
     return rows
