@@ -35,13 +35,13 @@ def interleaved_rates(steps: dict, batches: dict, rounds: int) -> dict[str, list
     """Real tokens/s of each engine over its batches, round by round in rotating order (A B C, B C A, ...)."""
     names = list(steps)
     rates = {name: [] for name in names}
+    tokens = {name: sum(b.src_tokens + b.tgt_tokens for b in batches[name]) for name in names}
     for round_ in range(rounds):
         for name in names[round_ % len(names):] + names[: round_ % len(names)]:
-            tokens = sum(b.src_tokens + b.tgt_tokens for b in batches[name])
             started = time.perf_counter()
             for batch in batches[name]:
                 steps[name](batch)
-            rates[name].append(tokens / (time.perf_counter() - started))
+            rates[name].append(tokens[name] / (time.perf_counter() - started))
     return rates
 
 

@@ -188,8 +188,9 @@ def figures(family: str, runs: dict[Cell, tuple[Path, dict]], folder: Path) -> l
     fig, ax = _figure((6.5, 4))
     if family == "budgets":
         by_init: dict[str, dict[int, list[float]]] = {}
+        all_pairs = {pair: len(data.load_parallel(*pair, "train")) for pair in {(c.src, c.tgt) for c in runs}}
         for cell, (_, test) in runs.items():
-            pairs = cell.pairs or len(data.load_parallel(cell.src, cell.tgt, "train"))
+            pairs = cell.pairs or all_pairs[cell.src, cell.tgt]
             by_init.setdefault(cell.init or "scratch", {}).setdefault(pairs, []).append(test["bleu"]["score"])
         plot.score_curves(by_init, ax=ax, metric="test_2016_flickr BLEU (beam 5)")
         ax.set_title("en→de: BLEU against the parallel budget (mean ± sd over seeds)")
@@ -274,8 +275,9 @@ def run_pretraining(out: Path | None = None, log=print) -> list[dict[str, Any]]:
     folder = (out or results_dir()) / "pretraining"
     folder.mkdir(parents=True, exist_ok=True)
     histories, rows = {}, []
-    for number, (name, spec) in enumerate(pretraining_specs().items(), 1):
-        log(f"[{number}/{len(pretraining_specs())}] {name}")
+    specs = pretraining_specs()
+    for number, (name, spec) in enumerate(specs.items(), 1):
+        log(f"[{number}/{len(specs)}] {name}")
         _, histories[name], run_folder = pipeline.cached_run(spec, course.tokenizer())
         saved = pretraining_record(name, run_folder)
         checkpoint.write_json_atomic(saved, folder / f"{name}.json")
