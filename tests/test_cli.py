@@ -144,3 +144,18 @@ def test_pretraining_family_records_runs_and_draws_the_vae_terms(corpus, tmp_pat
         assert (folder / figure).read_bytes().startswith(b"\x89PNG")
     assert main(["experiment", "pretraining", "--seeds", "1"]) == 2
     assert "does not take --seeds" in capsys.readouterr().err
+
+
+def test_full_family_trains_the_long_recipe_and_parents_a_child(corpus, tmp_path, capsys):
+    out = tmp_path / "results"
+    assert main(["experiment", "full", "--out", str(out)]) == 0
+    assert "| en-de_scratch_long_all | 1 |" in capsys.readouterr().out
+    full = json.loads((out / "full" / "en-de_scratch_long_all_seed0.json").read_text())
+    assert full["cell"]["recipe"] == "long" and full["config"]["train"]["schedule"] == "cosine"
+    assert main(["experiment", "crosslingual", "--children", "fr", "--inits", "scratch", "parent_long",
+                 "--seeds", "0", "--out", str(out)]) == 0
+    child = json.loads((out / "crosslingual" / "en-fr_parent_long_3000_seed0.json").read_text())
+    assert full["run_folder"] in child["config"]["init"]  # the child starts from the long run's best.pt
+    summary = json.loads((out / "crosslingual" / "summary.json").read_text())
+    assert [row["system"] for row in summary["rows"]] == ["en-fr_scratch_3000", "en-fr_parent_long_3000"]
+    assert "gain_over_scratch" in summary["rows"][1]

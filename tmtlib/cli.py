@@ -218,11 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(run=cmd_evaluate)
 
     ex = commands.add_parser("experiment", help="run an experiment family (cached, resumable) and write its results")
-    ex.add_argument("family", choices=["budgets", "crosslingual", "strategies", "pretraining"],
-                    help="pretraining: the course's pretraining runs and the VAE with/without remedies")
+    ex.add_argument("family", choices=["budgets", "crosslingual", "strategies", "full", "pretraining"],
+                    help="full: en->de on all pairs for about 60 minutes; "
+                         "pretraining: the course's pretraining runs and the VAE with/without remedies")
     ex.add_argument("--seeds", type=int, nargs="+")
     ex.add_argument("--budgets", nargs="+", help="parallel pairs per cell, or 'all' (budgets family)")
-    ex.add_argument("--inits", nargs="+", choices=["scratch", "lm", "dae", "vae", "ae", "parent"])
+    ex.add_argument("--inits", nargs="+", choices=["scratch", "lm", "dae", "vae", "ae", "parent", "parent_long"])
     ex.add_argument("--children", nargs="+", choices=["fr", "cs"], help="child pairs en->X (crosslingual)")
     ex.add_argument("--strategies", nargs="+", choices=list(pipeline.STRATEGIES))
     ex.add_argument("--out", type=Path, help="results folder (default data/results; quick mode: the cache)")

@@ -4,6 +4,7 @@
     python -m tmtlib experiment crosslingual --children fr --seeds 0
     python -m tmtlib experiment strategies
     python -m tmtlib experiment pretraining
+    python -m tmtlib experiment full          # en->de on all pairs for about 60 minutes
 
 A family is a grid of cells (initialisation x parallel budget x seed, and so on). Each cell is a
 ``tmtlib.course`` run: cached by its settings in ``data/cache/runs``, so a family trains only
@@ -40,7 +41,8 @@ from .train import History
 
 @dataclass(frozen=True)
 class Cell:
-    """One run of a family: a translator from ``init`` on ``pairs`` pairs (None: all) with ``seed``."""
+    """One run of a family: a translator from ``init`` on ``pairs`` pairs (None: all) with ``seed``,
+    trained with the course's 250-step ``recipe`` or the ~60-minute ``long`` one (``tmtlib.course``)."""
 
     family: str
     init: str | None
@@ -49,11 +51,14 @@ class Cell:
     src: str = "en"
     tgt: str = "de"
     strategy: str = "full"
+    recipe: str = "course"
 
     @property
     def name(self) -> str:
         strategy = "" if self.strategy == "full" else f"_{self.strategy}"
-        return f"{self.src}-{self.tgt}_{self.init or 'scratch'}{strategy}_{self.pairs or 'all'}_seed{self.seed}"
+        recipe = "" if self.recipe == "course" else f"_{self.recipe}"
+        return (f"{self.src}-{self.tgt}_{self.init or 'scratch'}{strategy}{recipe}_{self.pairs or 'all'}"
+                f"_seed{self.seed}")
 
     @property
     def system(self) -> str:
@@ -62,8 +67,9 @@ class Cell:
 
     def run(self) -> tuple[Path, dict]:
         """Train (or load) the cell's run; returns its folder and its beam-5 test result."""
+        recipe = {"train": course.long_train_config(self.seed)} if self.recipe == "long" else {}
         _, _, folder = course.translator(self.init, pairs=self.pairs, seed=self.seed, src=self.src, tgt=self.tgt,
-                                         strategy=self.strategy)
+                                         strategy=self.strategy, **recipe)
         return folder, course.test_result(folder, self.src, self.tgt)
 
 
@@ -82,8 +88,9 @@ def budgets(seeds: Iterable[int] = (0, 1, 2), budgets: Iterable[str | int | None
 
 
 def crosslingual(seeds: Iterable[int] = (0, 1, 2), children: Iterable[str] = ("fr", "cs"), pairs: int = 3000,
-                 inits: Iterable[str] = ("scratch", "dae", "parent")) -> list[Cell]:
-    """en->de parent to en->fr / en->cs children, against scratch and monolingual pretraining (notebook 6)."""
+                 inits: Iterable[str] = ("scratch", "dae", "parent", "parent_long")) -> list[Cell]:
+    """en->de parent to en->fr / en->cs children, against scratch and monolingual pretraining (notebook 6).
+    ``parent`` is the course's 250-step parent, ``parent_long`` the ~60-minute one (``experiment full``)."""
     return [Cell("crosslingual", _init(i), pairs, s, "en", child) for child in children for s in seeds for i in inits]
 
 
@@ -93,7 +100,13 @@ def strategies(seeds: Iterable[int] = (0,), child: str = "fr", pairs: int = 3000
     return [Cell("strategies", "parent", pairs, s, "en", child, strategy) for s in seeds for strategy in names]
 
 
-FAMILIES = {"budgets": budgets, "crosslingual": crosslingual, "strategies": strategies}
+def full(seeds: Iterable[int] = (0,)) -> list[Cell]:
+    """en->de on all pairs with the ~60-minute recipe: the best the course model does on 2 CPU cores
+    (and ``parent_long``, the stronger parent of the crosslingual family)."""
+    return [Cell("full", None, None, s, recipe="long") for s in seeds]
+
+
+FAMILIES = {"budgets": budgets, "crosslingual": crosslingual, "strategies": strategies, "full": full}
 
 
 def results_dir() -> Path:
@@ -139,7 +152,7 @@ def summarise(cells: list[Cell], tests: dict[Cell, dict]) -> list[dict[str, Any]
         row = {"system": system, "seeds": [c.seed for c in members], "bleu_mean": statistics.mean(bleus),
                "bleu_std": statistics.stdev(bleus) if len(bleus) > 1 else None,
                "chrf_mean": statistics.mean(tests[c]["chrf"]["score"] for c in members)}
-        baselines = {c: Cell(c.family, None, c.pairs, c.seed, c.src, c.tgt) for c in members}
+        baselines = {c: Cell(c.family, None, c.pairs, c.seed, c.src, c.tgt, recipe=c.recipe) for c in members}
         if all(c.init is not None and base in tests for c, base in baselines.items()):
             refs = [t for _, t in data.load_parallel(members[0].src, members[0].tgt, "test_2016_flickr")]
             row["gain_over_scratch"] = statistics.mean(tests[c]["bleu"]["score"] - tests[b]["bleu"]["score"]
@@ -238,8 +251,8 @@ def run_family(family: str, cells: list[Cell], out: Path | None = None, log=prin
         checkpoint.write_json_atomic(record(cell, run_folder, test), folder / f"{cell.name}.json")
     runs = recorded(folder)
     tests = {cell: test for cell, (_, test) in runs.items()}
-    cells = sorted(tests, key=lambda c: (c.src, c.tgt, c.pairs or 10**9, c.init or "", c.strategy != "full", c.strategy,
-                                        c.seed))
+    cells = sorted(tests, key=lambda c: (c.src, c.tgt, c.pairs or 10**9, c.recipe, c.init or "", c.strategy != "full",
+                                        c.strategy, c.seed))
     rows = summarise(cells, tests)
     signature = next(iter(tests.values()))["bleu"]["signature"]
     checkpoint.write_json_atomic({"rows": rows, "signature": signature, "machine": machine()}, folder / "summary.json")
