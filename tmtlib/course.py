@@ -30,8 +30,6 @@ PRETRAIN_OBJECTIVES = ("lm", "dae", "vae")
 # which parts of each pretrained model go into the translator: an LM trained only its decoder
 INIT_PARTS = {"lm": ("embeddings", "decoder"), "dae": DEFAULT_PARTS, "vae": DEFAULT_PARTS, "ae": DEFAULT_PARTS,
               "parent": DEFAULT_PARTS, "parent_long": DEFAULT_PARTS}
-# the translator recipes: the course's 250 steps, or about 60 minutes on all pairs (``long_train_config``)
-RECIPES = ("course", "long")
 PARENT = ("en", "de")  # the parent pair of cross-lingual transfer: trained on all its 29,000 pairs
 
 
