@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tmtlib import course, pipeline
@@ -31,3 +33,13 @@ def test_test_results_are_cached_per_language_pair(tokenizer, tmp_path, monkeypa
     assert (folder / "en-fr.test_2016_flickr.beam5.json").exists()
     assert (folder / "en-de.test_2016_flickr.beam5.json").exists()
     assert course.test_result(folder, "en", "fr") == french  # read back, not recomputed
+
+
+def test_the_en_de_child_gets_an_en_fr_parent_never_one_trained_on_its_own_pairs(tokenizer, tmp_path, monkeypatch):
+    monkeypatch.setenv("TMT_HOME", str(tmp_path))
+    assert course.parent_pair(("en", "fr")) == course.parent_pair(("en", "cs")) == course.PARENT
+    assert course.parent_pair(course.PARENT) == ("en", "fr")
+    spec = course.finetune_spec("parent_long", pairs=200, src="en", tgt="de")
+    _, _, parent_folder = course.long_parent(("en", "fr"))
+    assert spec.init == str(parent_folder / "best.pt")
+    assert json.loads((parent_folder / "config.json").read_text())["tgt"] == "fr"

@@ -31,6 +31,7 @@ PRETRAIN_OBJECTIVES = ("lm", "dae", "vae")
 INIT_PARTS = {"lm": ("embeddings", "decoder"), "dae": DEFAULT_PARTS, "vae": DEFAULT_PARTS, "ae": DEFAULT_PARTS,
               "parent": DEFAULT_PARTS, "parent_long": DEFAULT_PARTS}
 PARENT = ("en", "de")  # the parent pair of cross-lingual transfer: trained on all its 29,000 pairs
+PARENT_OF_PARENT_PAIR = ("en", "fr")  # the parent of an en->de child, which must not learn from all en->de pairs
 
 
 def tokenizer() -> Tokenizer:
@@ -111,10 +112,12 @@ def quick_pairs(pairs: int | None) -> int | None:
 def finetune_spec(init: str | None, pairs: int = 2000, seed: int = 0, src: str = "en", tgt: str = "de",
                   **overrides) -> FinetuneSpec:
     """A translator on ``pairs`` parallel pairs, from scratch (``init=None``) or a pretrained model
-    (``lm``, ``ae``, ``dae``, ``vae``) or a parent translator (``parent``, ``parent_long``)."""
+    (``lm``, ``ae``, ``dae``, ``vae``) or a parent translator of another pair (``parent``,
+    ``parent_long``; the pair is ``parent_pair((src, tgt))``)."""
     init_path, parts = None, DEFAULT_PARTS
     if init in ("parent", "parent_long"):
-        chosen = parent() if init == "parent" else long_parent()
+        pair = parent_pair((src, tgt))
+        chosen = parent(pair) if init == "parent" else long_parent(pair)
         init_path, parts = str(chosen[2] / "best.pt"), INIT_PARTS[init]
     elif init is not None:
         init_path = str(pretrained(init)[2] / "best.pt")
@@ -135,16 +138,23 @@ def translator(init: str | None, pairs: int = 2000, seed: int = 0, **overrides) 
     return cached_run(finetune_spec(init, pairs, seed, **overrides), tokenizer())
 
 
-def parent() -> tuple[Seq2Seq, History, Path]:
-    """The parent translator of cross-lingual transfer (Zoph et al. 2016): en->de on all pairs,
-    from scratch; the same run as notebook 5's 29k-pair scratch point."""
-    return translator(None, pairs=None, src=PARENT[0], tgt=PARENT[1])
+def parent_pair(child: tuple[str, str]) -> tuple[str, str]:
+    """The pair a child's parent translates: en->de for every child but en->de itself, whose parent
+    is en->fr (a parent trained on all en->de pairs would already contain the child's data)."""
+    return PARENT_OF_PARENT_PAIR if tuple(child) == PARENT else PARENT
 
 
-def long_parent() -> tuple[Seq2Seq, History, Path]:
-    """A stronger parent: en->de on all pairs with the ~60-minute recipe (``long_train_config``),
+def parent(pair: tuple[str, str] = PARENT) -> tuple[Seq2Seq, History, Path]:
+    """The parent translator of cross-lingual transfer (Zoph et al. 2016): ``pair`` (en->de by
+    default) on all its pairs, from scratch; en->de is the same run as notebook 5's 29k-pair
+    scratch point."""
+    return translator(None, pairs=None, src=pair[0], tgt=pair[1])
+
+
+def long_parent(pair: tuple[str, str] = PARENT) -> tuple[Seq2Seq, History, Path]:
+    """A stronger parent: ``pair`` on all its pairs with the ~60-minute recipe (``long_train_config``),
     the course's best full-data model on 2 CPU cores."""
-    return translator(None, pairs=None, src=PARENT[0], tgt=PARENT[1], train=long_train_config())
+    return translator(None, pairs=None, src=pair[0], tgt=pair[1], train=long_train_config())
 
 
 def paraphraser(init: str | None, pairs: int = 10000, seed: int = 0, lang: str = "en",

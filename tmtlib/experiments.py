@@ -5,6 +5,7 @@
     python -m tmtlib experiment strategies
     python -m tmtlib experiment pretraining
     python -m tmtlib experiment full          # en->de on all pairs for about 60 minutes
+    python -m tmtlib experiment full --targets fr   # en->fr: the parent of an en->de child
 
 A family is a grid of cells (initialisation x parallel budget x seed, and so on). Each cell is a
 ``tmtlib.course`` run: cached by its settings in ``data/cache/runs``, so a family trains only
@@ -100,10 +101,11 @@ def strategies(seeds: Iterable[int] = (0,), child: str = "fr", pairs: int = 3000
     return [Cell("strategies", "parent", pairs, s, "en", child, strategy) for s in seeds for strategy in names]
 
 
-def full(seeds: Iterable[int] = (0,)) -> list[Cell]:
-    """en->de on all pairs with the ~60-minute recipe: the best the course model does on 2 CPU cores
-    (and ``parent_long``, the stronger parent of the crosslingual family)."""
-    return [Cell("full", None, None, s, recipe="long") for s in seeds]
+def full(seeds: Iterable[int] = (0,), targets: Iterable[str] = ("de",)) -> list[Cell]:
+    """en->X on all pairs with the ~60-minute recipe: the best the course model does on 2 CPU cores
+    (and ``parent_long``, the stronger parent: en->de for the crosslingual children, en->fr for
+    the en->de child of the budgets family)."""
+    return [Cell("full", None, None, s, "en", tgt, recipe="long") for tgt in targets for s in seeds]
 
 
 FAMILIES = {"budgets": budgets, "crosslingual": crosslingual, "strategies": strategies, "full": full}
