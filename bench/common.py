@@ -5,6 +5,10 @@ Hugging Face ``transformers`` (``BartForConditionalGeneration``, trained with th
 decoded with ``generate``) and a plain ``torch.nn.Transformer``. Sizes are the course preset
 (256 wide, 3+3 layers, 4 heads, FFN 1024, the course's 8,000-piece vocabulary, tied embeddings,
 dropout 0.1).
+
+An engine name may end in ``-bf16``: the same engine under bf16 autocast (matrix products in
+bfloat16, the rest in fp32; ``tmtlib.models.autocast``), which pays on CPUs with native bf16.
+Without the suffix an engine runs in fp32, HF's and PyTorch's default on the CPU.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from torch import nn
 
 from tmtlib import data
 from tmtlib.batching import Batch, collate, token_batches
-from tmtlib.models import PRESETS, Seq2Seq, model_config
+from tmtlib.models import PRESETS, Seq2Seq, autocast, model_config
 from tmtlib.objectives import Translation, translation_examples
 from tmtlib.tokenize import BOS_ID, EOS_ID, PAD_ID, course_tokenizer
 
@@ -103,14 +107,29 @@ class TorchTransformer(nn.Module):
         return hidden @ self.embed.weight.T
 
 
+def engine_parts(engine: str) -> tuple[str, str]:
+    """The implementation and precision of an engine name: ``tmtlib-bf16`` -> ``(tmtlib, bf16)``."""
+    implementation, _, precision = engine.partition("-")
+    if implementation not in ENGINES or precision not in ("", "bf16"):
+        raise ValueError(f"unknown engine {engine!r}: one of {', '.join(ENGINES)}, optionally with -bf16")
+    return implementation, precision or "fp32"
+
+
+def build(engine: str, vocab_size: int) -> nn.Module:
+    """A freshly initialised model of ``engine`` at the course's size."""
+    return ENGINES[engine_parts(engine)[0]](vocab_size)
+
+
 def training_step(engine: str, model: nn.Module, optimizer: torch.optim.Optimizer) -> Callable[[Batch], float]:
-    """One forward + backward + AdamW step of label-smoothed cross-entropy, for each engine."""
+    """One forward + backward + AdamW step of label-smoothed cross-entropy, for each engine (the
+    forward under the engine's precision; the backward follows the forward's dtypes)."""
     objective = Translation(label_smoothing=0.1)
+    implementation, precision = engine_parts(engine)
 
     def loss_of(batch: Batch) -> torch.Tensor:
-        if engine == "tmtlib":
+        if implementation == "tmtlib":
             return objective.loss(model, batch).loss
-        if engine == "hf":
+        if implementation == "hf":
             logits = model(input_ids=batch.src, attention_mask=batch.src.ne(PAD_ID), decoder_input_ids=batch.tgt_in,
                            decoder_attention_mask=batch.tgt_in.ne(PAD_ID)).logits
         else:
@@ -119,22 +138,24 @@ def training_step(engine: str, model: nn.Module, optimizer: torch.optim.Optimize
                                ignore_index=PAD_ID, label_smoothing=0.1)
 
     def step(batch: Batch) -> float:
-        loss = loss_of(batch)
+        with autocast(torch.device("cpu"), precision):
+            loss = loss_of(batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        return float(loss)
+        return loss.item()
 
     return step
 
 
 ENGINES = {"tmtlib": tmtlib_model, "hf": hf_model, "torch": TorchTransformer}
+ENGINE_CHOICES = ["tmtlib", "tmtlib-bf16", "hf", "hf-bf16", "torch"]
 
 
-def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
-    """FLOP/s of a large fp32 matrix product on this machine with the current thread count."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak(n: int = 2048, repeats: int = 10, dtype: torch.dtype = torch.float32) -> float:
+    """FLOP/s of a large matrix product in ``dtype`` on this machine with the current thread count."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b  # warm-up
     started = time.perf_counter()
     for _ in range(repeats):

@@ -6,8 +6,10 @@ Both engines translate the 1,000 English sentences of test_2016_flickr into Germ
 *same* trained weights (``common.hf_copy`` puts tmtlib's weights into HF's M2M100), the same
 batches (sorted by length, at most 4,000 source tokens), the same length penalty (1.0) and the same
 length limit (1.5 x source length + 10; HF takes one limit per batch, so it gets the batch's
-largest). Runs alternate between engines. Also reports output lengths, how many outputs agree,
-and BLEU, as a check that both really did the same job. Writes ``bench/results/decode_throughput.json``.
+largest). Each engine runs in fp32 and, as ``<engine>-bf16``, under bf16 autocast (``common``);
+ratios are to HF ``generate`` in fp32, its default. Rounds rotate the order of the engines. Also
+reports output lengths, the share of outputs identical to HF's fp32 ones, and BLEU, as a check that
+all really did the same job. Writes ``bench/results/decode_throughput.json``.
 """
 
 from __future__ import annotations
@@ -23,17 +25,19 @@ from tmtlib import data, pipeline
 from tmtlib.batching import pad, token_batches
 from tmtlib.decode import translate
 from tmtlib.evaluate import bleu
+from tmtlib.models import autocast
 from tmtlib.tokenize import EOS_ID
 
 
-def hf_translate(hf, tokenizer, sentences: list[str], tag: int, beam_size: int, max_tokens: int = 4000) -> list[str]:
+def hf_translate(hf, tokenizer, sentences: list[str], tag: int, beam_size: int, max_tokens: int = 4000,
+                 precision: str = "fp32") -> list[str]:
     """HF ``generate`` with tmtlib's batching and length rule."""
     sources = [ids + [EOS_ID] for ids in tokenizer.encode(sentences)]
     outputs: list[list[int]] = [[] for _ in sources]
     for group in token_batches([len(s) for s in sources], max_tokens, shuffle=False):
         src = pad([sources[i] for i in group])
         limit = int(1.5 * max(len(sources[i]) for i in group) + 10)
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(torch.device("cpu"), precision):
             generated = hf.generate(input_ids=src, attention_mask=src.ne(0), num_beams=beam_size, do_sample=False,
                                     max_new_tokens=limit, length_penalty=1.0, early_stopping=False,
                                     decoder_start_token_id=tag, use_cache=True)
@@ -61,6 +65,8 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 5])
+    parser.add_argument("--engines", nargs="+", default=["tmtlib", "tmtlib-bf16", "hf", "hf-bf16"],
+                        choices=["tmtlib", "tmtlib-bf16", "hf", "hf-bf16"], help="hf is always included: the reference")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     checkpoint = args.checkpoint or default_checkpoint()
@@ -70,33 +76,34 @@ def main() -> None:
     test = data.load_parallel("en", "de", "test_2016_flickr")[: args.sentences]
     sources, references = [s for s, _ in test], [t for _, t in test]
     engines = {"tmtlib": lambda k: translate(model, tokenizer, sources, "de", beam_size=k),
-               "hf": lambda k: hf_translate(hf, tokenizer, sources, tag, k)}
+               "tmtlib-bf16": lambda k: translate(model, tokenizer, sources, "de", beam_size=k, precision="bf16"),
+               "hf": lambda k: hf_translate(hf, tokenizer, sources, tag, k),
+               "hf-bf16": lambda k: hf_translate(hf, tokenizer, sources, tag, k, precision="bf16")}
+    engines = {name: engines[name] for name in dict.fromkeys([*args.engines, "hf"])}
     result = {"versions": common.versions(), "checkpoint": str(checkpoint), "sentences": len(sources), "modes": {}}
-    print(f"{len(sources)} test_2016_flickr sentences, {args.threads} threads, {args.rounds} alternating rounds")
-    print(f"{'mode':7} {'engine':7} {'sent/s (median, min-max)':>26} {'tmtlib/HF':>9} {'pieces/sent':>11} {'BLEU':>5}")
+    print(f"{len(sources)} test_2016_flickr sentences, {args.threads} threads, {args.rounds} rotating rounds")
+    print(f"{'mode':7} {'engine':12} {'sent/s (median, min-max)':>26} {'÷ HF':>6} {'pieces/sent':>11} {'BLEU':>5} "
+          f"{'same as HF':>10}")
+    names = list(engines)
     for beam in args.beams:
         rates, outputs = {name: [] for name in engines}, {}
         for round_ in range(args.rounds):
-            for name in (list(engines) if round_ % 2 == 0 else list(engines)[::-1]):
+            for name in names[round_ % len(names):] + names[: round_ % len(names)]:
                 started = time.perf_counter()
                 outputs[name] = engines[name](beam)
                 rates[name].append(len(sources) / (time.perf_counter() - started))
         mode = "greedy" if beam == 1 else f"beam{beam}"
-        same = sum(a == b for a, b in zip(outputs["tmtlib"], outputs["hf"])) / len(sources)
-        entry = {"agreement": same}
+        entry = {}
         for name in engines:
             stats = common.spread(rates[name])
             pieces = sum(len(ids) for ids in tokenizer.encode(outputs[name])) / len(sources)
             score = bleu(outputs[name], references)
             entry[name] = {"sentences_per_s": stats, "pieces_per_sentence": pieces, "bleu": score.value,
-                           "signature": score.signature}
-        entry["ratio"] = entry["tmtlib"]["sentences_per_s"]["median"] / entry["hf"]["sentences_per_s"]["median"]
-        for name in engines:
-            stats = entry[name]["sentences_per_s"]
-            ratio = f"{entry['ratio']:9.2f}" if name == "tmtlib" else " " * 9
-            print(f"{mode:7} {name:7} {stats['median']:12.1f} ({stats['min']:.1f}-{stats['max']:.1f}) {ratio} "
-                  f"{entry[name]['pieces_per_sentence']:11.1f} {entry[name]['bleu']:5.1f}")
-        print(f"{'':7} identical outputs: {same:.1%}")
+                           "signature": score.signature,
+                           "ratio_to_hf": stats["median"] / common.spread(rates["hf"])["median"],
+                           "same_as_hf": sum(a == b for a, b in zip(outputs[name], outputs["hf"])) / len(sources)}
+            print(f"{mode:7} {name:12} {stats['median']:12.1f} ({stats['min']:.1f}-{stats['max']:.1f}) "
+                  f"{entry[name]['ratio_to_hf']:6.2f} {pieces:11.1f} {score.value:5.1f} {entry[name]['same_as_hf']:10.1%}")
         result["modes"][mode] = entry
     print("wrote", common.save("decode_throughput", result))
 

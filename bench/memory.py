@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 def child(task: str, engine: str, checkpoint: str | None) -> None:
     if task == "train":
         torch.manual_seed(0)
-        model = common.ENGINES[engine](common.course_tokenizer().vocab_size).train()
+        model = common.build(engine, common.course_tokenizer().vocab_size).train()
         step = common.training_step(engine, model, torch.optim.AdamW(model.parameters(), lr=1e-4))
         for batch in common.real_batches(20):
             step(batch)
@@ -37,11 +37,12 @@ def child(task: str, engine: str, checkpoint: str | None) -> None:
 
         model, tokenizer, _ = pipeline.load(checkpoint or bench.default_checkpoint())
         sources = [s for s, _ in data.load_parallel("en", "de", "test_2016_flickr")]
-        if engine == "tmtlib":
-            translate(model, tokenizer, sources, "de", beam_size=5)
+        implementation, precision = common.engine_parts(engine)
+        if implementation == "tmtlib":
+            translate(model, tokenizer, sources, "de", beam_size=5, precision=precision)
         else:
             tag = tokenizer.lang_id("de")
-            bench.hf_translate(common.hf_copy(model, tag), tokenizer, sources, tag, 5)
+            bench.hf_translate(common.hf_copy(model, tag), tokenizer, sources, tag, 5, precision=precision)
     print(json.dumps({"peak_rss_mb": common.peak_rss_mb()}))
 
 
@@ -52,7 +53,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         return child(*args.child, args.checkpoint)
-    jobs = [("train", e) for e in common.ENGINES] + [("decode", "tmtlib"), ("decode", "hf")]
+    jobs = [("train", e) for e in ("tmtlib", "tmtlib-bf16", "hf", "torch")]
+    jobs += [("decode", e) for e in ("tmtlib", "tmtlib-bf16", "hf")]
     result = {"versions": common.versions(), "peak_rss_mb": {}}
     for task, engine in jobs:
         command = [sys.executable, str(HERE / "memory.py"), "--child", task, engine]
@@ -62,7 +64,7 @@ def main() -> None:
             raise SystemExit(f"{task} {engine} failed:\n{done.stderr[-2000:]}")
         peak = json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"]
         result["peak_rss_mb"][f"{task}/{engine}"] = peak
-        print(f"{task:7} {engine:7} peak RSS {peak:8.0f} MB", flush=True)
+        print(f"{task:7} {engine:12} peak RSS {peak:8.0f} MB", flush=True)
     print("wrote", common.save("memory", result))
 
 

@@ -69,9 +69,9 @@ def training_profiles() -> dict:
     batches = common.real_batches(5)
     vocab = common.course_tokenizer().vocab_size
     result = {}
-    for engine in ("tmtlib", "hf"):
+    for engine in ("tmtlib", "tmtlib-bf16", "hf"):
         torch.manual_seed(0)
-        model = common.ENGINES[engine](vocab).train()
+        model = common.build(engine, vocab).train()
         step = common.training_step(engine, model, torch.optim.AdamW(model.parameters(), lr=1e-4))
         step(batches[0])
         result[f"train/{engine}"] = profiled(lambda: [step(b) for b in batches[1:]])
@@ -87,6 +87,7 @@ def decoding_profiles(checkpoint: Path, sentences: int) -> dict:
     for beam in (1, 5):
         mode = "greedy" if beam == 1 else f"beam{beam}"
         runs = {"tmtlib": lambda: translate(model, tokenizer, sources, "de", beam_size=beam),
+                "tmtlib-bf16": lambda: translate(model, tokenizer, sources, "de", beam_size=beam, precision="bf16"),
                 "hf": lambda: hf_translate(hf, tokenizer, sources, tag, beam)}
         for engine, work in runs.items():
             work()  # warm-up
@@ -104,7 +105,7 @@ def main() -> None:
     profiles = training_profiles() | decoding_profiles(args.checkpoint or default_checkpoint(), args.sentences)
     for name, entry in profiles.items():
         shares = ", ".join(f"{group} {seconds / entry['wall_s']:.0%}" for group, seconds in entry["groups_s"].items())
-        print(f"{name:14} {entry['wall_s']:6.2f} s: {shares}")
+        print(f"{name:18} {entry['wall_s']:6.2f} s: {shares}")
     result = {"versions": common.versions(), "decode_sentences": args.sentences, "profiles": profiles}
     print("wrote", common.save("profile", result))
 

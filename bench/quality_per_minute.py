@@ -1,11 +1,13 @@
 """Quality per CPU-minute: BLEU against wall-clock training minutes on all en->de pairs.
 
     python bench/quality_per_minute.py --engine tmtlib --minutes 30 60  # tmtlib's CPU recipe
+    python bench/quality_per_minute.py --engine tmtlib-bf16 --minutes 30  # the same in bf16 mixed precision
     python bench/quality_per_minute.py --engine hf --minutes 60         # HF BART, its usual recipe
     python bench/quality_per_minute.py --plot                           # the figure from both records
 
 tmtlib's recipe is the course's: token-bucketed batches of ~4,096 tokens, AdamW (lr 1e-3, 200
-warm-up steps, inverse square root), label smoothing 0.1. HF's usual recipe is what its
+warm-up steps, inverse square root), label smoothing 0.1; ``tmtlib-bf16`` trains it in bf16 mixed
+precision (for CPUs with native bf16; evaluation decodes in fp32 as for every run). HF's usual recipe is what its
 translation examples do: batches of 64 sentences in random order padded to the longest, AdamW at
 5e-4 with linear warm-up and linear decay over the budget, label smoothing 0.1, BART of the same
 size. Both evaluate validation BLEU (greedy, first 400 sentences) every few minutes of training
@@ -29,13 +31,14 @@ from tmtlib import data, pipeline
 from tmtlib.batching import collate
 from tmtlib.evaluate import bleu
 from tmtlib.objectives import translation_examples
-from tmtlib.tokenize import EOS_ID, PAD_ID
+from tmtlib.tokenize import PAD_ID
 from tmtlib.train import TrainConfig
 
 VALID_SENTENCES = 400
+ENGINES = ["tmtlib", "tmtlib-bf16", "hf"]
 
 
-def run_tmtlib(stages: list[float], eval_minutes: float, out: Path) -> dict:
+def run_tmtlib(stages: list[float], eval_minutes: float, out: Path, precision: str = "fp32") -> dict:
     """Train the course recipe for ``stages[-1]`` minutes, scoring the test set at each stage.
 
     Each stage resumes the same run with a larger ``max_minutes`` (the inverse-square-root schedule
@@ -47,7 +50,7 @@ def run_tmtlib(stages: list[float], eval_minutes: float, out: Path) -> dict:
     for minutes in stages:
         train = TrainConfig(max_steps=10**6, max_minutes=minutes, lr=1e-3, warmup_steps=200,
                             eval_every=steps_per_eval, checkpoint_every=steps_per_eval, select="val_bleu",
-                            progress=False)
+                            progress=False, precision=precision)
         spec = pipeline.FinetuneSpec(pairs=None, preset="course", bleu_sentences=VALID_SENTENCES, train=train)
         _, history, _ = pipeline.finetune(spec, out)
         model, tokenizer, saved = pipeline.load(out / "best.pt")
@@ -121,7 +124,7 @@ def plot() -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.8), constrained_layout=True)
-    for engine in ("tmtlib", "hf"):
+    for engine in ENGINES:
         path = common.RESULTS / f"quality_{engine}.json"
         if path.exists():
             record = json.loads(path.read_text())
@@ -139,16 +142,18 @@ def plot() -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--engine", choices=["tmtlib", "hf"])
+    parser.add_argument("--engine", choices=ENGINES)
     parser.add_argument("--minutes", type=float, nargs="+", default=[30],
                         help="training minutes; tmtlib scores the test set after each value (e.g. 30 60)")
     parser.add_argument("--eval-minutes", type=float, default=5)
-    parser.add_argument("--out", type=Path, default=Path("runs/bench-quality-tmtlib"))
+    parser.add_argument("--out", type=Path, help="tmtlib's run folder (default runs/bench-quality-<engine>)")
     parser.add_argument("--plot", action="store_true")
     args = parser.parse_args()
     if args.engine:
         started = time.time()
-        runner = run_tmtlib(args.minutes, args.eval_minutes, args.out) if args.engine == "tmtlib" else \
+        out = args.out or Path(f"runs/bench-quality-{args.engine}")
+        precision = common.engine_parts(args.engine)[1]
+        runner = run_tmtlib(args.minutes, args.eval_minutes, out, precision) if args.engine != "hf" else \
             run_hf(args.minutes[-1], args.eval_minutes)
         record = {"engine": args.engine, "minutes": args.minutes[-1], "wall_seconds": time.time() - started,
                   "versions": common.versions(), **runner}

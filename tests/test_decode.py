@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from tmtlib.decode import beam_search, decode_latent, greedy, sample, translate
-from tmtlib.models import Seq2Seq, model_config
+from tmtlib.models import Seq2Seq, autocast, model_config
 from tmtlib.tokenize import EOS_ID, PAD_ID, TokenizerSettings, train_tokenizer
 
 V, TAG = 20, 4  # content ids 5..19; 4 plays the target-language tag
@@ -78,6 +78,12 @@ def sequence_log_prob(model: Seq2Seq, src: torch.Tensor, output: list[int], ende
 def test_greedy_copies_after_training(copier, test_sources):
     assert greedy(copier, test_sources, tags(16)) == content(test_sources)
     assert greedy(copier, test_sources, tags(16), use_cache=False) == content(test_sources)
+
+
+def test_searches_under_bf16_autocast_still_copy(copier, test_sources):
+    with autocast(torch.device("cpu"), "bf16"):
+        assert greedy(copier, test_sources, tags(16)) == content(test_sources)
+        assert beam_search(copier, test_sources, tags(16)) == content(test_sources)
 
 
 def test_beam_search_copies_and_beam_one_is_greedy(copier, untrained, test_sources):
@@ -204,6 +210,8 @@ def test_translate_does_not_run_the_model_on_empty_input(spm_tokenizer):
     assert translate(model, spm_tokenizer, ["", " \n"], "fr") == ["", ""]
     with pytest.raises(ValueError, match="unknown language"):
         translate(model, spm_tokenizer, ["dogs"], "xx")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        translate(model, spm_tokenizer, ["dogs"], "fr", precision="fp16")
 
 
 def test_translate_returns_attention(translator, spm_tokenizer):

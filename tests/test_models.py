@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tmtlib.models import PRESETS, DecoderCache, ModelConfig, Seq2Seq, model_config
+from tmtlib.models import PRESETS, DecoderCache, ModelConfig, Seq2Seq, attend, autocast, model_config
 from tmtlib.tokenize import EOS_ID, PAD_ID
 
 V = 50
@@ -244,3 +244,29 @@ def test_dropout_only_in_training():
     torch.testing.assert_close(model(src, tgt_in), model(src, tgt_in))
     model.train()
     assert not torch.allclose(model(src, tgt_in), model(src, tgt_in))
+
+
+def test_bf16_autocast_computes_the_fp32_model_in_bf16():
+    model = tiny(n_decoder_layers=2)
+    src, tgt_in = source_batch(), tokens(2, 7)
+    exact = model.decode(tgt_in, *model.encode(src))
+    cpu = torch.device("cpu")
+    with autocast(cpu, "bf16"):
+        memory, memory_pad = model.encode(src)
+        approx = model.decode(tgt_in, memory, memory_pad)
+    assert approx.dtype == torch.bfloat16  # the products really ran in bf16 ...
+    torch.testing.assert_close(approx.float(), exact, atol=0.1, rtol=0.05)  # ... to bf16's 3 significant digits
+    assert not torch.equal(approx.float(), exact)
+    with autocast(cpu, "fp32"):
+        assert torch.equal(model.decode(tgt_in, *model.encode(src)), exact)
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
+        autocast(cpu, "fp16")
+
+
+def test_attention_runs_in_fp32_on_the_cpu_and_returns_the_input_dtype():
+    q, k, v = (torch.randn(2, 2, 5, 8) for _ in range(3))
+    mask = torch.tensor([True, True, True, False, False]).expand(2, 1, 5, 5)
+    exact = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    half = attend(q.bfloat16(), k.bfloat16(), v.bfloat16(), mask)
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float(), exact, atol=0.05, rtol=0.05)

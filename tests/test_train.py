@@ -194,3 +194,16 @@ def test_gradient_accumulation_takes_one_step_per_group_of_batches():
     assert last["nll"] < first["nll"]
     with pytest.raises(ValueError, match="fewer than accumulate"):
         train(tiny(), make_objective("ae"), data[:3], quick(accumulate=4))
+
+
+def test_bf16_mixed_precision_trains_and_keeps_fp32_weights(tmp_path):
+    data = examples()
+    model = tiny()
+    history = train(model, make_objective("ae"), data, quick(precision="bf16"), valid=data[:20], out_dir=tmp_path)
+    exact = train(tiny(), make_objective("ae"), data, quick(), valid=data[:20])
+    assert [e["val_loss"] for e in history.evals] == pytest.approx([e["val_loss"] for e in exact.evals], rel=0.01)
+    assert history.evals[-1]["val_loss"] < history.evals[0]["val_loss"]
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert checkpoint.load(tmp_path / "last.pt")["train_config"]["precision"] == "bf16"
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
+        quick(precision="fp16")

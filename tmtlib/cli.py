@@ -25,6 +25,7 @@ from pathlib import Path
 
 from . import checkpoint, data, pipeline
 from .evaluate import evaluate
+from .models import PRECISIONS
 from .tokenize import normalize
 from .train import TrainConfig
 from .transfer import PARTS, TransferError
@@ -114,7 +115,8 @@ def cmd_translate(args) -> None:
     empty = [number for number, line in enumerate(lines, 1) if not normalize(line)]
     if empty:
         raise ValueError(f"line {empty[0]} is empty ({len(empty)} empty in all): give one sentence per line")
-    outputs = translate(model, tokenizer, [normalize(line) for line in lines], args.tgt, beam_size=args.beam)
+    outputs = translate(model, tokenizer, [normalize(line) for line in lines], args.tgt, beam_size=args.beam,
+                        precision=args.precision)
     sys.stdout.write("".join(out + "\n" for out in outputs))
 
 
@@ -122,7 +124,8 @@ def cmd_evaluate(args) -> None:
     if args.checkpoint:
         model, tokenizer, _ = pipeline.load(args.checkpoint)
         started = time.perf_counter()
-        hyps, scores = pipeline.test_scores(model, tokenizer, args.src, args.tgt, args.split, args.beam)
+        hyps, scores = pipeline.test_scores(model, tokenizer, args.src, args.tgt, args.split, args.beam,
+                                            precision=args.precision)
         seconds = time.perf_counter() - started
         print(f"{args.split}: {len(hyps)} sentences, beam {args.beam}: {seconds:.1f} s "
               f"({len(hyps) / seconds:.1f} sentences/s, scoring included)")
@@ -203,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--checkpoint", type=Path, required=True)
     tr.add_argument("--tgt", required=True)
     tr.add_argument("--beam", type=int, default=5)
+    tr.add_argument("--precision", choices=list(PRECISIONS), default="fp32", help="bf16: faster on hardware with bf16")
     tr.add_argument("--input", type=Path, help="input file (default: stdin)")
     tr.set_defaults(run=cmd_translate)
 
@@ -212,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--tgt", default="de")
     ev.add_argument("--split", default="test_2016_flickr")
     ev.add_argument("--beam", type=int, default=5)
+    ev.add_argument("--precision", choices=list(PRECISIONS), default="fp32", help="bf16: faster on hardware with bf16")
     ev.add_argument("--hyp-out", type=Path, help="write the hypotheses here")
     ev.add_argument("--hyp", type=Path)
     ev.add_argument("--ref", type=Path)

@@ -252,7 +252,8 @@ def finetune(spec: FinetuneSpec, out_dir: str | Path, tokenizer: Tokenizer | Non
     bleu_pairs = valid_pairs[: spec.bleu_sentences]
 
     def validation_bleu(net: Seq2Seq) -> dict[str, float]:
-        hyps = translate(net, tokenizer, [s for s, _ in bleu_pairs], spec.tgt, beam_size=1)
+        hyps = translate(net, tokenizer, [s for s, _ in bleu_pairs], spec.tgt, beam_size=1,
+                         precision=spec.train.precision)
         return {"val_bleu": bleu(hyps, [t for _, t in bleu_pairs]).value}
 
     history = train(model, make_objective("translation", label_smoothing=spec.label_smoothing),
@@ -282,10 +283,11 @@ def load(path: str | Path, map_location: str = "cpu") -> tuple[Seq2Seq, Tokenize
 
 
 def test_scores(model: Seq2Seq, tokenizer: Tokenizer, src: str, tgt: str, split: str = "test_2016_flickr",
-                beam_size: int = 5, limit: int | None = None) -> tuple[list[str], dict[str, Score]]:
+                beam_size: int = 5, limit: int | None = None,
+                precision: str = "fp32") -> tuple[list[str], dict[str, Score]]:
     """Translate a task-1 split and score it with sacreBLEU: (hypotheses, {bleu, chrf, chrf++})."""
     pairs = data.load_parallel(src, tgt, split)[:limit]
-    hyps = translate(model, tokenizer, [s for s, _ in pairs], tgt, beam_size=beam_size)
+    hyps = translate(model, tokenizer, [s for s, _ in pairs], tgt, beam_size=beam_size, precision=precision)
     return hyps, evaluate(hyps, [t for _, t in pairs])
 
 

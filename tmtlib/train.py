@@ -21,6 +21,7 @@ import math
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -34,6 +35,7 @@ from tqdm.auto import tqdm
 
 from . import checkpoint
 from .batching import Example, collate, shard, token_batches
+from .models import PRECISIONS, autocast, native_bf16
 from .objectives import Objective
 
 Evaluator = Callable[[torch.nn.Module], dict[str, float]]
@@ -63,13 +65,13 @@ class TrainConfig:
     log_every: int = 25
     progress: bool = True
     device: str = "auto"  # "cpu", "cuda", or "auto"
-    precision: str = "fp32"  # "bf16" autocasts on GPUs
+    precision: str = "fp32"  # "bf16": mixed precision, for GPUs and CPUs with native bf16 (models.native_bf16)
 
     def __post_init__(self):
         if self.schedule not in {"inverse_sqrt", "cosine", "constant"}:
             raise ValueError(f"unknown schedule {self.schedule!r}: inverse_sqrt, cosine or constant")
-        if self.precision not in {"fp32", "bf16"}:
-            raise ValueError(f"precision must be fp32 or bf16, not {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if self.max_steps < 1 or self.accumulate < 1 or self.max_tokens < 1:
             raise ValueError("max_steps, accumulate and max_tokens must be positive")
 
@@ -148,7 +150,8 @@ def validation_loss(model: torch.nn.Module, objective: Objective, examples: Sequ
     nll = kl = 0.0
     tokens = 0
     for indices in token_batches([e.size for e in examples], max_tokens, shuffle=False):
-        report = objective.loss(model, collate([examples[i] for i in indices]).to(device))
+        with torch.no_grad():
+            report = objective.loss(model, collate([examples[i] for i in indices]).to(device))
         nll, kl, tokens = nll + report.nll, kl + report.kl, tokens + report.tokens
     model.train(was_training)
     return {"val_nll": nll / tokens, "val_kl": kl / tokens, "val_loss": (nll + kl) / tokens,
@@ -178,6 +181,8 @@ class _Run:
         self.out_dir = Path(out_dir) if out_dir else None
         self.metadata = dict(metadata or {})
         self.device = pick_device(config.device)
+        if config.precision == "bf16" and not native_bf16(self.device):
+            warnings.warn(f"this {self.device.type} has no native bf16: bf16 training will be slower than fp32")
         self.model = model.to(self.device)
         self.sizes = [e.size for e in examples]
         torch.manual_seed(config.seed + self.rank)
@@ -303,9 +308,7 @@ class _Run:
         return totals
 
     def autocast(self):
-        if self.config.precision == "bf16" and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
+        return autocast(self.device, self.config.precision)
 
     def after_step(self, stats: dict[str, float], seconds: float, bar) -> None:
         config, progress = self.config, self.progress
