@@ -7,7 +7,7 @@
 
 tmtlib's recipe is the course's: token-bucketed batches of ~4,096 tokens, AdamW (lr 1e-3, 200
 warm-up steps, inverse square root), label smoothing 0.1; ``tmtlib-bf16`` trains it in bf16 mixed
-precision (for CPUs with native bf16; evaluation decodes in fp32 as for every run). HF's usual recipe is what its
+precision (for CPUs with native bf16; its validation BLEU decodes in bf16 too, the test set in fp32). HF's usual recipe is what its
 translation examples do: batches of 64 sentences in random order padded to the longest, AdamW at
 5e-4 with linear warm-up and linear decay over the budget, label smoothing 0.1, BART of the same
 size. Both evaluate validation BLEU (greedy, first 400 sentences) every few minutes of training

@@ -31,7 +31,7 @@ PRETRAIN_OBJECTIVES = ("lm", "dae", "vae")
 INIT_PARTS = {"lm": ("embeddings", "decoder"), "dae": DEFAULT_PARTS, "vae": DEFAULT_PARTS, "ae": DEFAULT_PARTS,
               "parent": DEFAULT_PARTS, "parent_long": DEFAULT_PARTS}
 PARENT = ("en", "de")  # the parent pair of cross-lingual transfer: trained on all its 29,000 pairs
-PARENT_OF_PARENT_PAIR = ("en", "fr")  # the parent of an en->de child, which must not learn from all en->de pairs
+PARENT_OF_EN_DE = ("en", "fr")  # the parent of an en->de child, which must not learn from all en->de pairs
 
 
 def tokenizer() -> Tokenizer:
@@ -141,7 +141,7 @@ def translator(init: str | None, pairs: int = 2000, seed: int = 0, **overrides) 
 def parent_pair(child: tuple[str, str]) -> tuple[str, str]:
     """The pair a child's parent translates: en->de for every child but en->de itself, whose parent
     is en->fr (a parent trained on all en->de pairs would already contain the child's data)."""
-    return PARENT_OF_PARENT_PAIR if tuple(child) == PARENT else PARENT
+    return PARENT_OF_EN_DE if tuple(child) == PARENT else PARENT
 
 
 def parent(pair: tuple[str, str] = PARENT) -> tuple[Seq2Seq, History, Path]:
