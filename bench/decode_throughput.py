@@ -29,6 +29,9 @@ from tmtlib.models import autocast
 from tmtlib.tokenize import EOS_ID
 
 
+DECODERS = [engine for engine in common.ENGINE_CHOICES if not engine.startswith("torch")]  # torch has no search
+
+
 def hf_translate(hf, tokenizer, sentences: list[str], tag: int, beam_size: int, max_tokens: int = 4000,
                  precision: str = "fp32") -> list[str]:
     """HF ``generate`` with tmtlib's batching and length rule."""
@@ -65,8 +68,8 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 5])
-    parser.add_argument("--engines", nargs="+", default=["tmtlib", "tmtlib-bf16", "hf", "hf-bf16"],
-                        choices=["tmtlib", "tmtlib-bf16", "hf", "hf-bf16"], help="hf is always included: the reference")
+    parser.add_argument("--engines", nargs="+", default=DECODERS, choices=DECODERS,
+                        help="hf is always included: the reference")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     checkpoint = args.checkpoint or default_checkpoint()
