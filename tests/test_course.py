@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -43,3 +44,14 @@ def test_the_en_de_child_gets_an_en_fr_parent_never_one_trained_on_its_own_pairs
     _, _, parent_folder = course.long_parent(("en", "fr"))
     assert spec.init == str(parent_folder / "best.pt")
     assert json.loads((parent_folder / "config.json").read_text())["tgt"] == "fr"
+
+
+def test_parent_dae_is_the_long_parent_taught_the_target_language_by_denoising(tokenizer, tmp_path, monkeypatch):
+    monkeypatch.setenv("TMT_HOME", str(tmp_path))
+    spec = course.finetune_spec("parent_dae", pairs=200, src="en", tgt="de")
+    dae_config = json.loads((Path(spec.init).parent / "config.json").read_text())
+    _, _, parent_folder = course.long_parent(("en", "fr"))
+    assert dae_config["objective"] == "dae" and dae_config["langs"] == ["en", "de"]
+    assert dae_config["init"] == str(parent_folder / "best.pt")
+    with pytest.raises(ValueError, match="unknown initialisation 'bart'"):
+        course.finetune_spec("bart", pairs=200)

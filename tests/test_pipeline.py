@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 
 import pytest
+import torch
 
 from tmtlib import pipeline
 from tmtlib.train import TrainConfig
@@ -45,6 +46,22 @@ def test_later_settings_at_their_defaults_keep_old_run_names():
     assert pipeline.spec_hash(gradual) != pipeline.spec_hash(spec)
     raw = json.loads(json.dumps(pipeline.spec_dict(gradual)))
     assert pipeline.spec_from_dict(pipeline.FinetuneSpec, raw) == gradual
+
+
+def test_pretraining_can_continue_from_another_model(tokenizer, tmp_path, monkeypatch):
+    monkeypatch.setenv("TMT_HOME", str(tmp_path))
+    lm = pipeline.PretrainSpec(objective="lm", langs=("en",), preset="tiny", sentences_per_lang=300,
+                               train=TrainConfig(max_steps=6, eval_every=3, max_tokens=1024, progress=False))
+    assert "init" not in pipeline.spec_dict(lm)  # runs cached before ``init`` existed keep their names
+    _, _, lm_folder = pipeline.cached_run(lm, tokenizer)
+    tiny_step = replace(lm.train, max_steps=1, lr=1e-12)
+    continued = replace(lm, objective="dae", init=str(lm_folder / "best.pt"), train=tiny_step)
+    model, _, folder = pipeline.cached_run(continued, tokenizer)
+    assert folder != lm_folder
+    assert json.loads((folder / "config.json").read_text())["init"] == str(lm_folder / "best.pt")
+    start = pipeline.load(lm_folder / "best.pt")[0].state_dict()
+    for name, weight in model.state_dict().items():
+        torch.testing.assert_close(weight, start[name], rtol=0, atol=1e-6, msg=name)
 
 
 @pytest.mark.parametrize("settings, message", [

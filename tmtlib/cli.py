@@ -23,7 +23,7 @@ import tomllib
 from dataclasses import fields, replace
 from pathlib import Path
 
-from . import checkpoint, data, pipeline
+from . import checkpoint, course, data, pipeline
 from .evaluate import evaluate
 from .models import PRECISIONS
 from .tokenize import normalize
@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "pretraining: the course's pretraining runs and the VAE with/without remedies")
     ex.add_argument("--seeds", type=int, nargs="+")
     ex.add_argument("--budgets", nargs="+", help="parallel pairs per cell, or 'all' (budgets family)")
-    ex.add_argument("--inits", nargs="+", choices=["scratch", "lm", "dae", "vae", "ae", "parent", "parent_long"])
+    ex.add_argument("--inits", nargs="+", choices=["scratch", *course.INIT_PARTS])
     ex.add_argument("--children", nargs="+", choices=["fr", "cs"], help="child pairs en->X (crosslingual)")
     ex.add_argument("--strategies", nargs="+", choices=list(pipeline.STRATEGIES))
     ex.add_argument("--targets", nargs="+", choices=["de", "fr", "cs"], help="pairs en->X trained (full family)")

@@ -29,7 +29,7 @@ PRESET = "tiny" if QUICK else "course"
 PRETRAIN_OBJECTIVES = ("lm", "dae", "vae")
 # which parts of each pretrained model go into the translator: an LM trained only its decoder
 INIT_PARTS = {"lm": ("embeddings", "decoder"), "dae": DEFAULT_PARTS, "vae": DEFAULT_PARTS, "ae": DEFAULT_PARTS,
-              "parent": DEFAULT_PARTS, "parent_long": DEFAULT_PARTS}
+              "parent": DEFAULT_PARTS, "parent_long": DEFAULT_PARTS, "parent_dae": DEFAULT_PARTS}
 PARENT = ("en", "de")  # the parent pair of cross-lingual transfer: trained on all its 29,000 pairs
 PARENT_OF_EN_DE = ("en", "fr")  # the parent of an en->de child, which must not learn from all en->de pairs
 
@@ -111,21 +111,34 @@ def quick_pairs(pairs: int | None) -> int | None:
 
 def finetune_spec(init: str | None, pairs: int = 2000, seed: int = 0, src: str = "en", tgt: str = "de",
                   **overrides) -> FinetuneSpec:
-    """A translator on ``pairs`` parallel pairs, from scratch (``init=None``) or a pretrained model
-    (``lm``, ``ae``, ``dae``, ``vae``) or a parent translator of another pair (``parent``,
-    ``parent_long``; the pair is ``parent_pair((src, tgt))``)."""
-    init_path, parts = None, DEFAULT_PARTS
-    if init in ("parent", "parent_long"):
-        pair = parent_pair((src, tgt))
-        chosen = parent(pair) if init == "parent" else long_parent(pair)
-        init_path, parts = str(chosen[2] / "best.pt"), INIT_PARTS[init]
-    elif init is not None:
-        init_path = str(pretrained(init)[2] / "best.pt")
-        parts = INIT_PARTS[init]
+    """A translator on ``pairs`` parallel pairs, from scratch (``init=None``) or from one of
+    ``INIT_PARTS`` (``init_checkpoint`` says which model each name stands for)."""
+    init_path = None if init is None else init_checkpoint(init, (src, tgt))
+    parts = DEFAULT_PARTS if init is None else INIT_PARTS[init]
     settings = dict(src=src, tgt=tgt, pairs=quick_pairs(pairs), subset_seed=seed, preset=PRESET,
                     init=init_path, parts=parts, bleu_sentences=50 if QUICK else 400,
                     train=replace(finetune_train_config(), seed=seed))
     return FinetuneSpec(**{**settings, **overrides})
+
+
+def init_checkpoint(init: str, child: tuple[str, str]) -> str:
+    """The checkpoint a child translator of ``child`` starts from, trained first if missing:
+    a pretrained model (``lm``, ``ae``, ``dae``, ``vae``); a parent translator of another pair
+    (``parent``: 250 steps, ``parent_long``: ~60 minutes; the pair is ``parent_pair(child)``);
+    or ``parent_dae``, the combination of both: the long parent, then the course's denoising
+    pretraining on English and German captions from its weights, so that the parent's encoder
+    and cross-attention meet a decoder that has practised the child's target language."""
+    if init not in INIT_PARTS:
+        raise ValueError(f"unknown initialisation {init!r}: choose from {', '.join(INIT_PARTS)}")
+    if init == "parent":
+        folder = parent(parent_pair(child))[2]
+    elif init == "parent_long":
+        folder = long_parent(parent_pair(child))[2]
+    elif init == "parent_dae":
+        folder = pretrained("dae", init=init_checkpoint("parent_long", child))[2]
+    else:
+        folder = pretrained(init)[2]
+    return str(folder / "best.pt")
 
 
 def pretrained(objective: str, **overrides) -> tuple[Seq2Seq, History, Path]:

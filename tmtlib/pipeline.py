@@ -56,6 +56,7 @@ class PretrainSpec:
     free_bits: float = 0.0
     word_dropout: float = 0.0
     train: TrainConfig = field(default_factory=TrainConfig)
+    init: str | None = None  # checkpoint to continue from (all of it but a VAE's latent heads)
 
 
 @dataclass(frozen=True)
@@ -86,12 +87,13 @@ class FinetuneSpec:
 
 # Settings added after the first runs: left out of a spec's hash while at these defaults, so the
 # runs cached before them keep their folders.
-_LATER_DEFAULTS = {"task": "translate", "strategy": "full"}
+_LATER_DEFAULTS = {FinetuneSpec: {"task": "translate", "strategy": "full"}, PretrainSpec: {"init": None}}
 
 
 def spec_dict(spec) -> dict[str, Any]:
     """The spec as plain data (what ``config.json`` holds and the run folder's name hashes)."""
-    return {k: v for k, v in asdict(spec).items() if _LATER_DEFAULTS.get(k, object()) != v}
+    later = _LATER_DEFAULTS[type(spec)]
+    return {k: v for k, v in asdict(spec).items() if later.get(k, object()) != v}
 
 
 def spec_from_dict(cls, raw: dict[str, Any]):
@@ -169,7 +171,9 @@ def build_objective(spec: PretrainSpec, tokenizer: Tokenizer):
 
 
 def pretrain(spec: PretrainSpec, out_dir: str | Path, tokenizer: Tokenizer | None = None) -> tuple[Seq2Seq, History]:
-    """Pretrain a Seq2Seq on monolingual text with ``spec.objective``; resumes if interrupted."""
+    """Pretrain a Seq2Seq on monolingual text with ``spec.objective``, from scratch or, with
+    ``spec.init``, continuing from another model (say, a translator of another pair taught the
+    child's target language by denoising); resumes if interrupted."""
     out_dir = Path(out_dir)
     tokenizer = tokenizer or course_tokenizer()
     objective = build_objective(spec, tokenizer)
@@ -179,6 +183,8 @@ def pretrain(spec: PretrainSpec, out_dir: str | Path, tokenizer: Tokenizer | Non
     _prepare_folder(out_dir, spec, tokenizer)
     torch.manual_seed(spec.train.seed)
     model = Seq2Seq(config)
+    if spec.init:
+        transfer(model, spec.init, DEFAULT_PARTS, tokenizer_fingerprint=tokenizer.fingerprint())
     history = train(model, objective, train_examples, spec.train, valid=valid_examples, out_dir=out_dir,
                     metadata=_metadata(config, tokenizer, spec))
     return model, history
