@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from tmtlib import checkpoint
+from tmtlib import checkpoint, course, experiments
 from tmtlib.cli import main
 
 TINY = ["--preset", "tiny", "--max-tokens", "1500", "--no-progress", "--lr", "3e-3", "--warmup-steps", "5"]
@@ -159,3 +159,12 @@ def test_full_family_trains_the_long_recipe_and_parents_a_child(corpus, tmp_path
     summary = json.loads((out / "crosslingual" / "summary.json").read_text())
     assert [row["system"] for row in summary["rows"]] == ["en-fr_scratch_3000", "en-fr_parent_long_3000"]
     assert "gain_over_scratch" in summary["rows"][1]
+
+
+def test_the_hour_in_bf16_is_a_recipe_of_its_own(capsys):
+    cell = experiments.full(precision="bf16")[0]
+    assert cell.name == "en-de_scratch_long_bf16_all_seed0" and cell.system != experiments.full()[0].system
+    assert course.long_train_config(precision="bf16").precision == "bf16"
+    assert course.long_train_config().precision == "fp32"  # the parents and committed runs stay fp32
+    assert main(["experiment", "budgets", "--precision", "bf16"]) == 2
+    assert "does not take --precision" in capsys.readouterr().err

@@ -146,9 +146,9 @@ def cmd_experiment(args) -> None:
     from . import experiments
 
     options = {"seeds": args.seeds, "budgets": args.budgets, "inits": args.inits, "children": args.children,
-               "names": args.strategies, "targets": args.targets}
+               "names": args.strategies, "targets": args.targets, "precision": args.precision}
     flags = {"seeds": "--seeds", "budgets": "--budgets", "inits": "--inits", "children": "--children",
-             "names": "--strategies", "targets": "--targets"}
+             "names": "--strategies", "targets": "--targets", "precision": "--precision"}
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     family = experiments.FAMILIES.get(args.family)  # None: pretraining, which is not a grid of cells
     accepted = inspect.signature(family).parameters if family else {}
@@ -232,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--children", nargs="+", choices=["fr", "cs"], help="child pairs en->X (crosslingual)")
     ex.add_argument("--strategies", nargs="+", choices=list(pipeline.STRATEGIES))
     ex.add_argument("--targets", nargs="+", choices=["de", "fr", "cs"], help="pairs en->X trained (full family)")
+    ex.add_argument("--precision", choices=list(PRECISIONS), help="training precision of the full family's hour")
     ex.add_argument("--out", type=Path, help="results folder (default data/results; quick mode: the cache)")
     ex.set_defaults(run=cmd_experiment)
     return parser

@@ -43,7 +43,8 @@ from .train import History
 @dataclass(frozen=True)
 class Cell:
     """One run of a family: a translator from ``init`` on ``pairs`` pairs (None: all) with ``seed``,
-    trained with the course's 250-step ``recipe`` or the ~60-minute ``long`` one (``tmtlib.course``)."""
+    trained with the course's 250-step ``recipe`` or one of the ~60-minute ``LONG_RECIPES``
+    (``tmtlib.course.long_train_config``)."""
 
     family: str
     init: str | None
@@ -68,10 +69,15 @@ class Cell:
 
     def run(self) -> tuple[Path, dict]:
         """Train (or load) the cell's run; returns its folder and its beam-5 test result."""
-        recipe = {"train": course.long_train_config(self.seed)} if self.recipe == "long" else {}
+        recipe = {}
+        if self.recipe in LONG_RECIPES:
+            recipe = {"train": course.long_train_config(self.seed, LONG_RECIPES[self.recipe])}
         _, _, folder = course.translator(self.init, pairs=self.pairs, seed=self.seed, src=self.src, tgt=self.tgt,
                                          strategy=self.strategy, **recipe)
         return folder, course.test_result(folder, self.src, self.tgt)
+
+
+LONG_RECIPES = {"long": "fp32", "long_bf16": "bf16"}  # recipe name -> training precision
 
 
 def _init(name: str) -> str | None:
@@ -101,11 +107,13 @@ def strategies(seeds: Iterable[int] = (0,), child: str = "fr", pairs: int = 3000
     return [Cell("strategies", "parent", pairs, s, "en", child, strategy) for s in seeds for strategy in names]
 
 
-def full(seeds: Iterable[int] = (0,), targets: Iterable[str] = ("de",)) -> list[Cell]:
+def full(seeds: Iterable[int] = (0,), targets: Iterable[str] = ("de",), precision: str = "fp32") -> list[Cell]:
     """en->X on all pairs with the ~60-minute recipe: the best the course model does on 2 CPU cores
     (and ``parent_long``, the stronger parent: en->de for the crosslingual children, en->fr for
-    the en->de child of the budgets family)."""
-    return [Cell("full", None, None, s, "en", tgt, recipe="long") for tgt in targets for s in seeds]
+    the en->de child of the budgets family). ``precision="bf16"`` trains the same hour in bf16
+    mixed precision, more steps on a CPU with native bf16 (never a parent: those stay fp32)."""
+    recipe = next(name for name, value in LONG_RECIPES.items() if value == precision)
+    return [Cell("full", None, None, s, "en", tgt, recipe=recipe) for tgt in targets for s in seeds]
 
 
 FAMILIES = {"budgets": budgets, "crosslingual": crosslingual, "strategies": strategies, "full": full}
