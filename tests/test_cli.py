@@ -123,6 +123,10 @@ def test_experiment_family_writes_a_record_per_run_and_a_summary(corpus, tmp_pat
                  "--out", str(out)]) == 0  # a second command adds seeds to the same table
     summary = json.loads((out / "budgets" / "summary.json").read_text())
     assert [row["seeds"] for row in summary["rows"]] == [[0, 1], [0, 1]]
+    dae_seconds = [json.loads((out / "budgets" / f"en-de_dae_200_seed{s}.json").read_text())["training"]["seconds"]
+                   for s in (0, 1)]
+    dae = next(row for row in summary["rows"] if row["system"] == "en-de_dae_200")
+    assert dae["training_minutes"] == pytest.approx(sum(dae_seconds) / 60)  # both seeds' training time
 
 
 def test_experiment_refuses_flags_its_family_does_not_take(capsys):

@@ -150,9 +150,10 @@ def record(cell: Cell, folder: Path, test: dict) -> dict[str, Any]:
     }
 
 
-def summarise(cells: list[Cell], tests: dict[Cell, dict]) -> list[dict[str, Any]]:
-    """One row per system: BLEU/chrF mean and standard deviation over seeds, and against the
-    scratch system of the same pair and budget, the mean gain and each seed's bootstrap p-value."""
+def summarise(cells: list[Cell], tests: dict[Cell, dict], minutes: dict[Cell, float]) -> list[dict[str, Any]]:
+    """One row per system: BLEU/chrF mean and standard deviation over seeds, the training minutes of
+    all its seeds together, and against the scratch system of the same pair and budget, the mean
+    gain and each seed's bootstrap p-value."""
     systems: dict[str, list[Cell]] = {}
     for cell in cells:
         systems.setdefault(cell.system, []).append(cell)
@@ -161,7 +162,8 @@ def summarise(cells: list[Cell], tests: dict[Cell, dict]) -> list[dict[str, Any]
         bleus = [tests[c]["bleu"]["score"] for c in members]
         row = {"system": system, "seeds": [c.seed for c in members], "bleu_mean": statistics.mean(bleus),
                "bleu_std": statistics.stdev(bleus) if len(bleus) > 1 else None,
-               "chrf_mean": statistics.mean(tests[c]["chrf"]["score"] for c in members)}
+               "chrf_mean": statistics.mean(tests[c]["chrf"]["score"] for c in members),
+               "training_minutes": sum(minutes[c] for c in members)}
         baselines = {c: Cell(c.family, None, c.pairs, c.seed, c.src, c.tgt, recipe=c.recipe) for c in members}
         if all(c.init is not None and base in tests for c, base in baselines.items()):
             refs = [t for _, t in data.load_parallel(members[0].src, members[0].tgt, "test_2016_flickr")]
@@ -175,14 +177,14 @@ def summarise(cells: list[Cell], tests: dict[Cell, dict]) -> list[dict[str, Any]
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| system | seeds | BLEU (mean ± sd) | chrF | gain over scratch | bootstrap p per seed |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| system | seeds | BLEU (mean ± sd) | chrF | gain over scratch | bootstrap p per seed | training minutes |",
+             "|---|---|---|---|---|---|---|"]
     for row in rows:
         spread = f" ± {row['bleu_std']:.1f}" if row["bleu_std"] is not None else ""
         gain = f"{row['gain_over_scratch']:+.1f}" if "gain_over_scratch" in row else ""
         p_values = ", ".join(f"{p:.3f}" for p in row.get("p_values", []))
         lines.append(f"| {row['system']} | {len(row['seeds'])} | {row['bleu_mean']:.1f}{spread} | "
-                     f"{row['chrf_mean']:.1f} | {gain} | {p_values} |")
+                     f"{row['chrf_mean']:.1f} | {gain} | {p_values} | {row['training_minutes']:.0f} |")
     return "\n".join(lines)
 
 
@@ -263,10 +265,14 @@ def run_family(family: str, cells: list[Cell], out: Path | None = None, log=prin
     tests = {cell: test for cell, (_, test) in runs.items()}
     cells = sorted(tests, key=lambda c: (c.src, c.tgt, c.pairs or 10**9, c.recipe, c.init or "", c.strategy != "full",
                                         c.strategy, c.seed))
-    rows = summarise(cells, tests)
+    minutes = {cell: json.loads((folder / f"{cell.name}.json").read_text())["training"]["seconds"] / 60
+               for cell in cells}
+    rows = summarise(cells, tests, minutes)
     signature = next(iter(tests.values()))["bleu"]["signature"]
     checkpoint.write_json_atomic({"rows": rows, "signature": signature, "machine": machine()}, folder / "summary.json")
-    (folder / "summary.md").write_text(f"{markdown_table(rows)}\n\ntest_2016_flickr, beam 5; {signature}\n")
+    (folder / "summary.md").write_text(f"{markdown_table(rows)}\n\ntest_2016_flickr, beam 5; {signature}; training "
+                                       f"minutes: wall clock of the optimiser steps, all seeds together, "
+                                       f"{sum(minutes.values()):.0f} in all\n")
     figures(family, {cell: runs[cell] for cell in cells}, folder)
     return rows
 
