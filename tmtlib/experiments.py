@@ -57,15 +57,19 @@ class Cell:
 
     @property
     def name(self) -> str:
+        return f"{self.system}_seed{self.seed}"
+
+    @property
+    def variant(self) -> str:
+        """The cell without its budget and seed: one line of BLEU against the parallel budget."""
         strategy = "" if self.strategy == "full" else f"_{self.strategy}"
         recipe = "" if self.recipe == "course" else f"_{self.recipe}"
-        return (f"{self.src}-{self.tgt}_{self.init or 'scratch'}{strategy}{recipe}_{self.pairs or 'all'}"
-                f"_seed{self.seed}")
+        return f"{self.src}-{self.tgt}_{self.init or 'scratch'}{strategy}{recipe}"
 
     @property
     def system(self) -> str:
         """The cell without its seed: what a summary row averages over."""
-        return self.name.rsplit("_seed", 1)[0]
+        return f"{self.variant}_{self.pairs or 'all'}"
 
     def run(self) -> tuple[Path, dict]:
         """Train (or load) the cell's run; returns its folder and its beam-5 test result."""
@@ -188,6 +192,27 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def budget_table(cells: list[Cell], rows: list[dict[str, Any]]) -> str:
+    """Test BLEU, mean ± sd (seeds), of each variant (row) at each parallel budget (column), with
+    the gain over scratch at that budget: the numbers behind the BLEU-against-pairs figure."""
+    by_system = {row["system"]: row for row in rows}
+    budgets = sorted({c.pairs for c in cells}, key=lambda pairs: pairs or 10**9)
+    lines = ["| initialisation | " + " | ".join(f"{pairs:,}" if pairs else "all" for pairs in budgets) + " |",
+             "|---|" + "---|" * len(budgets)]
+    for variant in dict.fromkeys(c.variant for c in cells):
+        entries = []
+        for pairs in budgets:
+            row = by_system.get(f"{variant}_{pairs or 'all'}")
+            if row is None:
+                entries.append("")
+                continue
+            spread = f" ± {row['bleu_std']:.1f}" if row["bleu_std"] is not None else ""
+            gain = f", {row['gain_over_scratch']:+.1f}" if "gain_over_scratch" in row else ""
+            entries.append(f"{row['bleu_mean']:.1f}{spread} ({len(row['seeds'])}{gain})")
+        lines.append(f"| {variant} | " + " | ".join(entries) + " |")
+    return "\n".join(lines)
+
+
 def recorded(folder: Path) -> dict[Cell, tuple[Path, dict]]:
     """Every run recorded in a family folder: its run folder and its test result (read from there)."""
     runs = {}
@@ -270,9 +295,11 @@ def run_family(family: str, cells: list[Cell], out: Path | None = None, log=prin
     rows = summarise(cells, tests, minutes)
     signature = next(iter(tests.values()))["bleu"]["signature"]
     checkpoint.write_json_atomic({"rows": rows, "signature": signature, "machine": machine()}, folder / "summary.json")
+    pivot = (f"\n\nBLEU by parallel budget: mean ± sd (seeds, gain over scratch)\n\n{budget_table(cells, rows)}"
+             if len({c.pairs for c in cells}) > 1 else "")
     (folder / "summary.md").write_text(f"{markdown_table(rows)}\n\ntest_2016_flickr, beam 5; {signature}; training "
                                        f"minutes: wall clock of the optimiser steps, all seeds together, "
-                                       f"{sum(minutes.values()):.0f} in all\n")
+                                       f"{sum(minutes.values()):.0f} in all{pivot}\n")
     figures(family, {cell: runs[cell] for cell in cells}, folder)
     return rows
 
