@@ -233,7 +233,7 @@ def _history(run_folder: Path) -> History:
 def figures(family: str, runs: dict[Cell, tuple[Path, dict]], folder: Path) -> list[Path]:
     """The family's figures beside its records: test BLEU against the parallel budget per
     initialisation, mean ± sd over seeds (budgets), or mean BLEU per system (the others); and
-    validation BLEU (greedy) against step for every system's first seed."""
+    validation BLEU (greedy) against step for every system's first seed, one panel per budget."""
     written = []
     fig, ax = _figure((6.5, 4))
     if family == "budgets":
@@ -253,12 +253,17 @@ def figures(family: str, runs: dict[Cell, tuple[Path, dict]], folder: Path) -> l
                   ylabel="test_2016_flickr BLEU (beam 5, mean over seeds)")
         name = "bleu.png"
     written.append(_save(fig, folder / name))
-    fig, ax = _figure((7, 4.2))
     first_seed: dict[str, Cell] = {}
     for cell in sorted(runs, key=lambda c: c.seed):
         first_seed.setdefault(cell.system, cell)
-    plot.learning_curves({system: _history(runs[cell][0]) for system, cell in sorted(first_seed.items())},
-                         key="val_bleu", evals=True, ax=ax, title="validation BLEU (greedy, 400 sentences)")
+    budgets = sorted({c.pairs for c in first_seed.values()}, key=lambda pairs: pairs or 10**9)
+    colors = {variant: f"C{i % 10}" for i, variant in enumerate(sorted({c.variant for c in first_seed.values()}))}
+    fig, axes = _figure((4.6 * len(budgets) + 1.4, 4.2), columns=len(budgets))
+    for ax, pairs in zip([axes] if len(budgets) == 1 else axes, budgets):
+        shown = sorted((c for c in first_seed.values() if c.pairs == pairs), key=lambda c: c.variant)
+        plot.learning_curves({c.variant: _history(runs[c][0]) for c in shown}, key="val_bleu", evals=True, ax=ax,
+                             title=f"{pairs:,} pairs" if pairs else "all pairs", colors=colors)
+    fig.suptitle("validation BLEU (greedy, 400 sentences), first seed of each system")
     written.append(_save(fig, folder / "learning_curves.png"))
     return written
 

@@ -21,12 +21,15 @@ def _axes(ax: Axes | None, size: tuple[float, float] = (6, 3.5)) -> Axes:
 
 
 def learning_curves(histories: Mapping[str, History], key: str = "nll", evals: bool = False,
-                    ax: Axes | None = None, title: str | None = None, log: bool = False) -> Axes:
-    """One line per run: ``key`` of the training records (or of the evaluations) against step."""
+                    ax: Axes | None = None, title: str | None = None, log: bool = False,
+                    colors: Mapping[str, str] | None = None) -> Axes:
+    """One line per run: ``key`` of the training records (or of the evaluations) against step;
+    ``colors`` keeps a run's colour the same across several panels."""
     ax = _axes(ax)
     for name, history in histories.items():
         steps, values = history.column(key, evals=evals)
-        ax.plot(steps, values, marker="o" if evals else None, markersize=3, label=name)
+        ax.plot(steps, values, marker="o" if evals else None, markersize=3, label=name,
+                color=(colors or {}).get(name))
     ax.set(xlabel="optimiser step", ylabel=key.replace("_", " "), title=title or key)
     if log:
         ax.set_yscale("log")
