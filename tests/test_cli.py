@@ -170,5 +170,7 @@ def test_the_hour_in_bf16_is_a_recipe_of_its_own(capsys):
     assert cell.name == "en-de_scratch_long_bf16_all_seed0" and cell.system != experiments.full()[0].system
     assert course.long_train_config(precision="bf16").precision == "bf16"
     assert course.long_train_config().precision == "fp32"  # the parents and committed runs stay fp32
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
+        experiments.full(precision="fp16")
     assert main(["experiment", "budgets", "--precision", "bf16"]) == 2
     assert "does not take --precision" in capsys.readouterr().err

@@ -116,7 +116,10 @@ def full(seeds: Iterable[int] = (0,), targets: Iterable[str] = ("de",), precisio
     (and ``parent_long``, the stronger parent: en->de for the crosslingual children, en->fr for
     the en->de child of the budgets family). ``precision="bf16"`` trains the same hour in bf16
     mixed precision, more steps on a CPU with native bf16 (never a parent: those stay fp32)."""
-    recipe = next(name for name, value in LONG_RECIPES.items() if value == precision)
+    recipes = {value: name for name, value in LONG_RECIPES.items()}
+    if precision not in recipes:
+        raise ValueError(f"precision must be one of {', '.join(recipes)}, not {precision!r}")
+    recipe = recipes[precision]
     return [Cell("full", None, None, s, "en", tgt, recipe=recipe) for tgt in targets for s in seeds]
 
 
