@@ -53,5 +53,9 @@ def test_parent_dae_is_the_long_parent_taught_the_target_language_by_denoising(t
     _, _, parent_folder = course.long_parent(("en", "fr"))
     assert dae_config["objective"] == "dae" and dae_config["langs"] == ["en", "de"]
     assert dae_config["init"] == str(parent_folder / "best.pt")
+    longer = course.finetune_spec("parent_dae_long", pairs=200, src="en", tgt="de")
+    longer_config = json.loads((Path(longer.init).parent / "config.json").read_text())
+    assert longer_config["init"] == dae_config["init"] and longer_config["objective"] == "dae"
+    assert longer_config["train"]["max_steps"] == 3 * dae_config["train"]["max_steps"]
     with pytest.raises(ValueError, match="unknown initialisation 'bart'"):
         course.finetune_spec("bart", pairs=200)

@@ -29,7 +29,10 @@ PRESET = "tiny" if QUICK else "course"
 PRETRAIN_OBJECTIVES = ("lm", "dae", "vae")
 # which parts of each pretrained model go into the translator: an LM trained only its decoder
 INIT_PARTS = {"lm": ("embeddings", "decoder"), "dae": DEFAULT_PARTS, "vae": DEFAULT_PARTS, "ae": DEFAULT_PARTS,
-              "parent": DEFAULT_PARTS, "parent_long": DEFAULT_PARTS, "parent_dae": DEFAULT_PARTS}
+              "parent": DEFAULT_PARTS, "parent_long": DEFAULT_PARTS, "parent_dae": DEFAULT_PARTS,
+              "parent_dae_long": DEFAULT_PARTS}
+# the long parent, then denoising for this many times the course's pretraining steps
+DENOISED_PARENTS = {"parent_dae": 1, "parent_dae_long": 3}
 PARENT = ("en", "de")  # the parent pair of cross-lingual transfer: trained on all its 29,000 pairs
 PARENT_OF_EN_DE = ("en", "fr")  # the parent of an en->de child, which must not learn from all en->de pairs
 
@@ -131,15 +134,18 @@ def init_checkpoint(init: str, child: tuple[str, str]) -> str:
     (``parent``: 250 steps, ``parent_long``: ~60 minutes; the pair is ``parent_pair(child)``);
     or ``parent_dae``, the combination of both: the long parent, then the course's denoising
     pretraining on English and German captions from its weights, so that the parent's encoder
-    and cross-attention meet a decoder that has practised the child's target language."""
+    and cross-attention meet a decoder that has practised the child's target language;
+    ``parent_dae_long`` denoises three times as long (``DENOISED_PARENTS``)."""
     if init not in INIT_PARTS:
         raise ValueError(f"unknown initialisation {init!r}: choose from {', '.join(INIT_PARTS)}")
     if init == "parent":
         folder = parent(parent_pair(child))[2]
     elif init == "parent_long":
         folder = long_parent(parent_pair(child))[2]
-    elif init == "parent_dae":
-        folder = pretrained("dae", init=init_checkpoint("parent_long", child))[2]
+    elif init in DENOISED_PARENTS:
+        train = pretrain_train_config()
+        train = replace(train, max_steps=DENOISED_PARENTS[init] * train.max_steps)
+        folder = pretrained("dae", init=init_checkpoint("parent_long", child), train=train)[2]
     else:
         folder = pretrained(init)[2]
     return str(folder / "best.pt")
