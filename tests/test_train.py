@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -125,6 +126,25 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
         checkpoint.save_atomic({"model": {"w": torch.zeros(2)}}, path)
     monkeypatch.undo()
     assert checkpoint.load(path)["model"]["w"].tolist() == [1.0, 1.0]
+
+
+def test_json_and_text_writes_are_atomic(tmp_path, monkeypatch):
+    path = checkpoint.write_json_atomic({"bleu": 20.0}, tmp_path / "record.json")
+    real_write = Path.write_text
+
+    def crash(self, text, **options):
+        real_write(self, text[: len(text) // 2], **options)
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(Path, "write_text", crash)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.write_json_atomic({"bleu": 30.0}, path)
+    monkeypatch.undo()
+    assert json.loads(path.read_text()) == {"bleu": 20.0}
+    checkpoint.write_text_atomic("| table |\n", tmp_path / "summary.md")
+    assert (tmp_path / "summary.md").read_text() == "| table |\n"
+    checkpoint.write_json_atomic({"bleu": 30.0}, path)
+    assert json.loads(path.read_text()) == {"bleu": 30.0} and not list(tmp_path.glob(".*.tmp"))
 
 
 def test_bad_checkpoints_are_clear_errors(tmp_path):

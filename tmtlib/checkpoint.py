@@ -33,13 +33,20 @@ def save_atomic(obj: dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
-def write_json_atomic(value: Any, path: str | os.PathLike, indent: int = 1) -> Path:
-    """Write ``value`` as JSON via a temporary file and an atomic rename (configs, results)."""
+def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
+    """Write ``text`` via a temporary file and an atomic rename, so that a reader (or a crash)
+    finds the old file or the new one, never half of one; the temporary file is named per
+    process, so two runs of a family writing the same summary never share it."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=indent))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def write_json_atomic(value: Any, path: str | os.PathLike, indent: int | None = 1) -> Path:
+    """Write ``value`` as JSON atomically (configs, histories, results): ``write_text_atomic``."""
+    return write_text_atomic(json.dumps(value, indent=indent), path)
 
 
 def read(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:

@@ -305,9 +305,9 @@ def run_family(family: str, cells: list[Cell], out: Path | None = None, log=prin
     checkpoint.write_json_atomic({"rows": rows, "signature": signature, "machine": machine()}, folder / "summary.json")
     pivot = (f"\n\nBLEU by parallel budget: mean ± sd (seeds, gain over scratch)\n\n{budget_table(cells, rows)}"
              if len({c.pairs for c in cells}) > 1 else "")
-    (folder / "summary.md").write_text(f"{markdown_table(rows)}\n\ntest_2016_flickr, beam 5; {signature}; training "
-                                       f"minutes: wall clock of the optimiser steps, all seeds together, "
-                                       f"{sum(minutes.values()):.0f} in all{pivot}\n")
+    checkpoint.write_text_atomic(f"{markdown_table(rows)}\n\ntest_2016_flickr, beam 5; {signature}; training "
+                                 f"minutes: wall clock of the optimiser steps, all seeds together, "
+                                 f"{sum(minutes.values()):.0f} in all{pivot}\n", folder / "summary.md")
     figures(family, {cell: runs[cell] for cell in cells}, folder)
     return rows
 
@@ -352,7 +352,7 @@ def run_pretraining(out: Path | None = None, log=print) -> list[dict[str, Any]]:
     lines = ["| run | steps | training minutes | val loss | val NLL | val KL |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['run']} | {r['steps']} | {r['minutes']:.1f} | {r['val_loss']:.3f} | {r.get('val_nll', float('nan')):.3f} "
               f"| {r.get('val_kl', float('nan')):.4f} |" for r in rows]
-    (folder / "summary.md").write_text("\n".join(lines) + "\n\nper token, on the held-out captions\n")
+    checkpoint.write_text_atomic("\n".join(lines) + "\n\nper token, on the held-out captions\n", folder / "summary.md")
     fig, ax = _figure((6.5, 4))
     plot.learning_curves({name: histories[name] for name in course.PRETRAIN_OBJECTIVES}, key="val_loss", evals=True,
                          ax=ax, title="pretraining: validation loss per token (course model)")

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -235,7 +234,7 @@ class _Run:
             weights = {"model": self.model.state_dict(), "progress": asdict(self.progress),
                        "train_config": asdict(self.config), **self.metadata}
             checkpoint.save_atomic(weights, self.out_dir / name)
-        (self.out_dir / "history.json").write_text(json.dumps(self.history.to_dict()))
+        checkpoint.write_json_atomic(self.history.to_dict(), self.out_dir / "history.json", indent=None)
 
     # --- the loop -----------------------------------------------------------------------------
     def epoch_batches(self) -> list[list[int]]:
