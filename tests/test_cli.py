@@ -143,7 +143,9 @@ def test_pretraining_family_records_runs_and_draws_the_vae_terms(corpus, tmp_pat
     assert record["config"]["free_bits"] == 0.25 and record["training"]["steps"] > 0
     assert "val_kl" in record["final_validation"] and "kl" in record["final_training_record"]
     assert [row["run"] for row in json.loads((folder / "summary.json").read_text())["rows"]] == [
-        "lm", "dae", "vae", "vae_no_remedy", "vae_annealing", "vae_all_remedies"]
+        "lm", "dae", "vae", "vae_no_remedy", "vae_annealing", "vae_all_remedies", "parent_dae", "parent_dae_long"]
+    denoised = json.loads((folder / "parent_dae_long.json").read_text())["config"]
+    assert denoised["objective"] == "dae" and denoised["init"].endswith("best.pt")
     for figure in ("pretraining_curves.png", "vae_collapse.png"):
         assert (folder / figure).read_bytes().startswith(b"\x89PNG")
     assert main(["experiment", "pretraining", "--seeds", "1"]) == 2

@@ -143,12 +143,19 @@ def init_checkpoint(init: str, child: tuple[str, str]) -> str:
     elif init == "parent_long":
         folder = long_parent(parent_pair(child))[2]
     elif init in DENOISED_PARENTS:
-        train = pretrain_train_config()
-        train = replace(train, max_steps=DENOISED_PARENTS[init] * train.max_steps)
-        folder = pretrained("dae", init=init_checkpoint("parent_long", child), train=train)[2]
+        folder = cached_run(denoised_parent_spec(init, child), tokenizer())[2]
     else:
         folder = pretrained(init)[2]
     return str(folder / "best.pt")
+
+
+def denoised_parent_spec(init: str, child: tuple[str, str]) -> PretrainSpec:
+    """The denoising stage of ``init`` (one of ``DENOISED_PARENTS``) for a ``child`` pair: the
+    course's denoising pretraining, for that many times its steps, from the long parent's weights
+    (trained first if missing)."""
+    train = pretrain_train_config()
+    train = replace(train, max_steps=DENOISED_PARENTS[init] * train.max_steps)
+    return pretrain_spec("dae", init=init_checkpoint("parent_long", child), train=train)
 
 
 def pretrained(objective: str, **overrides) -> tuple[Seq2Seq, History, Path]:

@@ -316,10 +316,12 @@ def run_family(family: str, cells: list[Cell], out: Path | None = None, log=prin
 
 
 def pretraining_specs() -> dict[str, pipeline.PretrainSpec]:
-    """Notebook 3's pretraining runs (LM, denoising AE, VAE on the course model) and notebook 2's
-    VAE trained without and with the remedies for posterior collapse."""
+    """Notebook 3's pretraining runs (LM, denoising AE, VAE on the course model), notebook 2's
+    VAE trained without and with the remedies for posterior collapse, and the denoising stages
+    of the budgets family's ``parent_dae`` starts (from the en->fr parent, for en->de children)."""
     specs = {objective: course.pretrain_spec(objective) for objective in course.PRETRAIN_OBJECTIVES}
-    return specs | {f"vae_{key}": spec for key, spec in course.vae_collapse_specs().items()}
+    specs |= {f"vae_{key}": spec for key, spec in course.vae_collapse_specs().items()}
+    return specs | {init: course.denoised_parent_spec(init, ("en", "de")) for init in course.DENOISED_PARENTS}
 
 
 def pretraining_record(name: str, folder: Path) -> dict[str, Any]:
@@ -354,8 +356,9 @@ def run_pretraining(out: Path | None = None, log=print) -> list[dict[str, Any]]:
               f"| {r.get('val_kl', float('nan')):.4f} |" for r in rows]
     checkpoint.write_text_atomic("\n".join(lines) + "\n\nper token, on the held-out captions\n", folder / "summary.md")
     fig, ax = _figure((6.5, 4))
-    plot.learning_curves({name: histories[name] for name in course.PRETRAIN_OBJECTIVES}, key="val_loss", evals=True,
-                         ax=ax, title="pretraining: validation loss per token (course model)")
+    curves = (*course.PRETRAIN_OBJECTIVES, *course.DENOISED_PARENTS)
+    plot.learning_curves({name: histories[name] for name in curves}, key="val_loss", evals=True, ax=ax,
+                         title="pretraining: validation loss per token (course model)")
     _save(fig, folder / "pretraining_curves.png")
     fig, axes = _figure((11, 3.8), columns=2)
     plot.vae_terms({course.VAE_VARIANTS[key]: histories[f"vae_{key}"] for key in course.VAE_VARIANTS}, axes=axes)
