@@ -356,7 +356,8 @@ def run_pretraining(out: Path | None = None, log=print) -> list[dict[str, Any]]:
               f"| {r.get('val_kl', float('nan')):.4f} |" for r in rows]
     checkpoint.write_text_atomic("\n".join(lines) + "\n\nper token, on the held-out captions\n", folder / "summary.md")
     fig, ax = _figure((6.5, 4))
-    curves = (*course.PRETRAIN_OBJECTIVES, *course.DENOISED_PARENTS)
+    # the longer denoising stage first: the shorter one, identical up to its last step, is drawn over it
+    curves = (*course.PRETRAIN_OBJECTIVES, *reversed(course.DENOISED_PARENTS))
     plot.learning_curves({name: histories[name] for name in curves}, key="val_loss", evals=True, ax=ax,
                          title="pretraining: validation loss per token (course model)")
     _save(fig, folder / "pretraining_curves.png")
