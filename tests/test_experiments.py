@@ -3,6 +3,11 @@ tests/test_cli.py runs the families end to end in quick mode)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
+from tmtlib import course, experiments
 from tmtlib.experiments import Cell, budget_table
 
 
@@ -24,3 +29,24 @@ def test_budget_table_puts_each_initialisation_on_a_row_and_each_budget_in_a_col
         "| initialisation | 1,000 | all |", "|---|---|---|",
         "| en-de_scratch | 12.7 ± 0.7 (2) | 20.8 (1) |",
         "| en-de_dae | 18.4 ± 0.4 (2, +5.7) |  |"]
+
+
+def test_an_hour_from_the_denoising_autoencoder_trains_for_the_hour_less_its_pretraining(monkeypatch):
+    monkeypatch.setattr(course, "QUICK", False)  # the full-mode recipes, without training them
+    asked = {}
+
+    def translator(init, **options):
+        asked[init] = options["train"]
+        return None, None, Path(init or "scratch")
+
+    monkeypatch.setattr(course, "translator", translator)
+    monkeypatch.setattr(course, "test_result", lambda folder, src, tgt: {})
+    cells = experiments.full(inits=["scratch", "dae"])
+    assert [cell.name for cell in cells] == ["en-de_scratch_long_all_seed0", "en-de_dae_long_all_seed0"]
+    for cell in cells:
+        cell.run()
+    assert (asked[None].max_minutes, asked[None].max_steps) == (60, 2200)
+    assert course.PRETRAINING_MINUTES + asked["dae"].max_minutes == 60
+    assert asked["dae"].max_steps == round(2200 * asked["dae"].max_minutes / 60)
+    with pytest.raises(ValueError, match="starts from scratch or dae"):
+        experiments.full(inits=["parent_long"])

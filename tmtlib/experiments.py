@@ -44,7 +44,7 @@ from .train import History
 class Cell:
     """One run of a family: a translator from ``init`` on ``pairs`` pairs (None: all) with ``seed``,
     trained with the course's 250-step ``recipe`` or one of the ~60-minute ``LONG_RECIPES``
-    (``tmtlib.course.long_train_config``)."""
+    (``tmtlib.course.long_train_config``; from a pretrained ``init``, the hour less its pretraining)."""
 
     family: str
     init: str | None
@@ -75,7 +75,8 @@ class Cell:
         """Train (or load) the cell's run; returns its folder and its beam-5 test result."""
         recipe = {}
         if self.recipe in LONG_RECIPES:
-            recipe = {"train": course.long_train_config(self.seed, LONG_RECIPES[self.recipe])}
+            minutes = 60 - (course.PRETRAINING_MINUTES if self.init else 0)
+            recipe = {"train": course.long_train_config(self.seed, LONG_RECIPES[self.recipe], minutes)}
         _, _, folder = course.translator(self.init, pairs=self.pairs, seed=self.seed, src=self.src, tgt=self.tgt,
                                          strategy=self.strategy, **recipe)
         return folder, course.test_result(folder, self.src, self.tgt)
@@ -111,16 +112,22 @@ def strategies(seeds: Iterable[int] = (0,), child: str = "fr", pairs: int = 3000
     return [Cell("strategies", "parent", pairs, s, "en", child, strategy) for s in seeds for strategy in names]
 
 
-def full(seeds: Iterable[int] = (0,), targets: Iterable[str] = ("de",), precision: str = "fp32") -> list[Cell]:
+def full(seeds: Iterable[int] = (0,), targets: Iterable[str] = ("de",), precision: str = "fp32",
+         inits: Iterable[str] = ("scratch",)) -> list[Cell]:
     """en->X on all pairs with the ~60-minute recipe: the best the course model does on 2 CPU cores
     (and ``parent_long``, the stronger parent: en->de for the crosslingual children, en->fr for
     the en->de child of the budgets family). ``precision="bf16"`` trains the same hour in bf16
-    mixed precision, more steps on a CPU with native bf16 (never a parent: those stay fp32)."""
+    mixed precision, more steps on a CPU with native bf16 (never a parent: those stay fp32).
+    ``inits=("dae",)`` starts from the course's denoising pretraining instead, whose minutes come
+    out of the hour (``tmtlib.course.PRETRAINING_MINUTES``): pretraining and translation in 60."""
     recipes = {value: name for name, value in LONG_RECIPES.items()}
     if precision not in recipes:
         raise ValueError(f"precision must be one of {', '.join(recipes)}, not {precision!r}")
+    inits = list(inits)
+    if not set(inits) <= {"scratch", "dae"}:
+        raise ValueError(f"the full family starts from scratch or dae (pretraining within the hour), not {inits}")
     recipe = recipes[precision]
-    return [Cell("full", None, None, s, "en", tgt, recipe=recipe) for tgt in targets for s in seeds]
+    return [Cell("full", _init(i), None, s, "en", tgt, recipe=recipe) for tgt in targets for s in seeds for i in inits]
 
 
 FAMILIES = {"budgets": budgets, "crosslingual": crosslingual, "strategies": strategies, "full": full}
