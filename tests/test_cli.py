@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from tmtlib import checkpoint, course, experiments
+from tmtlib import checkpoint, course, experiments, pipeline
 from tmtlib.cli import main
 
 TINY = ["--preset", "tiny", "--max-tokens", "1500", "--no-progress", "--lr", "3e-3", "--warmup-steps", "5"]
@@ -127,6 +127,29 @@ def test_experiment_family_writes_a_record_per_run_and_a_summary(corpus, tmp_pat
                    for s in (0, 1)]
     dae = next(row for row in summary["rows"] if row["system"] == "en-de_dae_200")
     assert dae["training_minutes"] == pytest.approx(sum(dae_seconds) / 60)  # both seeds' training time
+
+
+def test_a_family_summary_is_rebuilt_from_its_records_alone(corpus, tmp_path, monkeypatch):
+    out = tmp_path / "results"
+    assert main(["experiment", "budgets", "--budgets", "200", "--inits", "scratch", "dae", "--seeds", "0",
+                 "--out", str(out)]) == 0
+    folder = out / "budgets"
+    before = json.loads((folder / "summary.json").read_text())["rows"]
+    dae = json.loads((folder / "en-de_dae_200_seed0.json").read_text())
+    assert len(dae["test"]["hypotheses"]) == dae["data"]["test_sentences"] and dae["validation"]["curve"]
+    assert dae["comparison"]["p_value"] == before[1]["p_values"][0]
+    monkeypatch.setattr(pipeline, "runs_dir", lambda: pytest.fail("the summary read the run cache"))
+    (folder / "learning_curves.png").unlink()
+    assert experiments.run_family("budgets", [], out) == before  # a fresh clone, without the run cache
+    assert (folder / "learning_curves.png").exists()
+    del dae["test"]["hypotheses"]  # a record from before records kept translations: its comparison stands
+    checkpoint.write_json_atomic(dae, folder / "en-de_dae_200_seed0.json")
+    assert experiments.run_family("budgets", [], out) == before
+    scratch = json.loads((folder / "en-de_scratch_200_seed0.json").read_text())
+    scratch["test"]["bleu"]["score"] += 1  # a retrained scratch run that scores otherwise: no stale p-value
+    checkpoint.write_json_atomic(scratch, folder / "en-de_scratch_200_seed0.json")
+    dae_row = experiments.run_family("budgets", [], out)[1]
+    assert "p_values" not in dae_row and dae_row["gain_over_scratch"] == pytest.approx(before[1]["gain_over_scratch"] - 1)
 
 
 def test_experiment_refuses_flags_its_family_does_not_take(capsys):

@@ -11,10 +11,12 @@ A family is a grid of cells (initialisation x parallel budget x seed, and so on)
 ``tmtlib.course`` run: cached by its settings in ``data/cache/runs``, so a family trains only
 what is missing and resumes a cell that was interrupted; the notebooks use the same runs. For each
 cell the family writes ``<out>/<family>/<cell>.json`` (settings, seed, data size, training time
-and tokens, validation and test scores with sacreBLEU signatures), then ``summary.md`` and
-``summary.json``: mean and standard deviation over seeds, and the gain over scratch with a paired
-bootstrap p-value (Koehn 2004) per seed; and its figures (BLEU against the parallel budget with
-error bars, or BLEU per system; validation BLEU against step). The ``pretraining`` family records
+and tokens, the validation curve, test translations and scores with sacreBLEU signatures, and the
+comparison with scratch), then ``summary.md`` and ``summary.json``: mean and standard deviation
+over seeds, and the gain over scratch with a paired bootstrap p-value (Koehn 2004) per seed; and
+its figures (BLEU against the parallel budget with error bars, or BLEU per system; validation BLEU
+against step). Summaries and figures are built from the records alone, so a fresh clone without
+the run cache can add a seed to the committed table. The ``pretraining`` family records
 the course's pretraining runs instead: their validation curves, and the VAE's KL and
 reconstruction with and without the remedies for posterior collapse.
 
@@ -29,7 +31,7 @@ import os
 import platform
 import statistics
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,11 @@ class Cell:
     def system(self) -> str:
         """The cell without its seed: what a summary row averages over."""
         return f"{self.variant}_{self.pairs or 'all'}"
+
+    @property
+    def scratch(self) -> Cell:
+        """The scratch run this cell is compared with: same pair, budget, recipe and seed."""
+        return replace(self, init=None, strategy="full")
 
     def run(self) -> tuple[Path, dict]:
         """Train (or load) the cell's run; returns its folder and its beam-5 test result."""
@@ -158,34 +165,51 @@ def record(cell: Cell, folder: Path, test: dict) -> dict[str, Any]:
         "training": {"steps": progress["step"], "seconds": round(progress["elapsed"], 1),
                      "tokens": progress.get("tokens") or None, "stopped": progress["stopped"]},
         "validation": {"best_val_bleu_greedy": best.get("val_bleu"), "at_step": best["step"],
-                       "val_loss": best.get("val_loss")},
-        "test": {name: test[name] for name in ("bleu", "chrf", "chrf++")} | {"beam_size": test["beam_size"]},
+                       "val_loss": best.get("val_loss"), "curve": evals},
+        "test": {name: test[name] for name in ("bleu", "chrf", "chrf++", "beam_size", "hypotheses")},
         "machine": machine(),
     }
 
 
-def summarise(cells: list[Cell], tests: dict[Cell, dict], minutes: dict[Cell, float]) -> list[dict[str, Any]]:
+def comparison(cell: Cell, records: dict[Cell, dict]) -> dict[str, Any] | None:
+    """``cell`` against the scratch run of the same pair, budget, recipe and seed: the paired-
+    bootstrap p-value (Koehn 2004) of the BLEU difference, from both runs' test translations. A record
+    written before records kept their translations carries its comparison instead, which holds
+    only while the scratch run still scores what it scored then. None without a scratch run."""
+    baseline = cell.scratch
+    if cell.init is None or baseline not in records:
+        return None
+    test, base = records[cell]["test"], records[baseline]["test"]
+    if "hypotheses" not in test or "hypotheses" not in base:
+        kept = records[cell].get("comparison")
+        return kept if kept and kept["baseline_bleu"] == base["bleu"]["score"] else None
+    refs = [t for _, t in data.load_parallel(cell.src, cell.tgt, records[cell]["data"]["test_split"])]
+    return {"baseline": baseline.name, "baseline_bleu": base["bleu"]["score"],
+            "p_value": paired_bootstrap(base["hypotheses"], test["hypotheses"],
+                                        refs[: len(test["hypotheses"])]).p_value}
+
+
+def summarise(cells: list[Cell], records: dict[Cell, dict]) -> list[dict[str, Any]]:
     """One row per system: BLEU/chrF mean and standard deviation over seeds, the training minutes of
     all its seeds together, and against the scratch system of the same pair and budget, the mean
-    gain and each seed's bootstrap p-value."""
+    gain and each seed's bootstrap p-value (``comparison``: left out unless every seed has one)."""
     systems: dict[str, list[Cell]] = {}
     for cell in cells:
         systems.setdefault(cell.system, []).append(cell)
     rows = []
     for system, members in systems.items():
-        bleus = [tests[c]["bleu"]["score"] for c in members]
+        tests = [records[c]["test"] for c in members]
+        bleus = [test["bleu"]["score"] for test in tests]
         row = {"system": system, "seeds": [c.seed for c in members], "bleu_mean": statistics.mean(bleus),
                "bleu_std": statistics.stdev(bleus) if len(bleus) > 1 else None,
-               "chrf_mean": statistics.mean(tests[c]["chrf"]["score"] for c in members),
-               "training_minutes": sum(minutes[c] for c in members)}
-        baselines = {c: Cell(c.family, None, c.pairs, c.seed, c.src, c.tgt, recipe=c.recipe) for c in members}
-        if all(c.init is not None and base in tests for c, base in baselines.items()):
-            refs = [t for _, t in data.load_parallel(members[0].src, members[0].tgt, "test_2016_flickr")]
-            row["gain_over_scratch"] = statistics.mean(tests[c]["bleu"]["score"] - tests[b]["bleu"]["score"]
-                                                       for c, b in baselines.items())
-            row["p_values"] = [paired_bootstrap(tests[b]["hypotheses"], tests[c]["hypotheses"],
-                                                refs[: len(tests[c]["hypotheses"])]).p_value
-                               for c, b in baselines.items()]
+               "chrf_mean": statistics.mean(test["chrf"]["score"] for test in tests),
+               "training_minutes": sum(records[c]["training"]["seconds"] / 60 for c in members)}
+        if members[0].init is not None and all(c.scratch in records for c in members):
+            row["gain_over_scratch"] = statistics.mean(bleu - records[c.scratch]["test"]["bleu"]["score"]
+                                                       for c, bleu in zip(members, bleus))
+            compared = [records[c].get("comparison") for c in members]
+            if all(compared):
+                row["p_values"] = [c["p_value"] for c in compared]
         rows.append(row)
     return rows
 
@@ -223,55 +247,55 @@ def budget_table(cells: list[Cell], rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def recorded(folder: Path) -> dict[Cell, tuple[Path, dict]]:
-    """Every run recorded in a family folder: its run folder and its test result (read from there)."""
-    runs = {}
+def recorded(folder: Path) -> dict[Cell, dict]:
+    """Every run recorded in a family folder: its record, by cell."""
+    records = {}
     for path in sorted(folder.glob("*.json")):
-        if path.name == "summary.json":
-            continue
-        saved = json.loads(path.read_text())
-        cell = Cell(**{k: v for k, v in saved["cell"].items() if k != "name"})
-        run_folder = pipeline.runs_dir() / saved["run_folder"]
-        runs[cell] = run_folder, course.test_result(run_folder, cell.src, cell.tgt)
-    return runs
+        if path.name != "summary.json":
+            saved = json.loads(path.read_text())
+            records[Cell(**{k: v for k, v in saved["cell"].items() if k != "name"})] = saved
+    return records
 
 
-def _history(run_folder: Path) -> History:
-    return History.from_dict(json.loads((run_folder / "history.json").read_text()))
-
-
-def figures(family: str, runs: dict[Cell, tuple[Path, dict]], folder: Path) -> list[Path]:
+def figures(family: str, records: dict[Cell, dict], folder: Path, log=print) -> list[Path]:
     """The family's figures beside its records: test BLEU against the parallel budget per
     initialisation, mean ± sd over seeds (budgets), or mean BLEU per system (the others); and
-    validation BLEU (greedy) against step for every system's first seed, one panel per budget."""
+    validation BLEU (greedy) against step for every system's first seed, one panel per budget
+    (left as it is while a first seed's record predates recorded curves)."""
     written = []
     fig, ax = _figure((6.5, 4))
     if family == "budgets":
         by_init: dict[str, dict[int, list[float]]] = {}
-        all_pairs = {pair: len(data.load_parallel(*pair, "train")) for pair in {(c.src, c.tgt) for c in runs}}
-        for cell, (_, test) in runs.items():
+        all_pairs = {pair: len(data.load_parallel(*pair, "train")) for pair in {(c.src, c.tgt) for c in records}}
+        for cell, saved in records.items():
             pairs = cell.pairs or all_pairs[cell.src, cell.tgt]
-            by_init.setdefault(cell.init or "scratch", {}).setdefault(pairs, []).append(test["bleu"]["score"])
+            by_init.setdefault(cell.init or "scratch", {}).setdefault(pairs, []).append(saved["test"]["bleu"]["score"])
         plot.score_curves(by_init, ax=ax, metric="test_2016_flickr BLEU (beam 5)")
         ax.set_title("en→de: BLEU against the parallel budget (mean ± sd over seeds)")
         name = "bleu_vs_pairs.png"
     else:
         systems: dict[str, list[float]] = {}
-        for cell, (_, test) in runs.items():
-            systems.setdefault(cell.system, []).append(test["bleu"]["score"])
+        for cell, saved in records.items():
+            systems.setdefault(cell.system, []).append(saved["test"]["bleu"]["score"])
         plot.bars({system: statistics.mean(scores) for system, scores in systems.items()}, ax=ax,
                   ylabel="test_2016_flickr BLEU (beam 5, mean over seeds)")
         name = "bleu.png"
     written.append(_save(fig, folder / name))
     first_seed: dict[str, Cell] = {}
-    for cell in sorted(runs, key=lambda c: c.seed):
+    for cell in sorted(records, key=lambda c: c.seed):
         first_seed.setdefault(cell.system, cell)
+    uncurved = [cell.name for cell in first_seed.values() if "curve" not in records[cell]["validation"]]
+    if uncurved:
+        log(f"learning_curves.png left as it is: {len(uncurved)} first seeds ({uncurved[0]}, ...) have no "
+            f"recorded validation curve (records from before curves were kept)")
+        return written
     budgets = sorted({c.pairs for c in first_seed.values()}, key=lambda pairs: pairs or 10**9)
     colors = {variant: f"C{i % 10}" for i, variant in enumerate(sorted({c.variant for c in first_seed.values()}))}
     fig, axes = _figure((4.6 * len(budgets) + 1.4, 4.2), columns=len(budgets))
     for ax, pairs in zip([axes] if len(budgets) == 1 else axes, budgets):
         shown = sorted((c for c in first_seed.values() if c.pairs == pairs), key=lambda c: c.variant)
-        plot.learning_curves({c.variant: _history(runs[c][0]) for c in shown}, key="val_bleu", evals=True, ax=ax,
+        curves = {c.variant: History(evals=records[c]["validation"]["curve"]) for c in shown}
+        plot.learning_curves(curves, key="val_bleu", evals=True, ax=ax,
                              title=f"{pairs:,} pairs" if pairs else "all pairs", colors=colors)
     fig.suptitle("validation BLEU (greedy, 400 sentences), first seed of each system")
     written.append(_save(fig, folder / "learning_curves.png"))
@@ -301,21 +325,25 @@ def run_family(family: str, cells: list[Cell], out: Path | None = None, log=prin
         log(f"[{number}/{len(cells)}] {cell.name}")
         run_folder, test = cell.run()
         checkpoint.write_json_atomic(record(cell, run_folder, test), folder / f"{cell.name}.json")
-    runs = recorded(folder)
-    tests = {cell: test for cell, (_, test) in runs.items()}
-    cells = sorted(tests, key=lambda c: (c.src, c.tgt, c.pairs or 10**9, c.recipe, c.init or "", c.strategy != "full",
-                                        c.strategy, c.seed))
-    minutes = {cell: json.loads((folder / f"{cell.name}.json").read_text())["training"]["seconds"] / 60
-               for cell in cells}
-    rows = summarise(cells, tests, minutes)
-    signature = next(iter(tests.values()))["bleu"]["signature"]
+    records = recorded(folder)
+    cells = sorted(records, key=lambda c: (c.src, c.tgt, c.pairs or 10**9, c.recipe, c.init or "", c.strategy != "full",
+                                          c.strategy, c.seed))
+    for cell in cells:  # each record keeps its comparison with scratch, for summaries without translations
+        saved, compared = records[cell], comparison(cell, records)
+        if compared != saved.get("comparison"):
+            saved.pop("comparison", None)
+            saved.update({"comparison": compared} if compared else {})
+            checkpoint.write_json_atomic(saved, folder / f"{cell.name}.json")
+    rows = summarise(cells, records)
+    signature = records[cells[0]]["test"]["bleu"]["signature"]
     checkpoint.write_json_atomic({"rows": rows, "signature": signature, "machine": machine()}, folder / "summary.json")
     pivot = (f"\n\nBLEU by parallel budget: mean ± sd (seeds, gain over scratch)\n\n{budget_table(cells, rows)}"
              if len({c.pairs for c in cells}) > 1 else "")
+    minutes = sum(records[c]["training"]["seconds"] / 60 for c in cells)
     checkpoint.write_text_atomic(f"{markdown_table(rows)}\n\ntest_2016_flickr, beam 5; {signature}; training "
                                  f"minutes: wall clock of the optimiser steps, all seeds together, "
-                                 f"{sum(minutes.values()):.0f} in all{pivot}\n", folder / "summary.md")
-    figures(family, {cell: runs[cell] for cell in cells}, folder)
+                                 f"{minutes:.0f} in all{pivot}\n", folder / "summary.md")
+    figures(family, {cell: records[cell] for cell in cells}, folder, log=log)
     return rows
 
 
