@@ -173,16 +173,19 @@ def record(cell: Cell, folder: Path, test: dict) -> dict[str, Any]:
 
 def comparison(cell: Cell, records: dict[Cell, dict]) -> dict[str, Any] | None:
     """``cell`` against the scratch run of the same pair, budget, recipe and seed: the paired-
-    bootstrap p-value (Koehn 2004) of the BLEU difference, from both runs' test translations. A record
-    written before records kept their translations carries its comparison instead, which holds
-    only while the scratch run still scores what it scored then. None without a scratch run."""
+    bootstrap p-value (Koehn 2004) of the BLEU difference, computed once from both runs' test
+    translations and then kept in the cell's record (written afresh whenever its run is), where it
+    holds while the scratch run scores what it scored then. None without a scratch run, or when a
+    stale comparison cannot be recomputed (records from before translations were kept)."""
     baseline = cell.scratch
     if cell.init is None or baseline not in records:
         return None
     test, base = records[cell]["test"], records[baseline]["test"]
+    kept = records[cell].get("comparison")
+    if kept and kept["baseline_bleu"] == base["bleu"]["score"]:
+        return kept
     if "hypotheses" not in test or "hypotheses" not in base:
-        kept = records[cell].get("comparison")
-        return kept if kept and kept["baseline_bleu"] == base["bleu"]["score"] else None
+        return None
     refs = [t for _, t in data.load_parallel(cell.src, cell.tgt, records[cell]["data"]["test_split"])]
     return {"baseline": baseline.name, "baseline_bleu": base["bleu"]["score"],
             "p_value": paired_bootstrap(base["hypotheses"], test["hypotheses"],
