@@ -51,8 +51,8 @@ def hf_translate(hf, tokenizer, sentences: list[str], tag: int, beam_size: int, 
 
 
 def default_checkpoint() -> Path:
-    """The course's en->de model trained on all pairs (notebook 5's 29k scratch run, the parent of
-    notebooks 6-7): loaded from the run cache, or trained first in a fresh checkout (250 steps,
+    """The course's en->de model trained on all pairs (notebook 6's 29k scratch run, the parent of
+    notebooks 7-8): loaded from the run cache, or trained first in a fresh checkout (250 steps,
     about 7 minutes on 2 cores), so that every benchmark runs from a clean checkout."""
     from tmtlib import course
 

@@ -3,7 +3,7 @@
 A notebook asks for ``pretrained("dae")`` or ``translator("dae", pairs=2000)`` and gets the model
 that every other notebook gets: runs are cached in ``data/cache/runs`` by their full settings
 (``tmtlib.pipeline.cached_run``), so the second notebook to ask reuses the first one's training,
-and a learner who opens notebook 4 first simply trains what it needs.
+and a learner who opens notebook 5 first simply trains what it needs.
 
 Quick mode (``TMT_QUICK=1``, see ``tmtlib.settings``) swaps in the tiny model, a few hundred
 sentences and a few dozen steps, so the whole course runs in CI in minutes; the numbers it prints
@@ -180,7 +180,7 @@ def parent_pair(child: tuple[str, str]) -> tuple[str, str]:
 
 def parent(pair: tuple[str, str] = PARENT) -> tuple[Seq2Seq, History, Path]:
     """The parent translator of cross-lingual transfer (Zoph et al. 2016): ``pair`` (en->de by
-    default) on all its pairs, from scratch; en->de is the same run as notebook 5's 29k-pair
+    default) on all its pairs, from scratch; en->de is the same run as notebook 6's 29k-pair
     scratch point."""
     return translator(None, pairs=None, src=pair[0], tgt=pair[1])
 

@@ -102,20 +102,20 @@ def _budget(value: str | int | None) -> int | None:
 
 def budgets(seeds: Iterable[int] = (0, 1, 2), budgets: Iterable[str | int | None] = (1000, 3000, 10000, None),
             inits: Iterable[str] = ("scratch", "lm", "dae", "vae")) -> list[Cell]:
-    """en->de BLEU against the parallel budget, per initialisation (notebook 5)."""
+    """en->de BLEU against the parallel budget, per initialisation (notebook 6)."""
     return [Cell("budgets", _init(i), _budget(b), s) for b in budgets for s in seeds for i in inits]
 
 
 def crosslingual(seeds: Iterable[int] = (0, 1, 2), children: Iterable[str] = ("fr", "cs"), pairs: int = 3000,
                  inits: Iterable[str] = ("scratch", "dae", "parent", "parent_long")) -> list[Cell]:
-    """en->de parent to en->fr / en->cs children, against scratch and monolingual pretraining (notebook 6).
+    """en->de parent to en->fr / en->cs children, against scratch and monolingual pretraining (notebook 7).
     ``parent`` is the course's 250-step parent, ``parent_long`` the ~60-minute one (``experiment full``)."""
     return [Cell("crosslingual", _init(i), pairs, s, "en", child) for child in children for s in seeds for i in inits]
 
 
 def strategies(seeds: Iterable[int] = (0,), child: str = "fr", pairs: int = 3000,
                names: Iterable[str] = ("full", "freeze_encoder", "gradual", "discriminative")) -> list[Cell]:
-    """Fine-tuning strategies for the parent -> en->fr child (notebook 7)."""
+    """Fine-tuning strategies for the parent -> en->fr child (notebook 8)."""
     return [Cell("strategies", "parent", pairs, s, "en", child, strategy) for s in seeds for strategy in names]
 
 
