@@ -217,13 +217,20 @@ def summarise(cells: list[Cell], records: dict[Cell, dict]) -> list[dict[str, An
     return rows
 
 
+def p_value_text(p: float, samples: int = 1000) -> str:
+    """A bootstrap p-value as text: with ``samples`` resamples the smallest value the test can give
+    is 1 / (samples + 1), so that value is written as an upper bound (``≤ 0.001``)."""
+    floor = 1 / (samples + 1)
+    return f"≤ {floor:.3f}" if p <= floor + 1e-12 else f"{p:.3f}"
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     lines = ["| system | seeds | BLEU (mean ± sd) | chrF | gain over scratch | bootstrap p per seed | training minutes |",
              "|---|---|---|---|---|---|---|"]
     for row in rows:
         spread = f" ± {row['bleu_std']:.1f}" if row["bleu_std"] is not None else ""
         gain = f"{row['gain_over_scratch']:+.1f}" if "gain_over_scratch" in row else ""
-        p_values = ", ".join(f"{p:.3f}" for p in row.get("p_values", []))
+        p_values = ", ".join(p_value_text(p) for p in row.get("p_values", []))
         lines.append(f"| {row['system']} | {len(row['seeds'])} | {row['bleu_mean']:.1f}{spread} | "
                      f"{row['chrf_mean']:.1f} | {gain} | {p_values} | {row['training_minutes']:.0f} |")
     return "\n".join(lines)

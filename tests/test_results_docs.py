@@ -1,0 +1,46 @@
+"""The results shown in README.md and docs/results.md are the numbers in data/results."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tmtlib import experiments, results_docs
+
+FAMILIES = ("budgets", "crosslingual", "full", "strategies")
+
+
+@pytest.mark.parametrize("document", results_docs.DOCUMENTS, ids=lambda path: path.name)
+def test_results_blocks_are_rendered_from_the_records(document: Path) -> None:
+    text = document.read_text(encoding="utf-8")
+    assert "<!-- results:" in text, f"{document.name} shows no results block"
+    assert results_docs.render(text) == text, f"run `python -m tmtlib.results_docs`: {document.name} has drifted"
+
+
+def test_a_changed_record_changes_the_rendered_headline(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    shutil.copytree(results_docs.RESULTS, results)
+    summary = results / "budgets" / "summary.json"
+    saved = json.loads(summary.read_text())
+    row = next(r for r in saved["rows"] if r["system"] == "en-de_dae_3000")
+    row["bleu_mean"] += 1.0
+    summary.write_text(json.dumps(saved))
+    before, after = results_docs.headline_table(), results_docs.headline_table(results)
+    assert before != after
+    assert f"{row['bleu_mean']:.1f}" in after
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_summary_table_is_the_summary_json(family: str) -> None:
+    folder = results_docs.RESULTS / family
+    rows = json.loads((folder / "summary.json").read_text())["rows"]
+    assert experiments.markdown_table(rows) in (folder / "summary.md").read_text(encoding="utf-8")
+
+
+def test_the_bootstrap_floor_is_written_as_a_bound() -> None:
+    assert experiments.p_value_text(1 / 1001) == "≤ 0.001"
+    assert experiments.p_value_text(0.051) == "0.051"
+    assert experiments.p_value_text(0.0025) == "0.003"

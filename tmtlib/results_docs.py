@@ -1,0 +1,99 @@
+"""The documents that show the committed results, rendered from ``data/results`` so they cannot drift.
+
+README.md and docs/results.md hold marked blocks::
+
+    <!-- results:headline -->
+    ...a table, rewritten from the records...
+    <!-- /results -->
+
+``python -m tmtlib.results_docs`` rewrites every block from the families' ``summary.json`` /
+``summary.md`` files (which ``python -m tmtlib experiment ...`` writes from the run records);
+``tests/test_results_docs.py`` fails when a committed document differs from its rendering, so a
+number in a results table is always the number in the records.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from .settings import REPO_ROOT
+
+RESULTS = REPO_ROOT / "data" / "results"
+DOCUMENTS = (REPO_ROOT / "README.md", REPO_ROOT / "docs" / "results.md")
+BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.DOTALL)
+
+# README's headline: (family, system, what it is, which system it is compared with)
+HEADLINE = (
+    ("budgets", "en-de_scratch_3000", "en→de, 3,000 pairs, 250 steps: from scratch"),
+    ("budgets", "en-de_dae_3000", "… from the denoising autoencoder pretrained on captions"),
+    ("budgets", "en-de_parent_dae_long_3000", "… from an en→fr parent, then denoising"),
+    ("crosslingual", "en-fr_scratch_3000", "en→fr, 3,000 pairs, 250 steps: from scratch"),
+    ("crosslingual", "en-fr_parent_long_3000", "… from the 60-minute en→de parent"),
+    ("full", "en-de_scratch_long_all", "en→de, all 29,000 pairs, 60 CPU minutes: from scratch"),
+    ("full", "en-de_dae_long_all", "… from the denoising autoencoder, its pretraining inside the hour"),
+)
+
+
+def summary_rows(family: str, results: Path = RESULTS) -> dict[str, dict]:
+    """The rows of a family's ``summary.json``, by system name."""
+    saved = json.loads((results / family / "summary.json").read_text(encoding="utf-8"))
+    return {row["system"]: row for row in saved["rows"]}
+
+
+def _bleu(row: dict) -> str:
+    spread = f" ± {row['bleu_std']:.1f}" if row.get("bleu_std") is not None else ""
+    return f"{row['bleu_mean']:.1f}{spread}"
+
+
+def _gain(row: dict) -> str:
+    if "gain_over_scratch" not in row:
+        return ""
+    p_values = row.get("p_values", [])
+    worst = max(p_values) if p_values else None
+    # with 1,000 bootstrap samples the smallest p-value the test can return is 1/1001
+    evidence = "" if worst is None else (" (p ≤ 0.001)" if worst < 0.0015 else f" (p = {worst:.3f})")
+    return f"{row['gain_over_scratch']:+.1f}{evidence}"
+
+
+def headline_table(results: Path = RESULTS) -> str:
+    """Test BLEU (test_2016_flickr, beam 5) of the course's key systems, mean ± sd over seeds."""
+    lines = ["| system | seeds | test BLEU | gain over scratch (worst p of the seeds) |", "|---|---|---|---|"]
+    for family, system, label in HEADLINE:
+        row = summary_rows(family, results)[system]
+        lines.append(f"| {label} | {len(row['seeds'])} | {_bleu(row)} | {_gain(row)} |")
+    return "\n".join(lines)
+
+
+def family_table(family: str, results: Path = RESULTS) -> str:
+    """A family's full summary table with its footnote, as ``experiment`` wrote it."""
+    return (results / family / "summary.md").read_text(encoding="utf-8").strip()
+
+
+def renderer(name: str) -> Callable[[Path], str]:
+    """The function that renders block ``name``: ``headline`` or a family name."""
+    if name == "headline":
+        return headline_table
+    return lambda results: family_table(name, results)
+
+
+def render(text: str, results: Path = RESULTS) -> str:
+    """``text`` with every marked block rewritten from the records."""
+    return BLOCK.sub(lambda m: f"{m.group(1)}{renderer(m.group('name'))(results)}\n{m.group(4)}", text)
+
+
+def main() -> None:
+    """Rewrite the marked blocks of README.md and docs/results.md in place."""
+    for document in DOCUMENTS:
+        text = document.read_text(encoding="utf-8")
+        fresh = render(text)
+        if fresh != text:
+            document.write_text(fresh, encoding="utf-8")
+            print(f"updated {document.relative_to(REPO_ROOT)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
