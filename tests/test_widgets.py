@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from tmtlib import widgets
-from tmtlib.decode import decode_latent, encode_latent
+from tmtlib.decode import decode_latent, encode_latent, translate
+from tmtlib.evaluate import chrf
 from tmtlib.models import Seq2Seq, model_config
 from tmtlib.noise import NoiseConfig
 
@@ -52,7 +53,8 @@ def test_translate_one_returns_attention_and_score(vae, tokenizer):
     view = widgets.translate_one(vae, tokenizer, SENTENCES[0], "de", beam_size=2, reference="Ein Mann.")
     rows, cols = view.alignment.attention.shape
     assert rows == len(view.alignment.output_pieces) and cols == len(view.alignment.source_pieces)
-    assert 0.0 <= view.chrf <= 100.0
+    assert view.translation == translate(vae, tokenizer, [SENTENCES[0]], "de", beam_size=2)[0]
+    assert view.chrf == pytest.approx(chrf([view.translation], ["Ein Mann."]).value)  # the sentence's own chrF
     assert widgets.translate_one(vae, tokenizer, SENTENCES[0], "de", beam_size=1).chrf is None
 
 
