@@ -1,6 +1,6 @@
 """CI cost: wall-clock time of the README test command, split into pytest and each notebook.
 
-    python bench/ci_cost.py          # runs the whole test suite once (quick mode), about 6 minutes
+    python -m bench.ci_cost          # runs the whole test suite once (quick mode), about 6 minutes
 
 Each part runs in its own ``python -m pytest`` process, as CI would, with the repository's
 pytest settings (quick mode, nbval). Writes ``bench/results/ci_cost.json``.
@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-import common
+from . import common
 
 ROOT = Path(__file__).resolve().parents[1]
 

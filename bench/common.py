@@ -173,11 +173,30 @@ def spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(ordered), "min": ordered[0], "max": ordered[-1]}
 
 
+# the x86 vector extensions that decide which fp32 and bf16 kernels a CPU runs (``/proc/cpuinfo`` names)
+VECTOR_EXTENSIONS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def cpu() -> dict[str, str]:
+    """The processor's model name and which of ``VECTOR_EXTENSIONS`` it has (Linux; "unknown" elsewhere):
+    an fp32 timing on an AVX2-only laptop and one on an AVX-512 server are different claims."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {"model": platform.processor() or "unknown", "vector_extensions": "unknown"}
+    fields = {key.strip(): value.strip() for key, value in
+              (line.split(":", 1) for line in info.splitlines() if ":" in line)}
+    flags = set(fields.get("flags", "").split())
+    model = fields.get("model name", "unknown")
+    return {"model": model, "vector_extensions": " ".join(e for e in VECTOR_EXTENSIONS if e in flags) or "none"}
+
+
 def versions() -> dict[str, str]:
     import transformers
 
     return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "threads": str(torch.get_num_threads()), "machine": f"{platform.machine()} {platform.processor()}".strip()}
+            "threads": str(torch.get_num_threads()), "machine": f"{platform.machine()} {platform.processor()}".strip(),
+            **{f"cpu_{key}": value for key, value in cpu().items()}}
 
 
 def save(name: str, result: dict) -> Path:

@@ -1,6 +1,6 @@
 """Decoding throughput: sentences/s, greedy and beam 5, tmtlib vs HF ``generate`` on the same weights.
 
-    python bench/decode_throughput.py [--checkpoint runs/full-en-de/best.pt]   # about 4 minutes on 2 cores (+7 to train the model in a fresh checkout)
+    python -m bench.decode_throughput [--checkpoint runs/full-en-de/best.pt]   # about 4 minutes on 2 cores (+7 to train the model in a fresh checkout)
 
 Both engines translate the 1,000 English sentences of test_2016_flickr into German with the
 *same* trained weights (``common.hf_copy`` puts tmtlib's weights into HF's M2M100), the same
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-import common
+from . import common
 from tmtlib import data, pipeline
 from tmtlib.batching import pad, token_batches
 from tmtlib.decode import translate

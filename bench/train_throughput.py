@@ -1,6 +1,6 @@
 """Training throughput: tokens/s of forward + backward + AdamW, tmtlib vs HF BART vs nn.Transformer.
 
-    python bench/train_throughput.py            # about 10 minutes on 2 cores
+    python -m bench.train_throughput            # about 10 minutes on 2 cores
 
 The same real en->de batches (token-bucketed, about 4,096 padded tokens) go through each engine,
 interleaved round by round (A B C, B C A, ...) so that drift of the machine hits all of them alike.
@@ -21,7 +21,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-import common
+from . import common
 
 
 def flops_per_batch(step_loss, batches) -> list[int]:

@@ -154,3 +154,13 @@ def test_multiple_references_per_sentence_match_sacrebleu():
     assert ours.value == pytest.approx(theirs.score) and ours.value > evaluate.bleu(hyps, [r[0] for r in refs]).value
     with pytest.raises(ValueError, match="same number"):
         evaluate.bleu(hyps, [["one"], ["one", "two"]])
+
+
+def test_sacrebleu_is_the_pinned_version():
+    """tmtlib.evaluate calls sacrebleu's private statistics helpers: they are tested at one version."""
+    import importlib.metadata
+    from pathlib import Path
+
+    pins = [line for line in (Path(__file__).parents[1] / "requirements.txt").read_text().splitlines()
+            if line.startswith("sacrebleu==")]
+    assert pins == [f"sacrebleu=={importlib.metadata.version('sacrebleu')}"]
