@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import checkpoint, course, data, pipeline, plot, settings
@@ -267,28 +268,57 @@ def recorded(folder: Path) -> dict[Cell, dict]:
     return records
 
 
+STRATEGY_NAMES = {"full": "full fine-tuning", "freeze_encoder": "frozen encoder", "gradual": "gradual unfreezing",
+                  "discriminative": "discriminative rates"}
+RECIPE_NAMES = {"course": "", "long": "60 min", "long_bf16": "60 min, bf16"}
+BLEU_AXIS = "test BLEU (test_2016_flickr, beam 5)"
+
+
+def label(cell: Cell) -> str:
+    """A cell's system in words, for legends and tick labels: "DAE", "60-min parent",
+    "scratch, 60 min", "frozen encoder" (a strategy of the ``strategies`` family's one parent)."""
+    if cell.family == "strategies":
+        return STRATEGY_NAMES[cell.strategy]
+    words = [plot.INIT_NAMES.get(cell.init or "scratch", cell.init or "scratch"), RECIPE_NAMES[cell.recipe]]
+    if cell.strategy != "full":
+        words.append(STRATEGY_NAMES[cell.strategy])
+    return ", ".join(word for word in words if word)
+
+
 def figures(family: str, records: dict[Cell, dict], folder: Path, log=print) -> list[Path]:
     """The family's figures beside its records: test BLEU against the parallel budget per
-    initialisation, mean ± sd over seeds (budgets), or mean BLEU per system (the others); and
-    validation BLEU (greedy) against step for every system's first seed, one panel per budget
-    (left as it is while a first seed's record predates recorded curves)."""
+    initialisation, mean ± sd over seeds (budgets), or BLEU per system, mean ± sd with its seed
+    count, one panel per language pair (the others: scores of different pairs are not comparable);
+    and validation BLEU (greedy) against step for every system's first seed, one panel per budget
+    (left as it is while a first seed's record predates recorded curves). Every initialisation
+    has its ``plot.INIT_COLORS`` colour."""
     written = []
-    fig, ax = _figure((6.5, 4))
+    order = list(plot.INIT_COLORS)
+    records = dict(sorted(records.items(), key=lambda item: (order.index(item[0].init or "scratch"), item[0].recipe,
+                                                              list(STRATEGY_NAMES).index(item[0].strategy))))
     if family == "budgets":
+        fig, ax = _figure((8.5, 4.2))
         by_init: dict[str, dict[int, list[float]]] = {}
         all_pairs = {pair: len(data.load_parallel(*pair, "train")) for pair in {(c.src, c.tgt) for c in records}}
         for cell, saved in records.items():
             pairs = cell.pairs or all_pairs[cell.src, cell.tgt]
             by_init.setdefault(cell.init or "scratch", {}).setdefault(pairs, []).append(saved["test"]["bleu"]["score"])
-        plot.score_curves(by_init, ax=ax, metric="test_2016_flickr BLEU (beam 5)")
-        ax.set_title("en→de: BLEU against the parallel budget (mean ± sd over seeds)")
+        plot.score_curves(by_init, ax=ax, metric=BLEU_AXIS, names=plot.INIT_NAMES)
+        ax.set_title("en→de: test BLEU against the parallel pairs (mean ± sample sd over seeds)")
         name = "bleu_vs_pairs.png"
     else:
-        systems: dict[str, list[float]] = {}
-        for cell, saved in records.items():
-            systems.setdefault(cell.system, []).append(saved["test"]["bleu"]["score"])
-        plot.bars({system: statistics.mean(scores) for system, scores in systems.items()}, ax=ax,
-                  ylabel="test_2016_flickr BLEU (beam 5, mean over seeds)")
+        language_pairs = sorted({(c.src, c.tgt) for c in records})
+        fig, axes = _figure((max(5.2 * len(language_pairs) + 0.6, 7.0), 4.4), columns=len(language_pairs))
+        for ax, (src, tgt) in zip(np.atleast_1d(axes), language_pairs):
+            systems: dict[str, list[float]] = {}
+            colors: dict[str, str | None] = {}
+            for cell, saved in records.items():
+                if (cell.src, cell.tgt) == (src, tgt):
+                    systems.setdefault(label(cell), []).append(saved["test"]["bleu"]["score"])
+                    colors[label(cell)] = plot.init_color(cell.init or "scratch")
+            plot.bars(systems, ax=ax, ylabel=BLEU_AXIS, colors=colors)
+            ax.set_title(f"{src}→{tgt}")
+        fig.suptitle("test BLEU: mean ± sample sd over seeds (seed count on each bar)")
         name = "bleu.png"
     written.append(_save(fig, folder / name))
     first_seed: dict[str, Cell] = {}
@@ -300,13 +330,14 @@ def figures(family: str, records: dict[Cell, dict], folder: Path, log=print) -> 
             f"recorded validation curve (records from before curves were kept)")
         return written
     budgets = sorted({c.pairs for c in first_seed.values()}, key=lambda pairs: pairs or 10**9)
-    colors = {variant: f"C{i % 10}" for i, variant in enumerate(sorted({c.variant for c in first_seed.values()}))}
+    colors = {label(c): plot.init_color(c.init or "scratch") for c in first_seed.values()}
     fig, axes = _figure((4.6 * len(budgets) + 1.4, 4.2), columns=len(budgets))
-    for ax, pairs in zip([axes] if len(budgets) == 1 else axes, budgets):
+    for ax, pairs in zip(np.atleast_1d(axes), budgets):
         shown = sorted((c for c in first_seed.values() if c.pairs == pairs), key=lambda c: c.variant)
-        curves = {c.variant: History(evals=records[c]["validation"]["curve"]) for c in shown}
+        curves = {f"{c.src}→{c.tgt} {label(c)}": History(evals=records[c]["validation"]["curve"]) for c in shown}
         plot.learning_curves(curves, key="val_bleu", evals=True, ax=ax,
-                             title=f"{pairs:,} pairs" if pairs else "all pairs", colors=colors)
+                             title=f"{pairs:,} pairs" if pairs else "all pairs",
+                             colors={f"{c.src}→{c.tgt} {label(c)}": colors[label(c)] for c in shown})
     fig.suptitle("validation BLEU (greedy, 400 sentences), first seed of each system")
     written.append(_save(fig, folder / "learning_curves.png"))
     return written
