@@ -348,6 +348,15 @@ def budget_table(cells: list[Cell], rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+COMMITTED = settings.REPO_ROOT / "data" / "results"
+
+
+def committed(*families: str) -> dict[Cell, dict]:
+    """The committed full-mode study in ``data/results``, read (never trained) in either mode: the
+    records of ``families`` together, by cell. The notebooks show it beside the learner's own runs."""
+    return {cell: saved for family in families for cell, saved in recorded(COMMITTED / family).items()}
+
+
 def recorded(folder: Path) -> dict[Cell, dict]:
     """Every run recorded in a family folder: its record, by cell."""
     records = {}
@@ -375,39 +384,58 @@ def label(cell: Cell) -> str:
     return ", ".join(word for word in words if word)
 
 
-def figures(family: str, records: dict[Cell, dict], folder: Path, log=print) -> list[Path]:
-    """The family's figures beside its records: test BLEU against the parallel budget per
-    initialisation, mean ± sd over seeds (budgets), or BLEU per system, mean ± sd with its seed
-    count, one panel per language pair (the others: scores of different pairs are not comparable);
-    and validation BLEU (greedy) against step for every system's first seed, one panel per budget
-    (left as it is while a first seed's record predates recorded curves). Every initialisation
-    has its ``plot.INIT_COLORS`` colour."""
-    written = []
+def _in_order(records: dict[Cell, dict]) -> dict[Cell, dict]:
+    """Records in the order of the figures: scratch first, then ``plot.INIT_COLORS``'s order."""
     order = list(plot.INIT_COLORS)
-    records = dict(sorted(records.items(), key=lambda item: (order.index(item[0].init or "scratch"), item[0].recipe,
-                                                              list(STRATEGY_NAMES).index(item[0].strategy))))
+    return dict(sorted(records.items(), key=lambda item: (order.index(item[0].init or "scratch"), item[0].recipe,
+                                                          list(STRATEGY_NAMES).index(item[0].strategy))))
+
+
+def draw_budgets(records: dict[Cell, dict], ax) -> None:
+    """Test BLEU against the parallel budget, one line per initialisation: mean ± sample sd over
+    seeds, the seed counts in the legend (the ``budgets`` family's figure)."""
+    by_init: dict[str, dict[int, list[float]]] = {}
+    all_pairs = {pair: len(data.load_parallel(*pair, "train")) for pair in {(c.src, c.tgt) for c in records}}
+    for cell, saved in _in_order(records).items():
+        pairs = cell.pairs or all_pairs[cell.src, cell.tgt]
+        by_init.setdefault(cell.init or "scratch", {}).setdefault(pairs, []).append(saved["test"]["bleu"]["score"])
+    plot.score_curves(by_init, ax=ax, metric=BLEU_AXIS, names=plot.INIT_NAMES)
+    pairs = " / ".join(sorted({f"{c.src}→{c.tgt}" for c in records}))
+    ax.set_title(f"{pairs}: test BLEU against the parallel pairs (mean ± sample sd over seeds)")
+
+
+def draw_systems(records: dict[Cell, dict], axes) -> None:
+    """Test BLEU per system, mean ± sample sd with its seed count, on one of ``axes`` per language
+    pair (scores of different pairs are not comparable), in the order of ``language_pairs``."""
+    for ax, (src, tgt) in zip(np.atleast_1d(axes), language_pairs(records)):
+        systems: dict[str, list[float]] = {}
+        colors: dict[str, str | None] = {}
+        for cell, saved in _in_order(records).items():
+            if (cell.src, cell.tgt) == (src, tgt):
+                systems.setdefault(label(cell), []).append(saved["test"]["bleu"]["score"])
+                colors[label(cell)] = plot.init_color(cell.init or "scratch")
+        plot.bars(systems, ax=ax, ylabel=BLEU_AXIS, colors=colors)
+        ax.set_title(f"{src}→{tgt}")
+
+
+def language_pairs(records: dict[Cell, dict]) -> list[tuple[str, str]]:
+    return sorted({(c.src, c.tgt) for c in records})
+
+
+def figures(family: str, records: dict[Cell, dict], folder: Path, log=print) -> list[Path]:
+    """The family's figures beside its records: ``draw_budgets`` (budgets) or ``draw_systems``
+    (the others); and validation BLEU (greedy) against step for every system's first seed, one
+    panel per budget (left as it is while a first seed's record predates recorded curves). Every
+    initialisation has its ``plot.INIT_COLORS`` colour."""
+    written = []
     if family == "budgets":
         fig, ax = _figure((8.5, 4.2))
-        by_init: dict[str, dict[int, list[float]]] = {}
-        all_pairs = {pair: len(data.load_parallel(*pair, "train")) for pair in {(c.src, c.tgt) for c in records}}
-        for cell, saved in records.items():
-            pairs = cell.pairs or all_pairs[cell.src, cell.tgt]
-            by_init.setdefault(cell.init or "scratch", {}).setdefault(pairs, []).append(saved["test"]["bleu"]["score"])
-        plot.score_curves(by_init, ax=ax, metric=BLEU_AXIS, names=plot.INIT_NAMES)
-        ax.set_title("en→de: test BLEU against the parallel pairs (mean ± sample sd over seeds)")
+        draw_budgets(records, ax)
         name = "bleu_vs_pairs.png"
     else:
-        language_pairs = sorted({(c.src, c.tgt) for c in records})
-        fig, axes = _figure((max(5.2 * len(language_pairs) + 0.6, 7.0), 4.4), columns=len(language_pairs))
-        for ax, (src, tgt) in zip(np.atleast_1d(axes), language_pairs):
-            systems: dict[str, list[float]] = {}
-            colors: dict[str, str | None] = {}
-            for cell, saved in records.items():
-                if (cell.src, cell.tgt) == (src, tgt):
-                    systems.setdefault(label(cell), []).append(saved["test"]["bleu"]["score"])
-                    colors[label(cell)] = plot.init_color(cell.init or "scratch")
-            plot.bars(systems, ax=ax, ylabel=BLEU_AXIS, colors=colors)
-            ax.set_title(f"{src}→{tgt}")
+        columns = len(language_pairs(records))
+        fig, axes = _figure((max(5.2 * columns + 0.6, 7.0), 4.4), columns=columns)
+        draw_systems(records, axes)
         fig.suptitle("test BLEU: mean ± sample sd over seeds (seed count on each bar)")
         name = "bleu.png"
     written.append(_save(fig, folder / name))
