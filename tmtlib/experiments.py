@@ -257,13 +257,14 @@ class Versus:
         test over seeds p = 0.050", or "1 seed against 1, no translations recorded: no test"."""
         seeds = f"{len(self.b_scores)} seed{'s' if len(self.b_scores) > 1 else ''} against {len(self.a_scores)}"
         if self.bootstrap_p:
-            return "paired bootstrap " + ", ".join(f"p {_p_phrase(p)} (seed {seed})" for seed, p in self.bootstrap_p.items())
+            return "paired bootstrap " + ", ".join(f"p {p_phrase(p)} (seed {seed})" for seed, p in self.bootstrap_p.items())
         if min(len(self.a_scores), len(self.b_scores)) == 1 and max(len(self.a_scores), len(self.b_scores)) < 3:
             return f"{seeds}, no translations recorded: no test"
-        return f"{seeds}, rank test over seeds p {_p_phrase(self.rank_p)}"
+        return f"{seeds}, rank test over seeds p {p_phrase(self.rank_p)}"
 
 
-def _p_phrase(p: float) -> str:
+def p_phrase(p: float) -> str:
+    """A p-value after "p": "≤ 0.001" at the bootstrap's floor, "= 0.051" above it."""
     text = p_value_text(p)
     return text if text.startswith("≤") else f"= {text}"
 
