@@ -253,11 +253,15 @@ class Versus:
         return self.rank_p <= 0.05 + 1e-12
 
     def evidence(self) -> str:
-        """The evidence in words: "paired bootstrap p ≤ 0.001 (seed 0)", "3 seeds against 3, rank
+        """The evidence in words: "paired bootstrap p ≤ 0.001 (seed 0)" ("... on each of the 3
+        seeds" when every seed gives the same), "3 seeds against 3, rank
         test over seeds p = 0.050", or "1 seed against 1, no translations recorded: no test"."""
         seeds = f"{len(self.b_scores)} seed{'s' if len(self.b_scores) > 1 else ''} against {len(self.a_scores)}"
         if self.bootstrap_p:
-            return "paired bootstrap " + ", ".join(f"p {p_phrase(p)} (seed {seed})" for seed, p in self.bootstrap_p.items())
+            phrases = {seed: p_phrase(p) for seed, p in self.bootstrap_p.items()}
+            if len(phrases) > 1 and len(set(phrases.values())) == 1:
+                return f"paired bootstrap p {phrases[min(phrases)]} on each of the {len(phrases)} seeds"
+            return "paired bootstrap " + ", ".join(f"p {phrase} (seed {seed})" for seed, phrase in phrases.items())
         if min(len(self.a_scores), len(self.b_scores)) == 1 and max(len(self.a_scores), len(self.b_scores)) < 3:
             return f"{seeds}, no translations recorded: no test"
         return f"{seeds}, rank test over seeds p {p_phrase(self.rank_p)}"
