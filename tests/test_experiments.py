@@ -50,3 +50,45 @@ def test_an_hour_from_the_denoising_autoencoder_trains_for_the_hour_less_its_pre
     assert asked["dae"].max_steps == round(2200 * asked["dae"].max_minutes / 60)
     with pytest.raises(ValueError, match="starts from scratch or dae"):
         experiments.full(inits=["parent_long"])
+
+
+def test_the_rank_test_over_seeds_is_exact_and_cannot_go_below_its_floor():
+    assert experiments.seed_rank_p([1.0, 2.0, 3.0], [4.0, 5.0, 6.0]) == pytest.approx(1 / 20)
+    assert experiments.seed_rank_p([4.0, 5.0, 6.0], [1.0, 2.0, 3.0]) == 1.0
+    assert experiments.seed_rank_p([1.0], [2.0, 3.0, 4.0]) == pytest.approx(1 / 4)
+    assert experiments.seed_rank_p([1.0, 3.0, 5.0], [2.0, 4.0, 6.0]) == pytest.approx(0.35)  # interleaved
+
+
+def _record(cell: Cell, bleu: float, hypotheses: list[str] | None = None, comparison: dict | None = None) -> dict:
+    test = {"bleu": {"score": bleu}} | ({"hypotheses": hypotheses} if hypotheses else {})
+    return {"test": test, "data": {"test_split": "test_2016_flickr"}} | ({"comparison": comparison} if comparison else {})
+
+
+def test_versus_uses_a_paired_bootstrap_where_both_runs_kept_translations(monkeypatch):
+    refs = [f"ein hund läuft über die wiese nummer {i} ." for i in range(40)]
+    monkeypatch.setattr(experiments.data, "load_parallel", lambda src, tgt, split: [("", r) for r in refs])
+    good, bad = Cell("x", "dae", 1000, 0), Cell("x", "lm", 1000, 0)
+    records = {good: _record(good, 30.0, refs), bad: _record(bad, 2.0, ["eine katze ."] * 40)}
+    result = experiments.versus(records, "en-de_lm_1000", "en-de_dae_1000")
+    assert result.delta == 28.0 and result.bootstrap_p[0] < 0.01 and result.established
+    assert result.evidence() == "paired bootstrap p ≤ 0.001 (seed 0)"
+
+
+def test_versus_without_translations_falls_back_on_seeds_and_says_when_there_is_no_test():
+    cells = {init: [Cell("x", init, 1000, seed) for seed in range(3)] for init in ("dae", "ae")}
+    records = {cell: _record(cell, score) for init, scores in (("dae", [18, 19, 20]), ("ae", [17, 16, 15]))
+               for cell, score in zip(cells[init], scores)}
+    three = experiments.versus(records, "en-de_ae_1000", "en-de_dae_1000")
+    assert three.established and three.evidence() == "3 seeds against 3, rank test over seeds p = 0.050"
+    one = experiments.versus({c: records[c] for c in (cells["dae"][0], cells["ae"][0])}, "en-de_ae_1000", "en-de_dae_1000")
+    assert not one.established and one.evidence() == "1 seed against 1, no translations recorded: no test"
+    with pytest.raises(ValueError, match="no recorded run"):
+        experiments.versus(records, "en-de_vae_1000", "en-de_dae_1000")
+
+
+def test_versus_reuses_the_comparison_a_record_keeps_with_its_scratch_run():
+    scratch, dae = Cell("x", None, None, 0, recipe="long"), Cell("x", "dae", None, 0, recipe="long")
+    records = {scratch: _record(scratch, 36.9),
+               dae: _record(dae, 37.7, comparison={"baseline": scratch.name, "baseline_bleu": 36.9, "p_value": 0.051})}
+    result = experiments.versus(records, scratch.system, dae.system)
+    assert result.bootstrap_p == {0: 0.051} and not result.established

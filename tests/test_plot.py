@@ -17,3 +17,26 @@ def test_score_curves_error_bars_are_sample_standard_deviations():
     segments = bars.lines[2][0].get_segments()
     half_widths = [abs(segment[1][1] - segment[0][1]) / 2 for segment in segments]
     assert np.allclose(half_widths, [np.std([18.0, 19.0, 20.0], ddof=1), 0.0])
+
+
+def test_an_initialisation_has_one_colour_in_curves_bars_and_learning_curves():
+    from matplotlib.colors import to_hex
+
+    from tmtlib.plot import INIT_COLORS, bars, learning_curves
+    from tmtlib.train import History
+
+    green = to_hex(INIT_COLORS["dae"])
+    curves = score_curves({"dae": {1000: [18.0, 19.0]}, "scratch": {1000: [12.0, 13.0]}})
+    assert to_hex(curves.lines[0].get_color()) == green
+    assert "(2 seeds)" in curves.get_legend().get_texts()[0].get_text()
+    bar_ax = bars({"scratch": 14.4, "DAE": 21.3})
+    assert to_hex(bar_ax.patches[1].get_facecolor()) == green
+    lines = learning_curves({"DAE": History(evals=[{"step": 50, "val_bleu": 3.0}])}, "val_bleu", evals=True)
+    assert to_hex(lines.lines[0].get_color()) == green and lines.get_ylabel() == "validation BLEU (greedy)"
+
+
+def test_every_bar_is_labelled_so_a_zero_height_bar_is_seen():
+    from tmtlib.plot import bars
+
+    ax = bars({"full": [31.3], "frozen encoder": [0.0, 0.0]})
+    assert [t.get_text() for t in ax.texts] == ["31.3\n(1 seed)", "0.0 ± 0.0\n(2 seeds)"]

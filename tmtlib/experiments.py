@@ -26,6 +26,7 @@ the committed full-mode results in ``data/results``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import platform
@@ -35,6 +36,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import checkpoint, course, data, pipeline, plot, settings
@@ -217,6 +219,100 @@ def summarise(cells: list[Cell], records: dict[Cell, dict]) -> list[dict[str, An
     return rows
 
 
+@dataclass(frozen=True)
+class Versus:
+    """System ``b`` against system ``a`` (names as ``Cell.system``), from their records: test BLEU
+    by seed, and each kind of evidence the records allow. ``bootstrap_p``: for each seed whose two
+    runs both kept their test translations (or whose ``b`` run kept its comparison with ``a``, its
+    scratch run), Koehn's (2004) paired bootstrap p-value, one-sided: the share of resampled test
+    sets on which ``b`` does not beat ``a``. ``rank_p``: an exact one-sided rank test over seeds
+    (``seed_rank_p``), for when the records hold scores but no translations."""
+
+    a: str
+    b: str
+    a_scores: dict[int, float]
+    b_scores: dict[int, float]
+    bootstrap_p: dict[int, float]
+
+    @property
+    def delta(self) -> float:
+        """Mean BLEU of ``b`` minus mean BLEU of ``a``."""
+        return statistics.mean(self.b_scores.values()) - statistics.mean(self.a_scores.values())
+
+    @property
+    def rank_p(self) -> float:
+        return seed_rank_p(list(self.a_scores.values()), list(self.b_scores.values()))
+
+    @property
+    def established(self) -> bool:
+        """Whether the records show ``b`` better than ``a`` at the 5% level: every seed's paired
+        bootstrap (p < 0.05), or else the rank test over seeds (p ≤ 0.05; its floor is 0.05 with 3
+        seeds against 3, and higher with fewer)."""
+        if self.bootstrap_p:
+            return all(p < 0.05 for p in self.bootstrap_p.values())
+        return self.rank_p <= 0.05 + 1e-12
+
+    def evidence(self) -> str:
+        """The evidence in words: "paired bootstrap p ≤ 0.001 (seed 0)" ("... on each of the 3
+        seeds" when every seed gives the same), "3 seeds against 3, rank
+        test over seeds p = 0.050", or "1 seed against 1, no translations recorded: no test"."""
+        seeds = f"{len(self.b_scores)} seed{'s' if len(self.b_scores) > 1 else ''} against {len(self.a_scores)}"
+        if self.bootstrap_p:
+            phrases = {seed: p_phrase(p) for seed, p in self.bootstrap_p.items()}
+            if len(phrases) > 1 and len(set(phrases.values())) == 1:
+                return f"paired bootstrap p {phrases[min(phrases)]} on each of the {len(phrases)} seeds"
+            return "paired bootstrap " + ", ".join(f"p {phrase} (seed {seed})" for seed, phrase in phrases.items())
+        if min(len(self.a_scores), len(self.b_scores)) == 1 and max(len(self.a_scores), len(self.b_scores)) < 3:
+            return f"{seeds}, no translations recorded: no test"
+        return f"{seeds}, rank test over seeds p {p_phrase(self.rank_p)}"
+
+
+def p_phrase(p: float) -> str:
+    """A p-value after "p": "≤ 0.001" at the bootstrap's floor, "= 0.051" above it."""
+    text = p_value_text(p)
+    return text if text.startswith("≤") else f"= {text}"
+
+
+def seed_rank_p(a: list[float], b: list[float]) -> float:
+    """Exact one-sided Mann–Whitney test that ``b``'s seeds score higher than ``a``'s: of all ways
+    to split the pooled scores into groups of these sizes, the share whose ``b`` group wins at least
+    as many of the (b, a) pairs as observed (a tie counts half). No distribution is assumed, so a
+    few seeds give little: complete separation of 3 seeds from 3 gives 1/20 = 0.05, of 3 from 1 1/4."""
+    pooled = a + b
+
+    def wins(group: tuple[int, ...]) -> float:
+        rest = [pooled[i] for i in range(len(pooled)) if i not in group]
+        return sum((pooled[i] > x) + 0.5 * (pooled[i] == x) for i in group for x in rest)
+
+    observed = wins(tuple(range(len(a), len(pooled))))
+    splits = [wins(group) for group in itertools.combinations(range(len(pooled)), len(b))]
+    return sum(w >= observed - 1e-12 for w in splits) / len(splits)
+
+
+def versus(records: dict[Cell, dict], a: str, b: str) -> Versus:
+    """System ``b`` against system ``a`` from ``records`` (``recorded``; several families' records
+    may be merged): their scores by seed and, seed by seed, the paired bootstrap where the records
+    allow it (both runs' translations, or ``b``'s kept comparison with its scratch run ``a``)."""
+    runs = {name: {cell.seed: cell for cell in records if cell.system == name} for name in (a, b)}
+    for name, cells in runs.items():
+        if not cells:
+            raise ValueError(f"no recorded run of {name!r}")
+    bootstrap_p = {}
+    for seed in sorted(runs[a].keys() & runs[b].keys()):
+        cell_a, cell_b = runs[a][seed], runs[b][seed]
+        test_a, test_b = records[cell_a]["test"], records[cell_b]["test"]
+        kept = records[cell_b].get("comparison")
+        if kept and kept["baseline"] == cell_a.name:
+            bootstrap_p[seed] = kept["p_value"]
+        elif "hypotheses" in test_a and "hypotheses" in test_b:
+            refs = [t for _, t in data.load_parallel(cell_b.src, cell_b.tgt, records[cell_b]["data"]["test_split"])]
+            bootstrap_p[seed] = paired_bootstrap(test_a["hypotheses"], test_b["hypotheses"],
+                                                 refs[: len(test_b["hypotheses"])]).p_value
+    scores = {name: {seed: records[cell]["test"]["bleu"]["score"] for seed, cell in sorted(cells.items())}
+              for name, cells in runs.items()}
+    return Versus(a, b, scores[a], scores[b], bootstrap_p)
+
+
 def p_value_text(p: float, samples: int = 1000) -> str:
     """A bootstrap p-value as text: with ``samples`` resamples the smallest value the test can give
     is 1 / (samples + 1), so that value is written as an upper bound (``≤ 0.001``)."""
@@ -257,6 +353,15 @@ def budget_table(cells: list[Cell], rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+COMMITTED = settings.REPO_ROOT / "data" / "results"
+
+
+def committed(*families: str) -> dict[Cell, dict]:
+    """The committed full-mode study in ``data/results``, read (never trained) in either mode: the
+    records of ``families`` together, by cell. The notebooks show it beside the learner's own runs."""
+    return {cell: saved for family in families for cell, saved in recorded(COMMITTED / family).items()}
+
+
 def recorded(folder: Path) -> dict[Cell, dict]:
     """Every run recorded in a family folder: its record, by cell."""
     records = {}
@@ -267,28 +372,76 @@ def recorded(folder: Path) -> dict[Cell, dict]:
     return records
 
 
+STRATEGY_NAMES = {"full": "full fine-tuning", "freeze_encoder": "frozen encoder", "gradual": "gradual unfreezing",
+                  "discriminative": "discriminative rates"}
+RECIPE_NAMES = {"course": "", "long": "60 min", "long_bf16": "60 min, bf16"}
+BLEU_AXIS = "test BLEU (test_2016_flickr, beam 5)"
+
+
+def label(cell: Cell) -> str:
+    """A cell's system in words, for legends and tick labels: "DAE", "60-min parent",
+    "scratch, 60 min", "frozen encoder" (a strategy of the ``strategies`` family's one parent)."""
+    if cell.family == "strategies":
+        return STRATEGY_NAMES[cell.strategy]
+    words = [plot.INIT_NAMES.get(cell.init or "scratch", cell.init or "scratch"), RECIPE_NAMES[cell.recipe]]
+    if cell.strategy != "full":
+        words.append(STRATEGY_NAMES[cell.strategy])
+    return ", ".join(word for word in words if word)
+
+
+def _in_order(records: dict[Cell, dict]) -> dict[Cell, dict]:
+    """Records in the order of the figures: scratch first, then ``plot.INIT_COLORS``'s order."""
+    order = list(plot.INIT_COLORS)
+    return dict(sorted(records.items(), key=lambda item: (order.index(item[0].init or "scratch"), item[0].recipe,
+                                                          list(STRATEGY_NAMES).index(item[0].strategy))))
+
+
+def draw_budgets(records: dict[Cell, dict], ax) -> None:
+    """Test BLEU against the parallel budget, one line per initialisation: mean ± sample sd over
+    seeds, the seed counts in the legend (the ``budgets`` family's figure)."""
+    by_init: dict[str, dict[int, list[float]]] = {}
+    all_pairs = {pair: len(data.load_parallel(*pair, "train")) for pair in {(c.src, c.tgt) for c in records}}
+    for cell, saved in _in_order(records).items():
+        pairs = cell.pairs or all_pairs[cell.src, cell.tgt]
+        by_init.setdefault(cell.init or "scratch", {}).setdefault(pairs, []).append(saved["test"]["bleu"]["score"])
+    plot.score_curves(by_init, ax=ax, metric=BLEU_AXIS, names=plot.INIT_NAMES)
+    pairs = " / ".join(sorted({f"{c.src}→{c.tgt}" for c in records}))
+    ax.set_title(f"{pairs}: test BLEU against the parallel pairs (mean ± sample sd over seeds)")
+
+
+def draw_systems(records: dict[Cell, dict], axes) -> None:
+    """Test BLEU per system, mean ± sample sd with its seed count, on one of ``axes`` per language
+    pair (scores of different pairs are not comparable), in the order of ``language_pairs``."""
+    for ax, (src, tgt) in zip(np.atleast_1d(axes), language_pairs(records)):
+        systems: dict[str, list[float]] = {}
+        colors: dict[str, str | None] = {}
+        for cell, saved in _in_order(records).items():
+            if (cell.src, cell.tgt) == (src, tgt):
+                systems.setdefault(label(cell), []).append(saved["test"]["bleu"]["score"])
+                colors[label(cell)] = plot.init_color(cell.init or "scratch")
+        plot.bars(systems, ax=ax, ylabel=BLEU_AXIS, colors=colors)
+        ax.set_title(f"{src}→{tgt}")
+
+
+def language_pairs(records: dict[Cell, dict]) -> list[tuple[str, str]]:
+    return sorted({(c.src, c.tgt) for c in records})
+
+
 def figures(family: str, records: dict[Cell, dict], folder: Path, log=print) -> list[Path]:
-    """The family's figures beside its records: test BLEU against the parallel budget per
-    initialisation, mean ± sd over seeds (budgets), or mean BLEU per system (the others); and
-    validation BLEU (greedy) against step for every system's first seed, one panel per budget
-    (left as it is while a first seed's record predates recorded curves)."""
+    """The family's figures beside its records: ``draw_budgets`` (budgets) or ``draw_systems``
+    (the others); and validation BLEU (greedy) against step for every system's first seed, one
+    panel per budget (left as it is while a first seed's record predates recorded curves). Every
+    initialisation has its ``plot.INIT_COLORS`` colour."""
     written = []
-    fig, ax = _figure((6.5, 4))
     if family == "budgets":
-        by_init: dict[str, dict[int, list[float]]] = {}
-        all_pairs = {pair: len(data.load_parallel(*pair, "train")) for pair in {(c.src, c.tgt) for c in records}}
-        for cell, saved in records.items():
-            pairs = cell.pairs or all_pairs[cell.src, cell.tgt]
-            by_init.setdefault(cell.init or "scratch", {}).setdefault(pairs, []).append(saved["test"]["bleu"]["score"])
-        plot.score_curves(by_init, ax=ax, metric="test_2016_flickr BLEU (beam 5)")
-        ax.set_title("en→de: BLEU against the parallel budget (mean ± sd over seeds)")
+        fig, ax = _figure((8.5, 4.2))
+        draw_budgets(records, ax)
         name = "bleu_vs_pairs.png"
     else:
-        systems: dict[str, list[float]] = {}
-        for cell, saved in records.items():
-            systems.setdefault(cell.system, []).append(saved["test"]["bleu"]["score"])
-        plot.bars({system: statistics.mean(scores) for system, scores in systems.items()}, ax=ax,
-                  ylabel="test_2016_flickr BLEU (beam 5, mean over seeds)")
+        columns = len(language_pairs(records))
+        fig, axes = _figure((max(5.2 * columns + 0.6, 7.0), 4.4), columns=columns)
+        draw_systems(records, axes)
+        fig.suptitle("test BLEU: mean ± sample sd over seeds (seed count on each bar)")
         name = "bleu.png"
     written.append(_save(fig, folder / name))
     first_seed: dict[str, Cell] = {}
@@ -300,13 +453,14 @@ def figures(family: str, records: dict[Cell, dict], folder: Path, log=print) -> 
             f"recorded validation curve (records from before curves were kept)")
         return written
     budgets = sorted({c.pairs for c in first_seed.values()}, key=lambda pairs: pairs or 10**9)
-    colors = {variant: f"C{i % 10}" for i, variant in enumerate(sorted({c.variant for c in first_seed.values()}))}
+    colors = {label(c): plot.init_color(c.init or "scratch") for c in first_seed.values()}
     fig, axes = _figure((4.6 * len(budgets) + 1.4, 4.2), columns=len(budgets))
-    for ax, pairs in zip([axes] if len(budgets) == 1 else axes, budgets):
+    for ax, pairs in zip(np.atleast_1d(axes), budgets):
         shown = sorted((c for c in first_seed.values() if c.pairs == pairs), key=lambda c: c.variant)
-        curves = {c.variant: History(evals=records[c]["validation"]["curve"]) for c in shown}
+        curves = {f"{c.src}→{c.tgt} {label(c)}": History(evals=records[c]["validation"]["curve"]) for c in shown}
         plot.learning_curves(curves, key="val_bleu", evals=True, ax=ax,
-                             title=f"{pairs:,} pairs" if pairs else "all pairs", colors=colors)
+                             title=f"{pairs:,} pairs" if pairs else "all pairs",
+                             colors={f"{c.src}→{c.tgt} {label(c)}": colors[label(c)] for c in shown})
     fig.suptitle("validation BLEU (greedy, 400 sentences), first seed of each system")
     written.append(_save(fig, folder / "learning_curves.png"))
     return written
