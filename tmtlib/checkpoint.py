@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import pickletools
 import re
 import socket
 import time
@@ -67,14 +68,21 @@ def _write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) ->
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except OSError as error:
+    except BaseException as error:
         tmp.unlink(missing_ok=True)
-        raise CheckpointError(f"cannot write {path}: {error.strerror or error}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        cause = _os_error(error)
+        if cause is None:
+            raise
+        raise CheckpointError(f"cannot write {path}: {cause.strerror or cause}") from None
     _fsync_folder(path.parent)
     return path
+
+
+def _os_error(error: BaseException | None) -> OSError | None:
+    """The file-system error behind ``error`` (torch.save re-raises a full disk as a RuntimeError)."""
+    while error is not None and not isinstance(error, OSError):
+        error = error.__context__
+    return error
 
 
 def save_atomic(obj: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -157,11 +165,22 @@ def run_folder_lock(folder: str | os.PathLike, wait: bool = False) -> Iterator[P
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _refusal(error: Exception) -> str:
+def _is_pickle(path: Path) -> bool:
+    """Whether ``path`` starts with one complete pickle (parsed, never run)."""
+    try:
+        with open(path, "rb") as handle:
+            for _ in pickletools.genops(handle):
+                pass
+    except Exception:  # genops raises ValueError, EOFError and others on bytes that are no pickle
+        return False
+    return True
+
+
+def _refusal(path: Path, error: Exception) -> str:
     """Why ``torch.load(weights_only=True)`` refused a file: Python objects, or damage."""
     text = str(error)
-    if isinstance(error, pickle.UnpicklingError) and "Weights only load failed" in text:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if isinstance(error, pickle.UnpicklingError) and (found or _is_pickle(path)):
         holds = f"it holds a Python object ({found.group(1)})" if found else "it is a pickle of Python objects"
         return f"not a plain-weights checkpoint: {holds}, which could run code when loaded, so it is refused"
     return f"not a readable checkpoint: damaged or partial file (corrupted or truncated?): {type(error).__name__}"
@@ -179,7 +198,7 @@ def read(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> A
             warnings.simplefilter("ignore", UserWarning)
             return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises pickle, zip and runtime errors alike for a bad file
-        raise CheckpointError(f"{path} is {_refusal(error)}") from None
+        raise CheckpointError(f"{path} is {_refusal(path, error)}") from None
 
 
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
