@@ -148,7 +148,7 @@ def test_every_field_of_the_wrong_type_is_refused_naming_it(cls):
 
 @pytest.mark.parametrize("settings, message", [
     ({"max_steps": 10.5}, "max_steps must be an integer, not 10.5"), ({"max_steps": True}, "max_steps must be"),
-    ({"lr": float("nan")}, "lr must be a number"), ({"lr": 0}, "lr must be above 0"),
+    ({"lr": float("nan")}, "lr must be a number"), ({"lr": -1e-3}, "lr must be at least 0"),
     ({"betas": (0.9, 1.0)}, "betas must be below 1"), ({"max_minutes": 0}, "above 0"),
     ({"patience": 0}, "at least 1"), ({"warmup_steps": -5}, "at least 0"), ({"device": "tpu"}, "unknown device"),
     ({"schedule": "step"}, "unknown schedule"), ({"eval_every": 0}, "at least 1")])

@@ -70,7 +70,7 @@ def _write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) ->
         os.replace(tmp, path)
     except BaseException as error:
         tmp.unlink(missing_ok=True)
-        cause = _os_error(error)
+        cause = _os_error(error) if isinstance(error, Exception) else None
         if cause is None:
             raise
         raise CheckpointError(f"cannot write {path}: {cause.strerror or cause}") from None

@@ -34,7 +34,8 @@ from pathlib import Path
 from . import checkpoint, course, data, pipeline, settings
 from .evaluate import evaluate
 from .models import PRECISIONS
-from .tokenize import normalize
+from .objectives import KL_SCHEDULES
+from .tokenize import LANGUAGES, normalize
 from .train import TrainConfig
 from .transfer import PARTS, TransferError
 from .validation import SettingError, from_plain
@@ -234,13 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     pre = commands.add_parser("pretrain", help="pretrain on monolingual text (ae, dae, vae, lm)")
-    pre.add_argument("--objective", choices=["ae", "dae", "vae", "lm"])
-    pre.add_argument("--langs", nargs="+", choices=["en", "de", "fr", "cs"])
-    pre.add_argument("--preset", choices=["tiny", "small", "course", "large"])
+    pre.add_argument("--objective", choices=pipeline.PRETRAINING_OBJECTIVES)
+    pre.add_argument("--langs", nargs="+", choices=LANGUAGES)
+    pre.add_argument("--preset", choices=pipeline.PRESET_NAMES)
     pre.add_argument("--sentences-per-lang", type=int)
     pre.add_argument("--include-task1-train", action="store_true", default=None)
     pre.add_argument("--latent-dim", type=int)
-    pre.add_argument("--kl-schedule", choices=["constant", "linear", "sigmoid", "cyclical"])
+    pre.add_argument("--kl-schedule", choices=KL_SCHEDULES)
     pre.add_argument("--kl-warmup", type=int)
     pre.add_argument("--max-beta", type=float)
     pre.add_argument("--free-bits", type=float)
@@ -253,11 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     pre.set_defaults(run=cmd_pretrain)
 
     fine = commands.add_parser("finetune", help="train a translator, from scratch or a checkpoint")
-    fine.add_argument("--src", choices=["en", "de", "fr", "cs"])
-    fine.add_argument("--tgt", choices=["en", "de", "fr", "cs"])
+    fine.add_argument("--src", choices=LANGUAGES)
+    fine.add_argument("--tgt", choices=LANGUAGES)
     fine.add_argument("--pairs", type=int, help="training pairs (a fixed seeded subset); all by default")
     fine.add_argument("--subset-seed", type=int)
-    fine.add_argument("--preset", choices=["tiny", "small", "course", "large"])
+    fine.add_argument("--preset", choices=pipeline.PRESET_NAMES)
     fine.add_argument("--init", help="checkpoint to initialise from (any objective, any pair)")
     fine.add_argument("--parts", nargs="+", choices=list(PARTS), help="parts to transfer from --init")
     fine.add_argument("--label-smoothing", type=float)
@@ -310,7 +311,7 @@ def _file_error(error: OSError) -> str:
     """One line for a file-system failure (a full disk, a read-only folder): the path and the reason."""
     where = f"{error.filename}: " if error.filename else ""
     hint = ""
-    if error.filename and Path(error.filename).resolve().is_relative_to(settings.home().resolve()):
+    if isinstance(error.filename, str) and Path(error.filename).resolve().is_relative_to(settings.home().resolve()):
         hint = f" (the data cache {settings.home()}: set TMT_HOME to a writable folder)"
     return f"{where}{error.strerror or error}{hint}"
 

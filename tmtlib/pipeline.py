@@ -24,7 +24,7 @@ from .decode import translate
 from .evaluate import Score, bleu, evaluate
 from .models import PRESETS, ModelConfig, Seq2Seq, model_config
 from .noise import NoiseConfig
-from .objectives import KLSchedule, make_objective, monolingual_examples, translation_examples
+from .objectives import KL_SCHEDULES, OBJECTIVES, KLSchedule, make_objective, monolingual_examples, translation_examples
 from .tokenize import LANGUAGES, Tokenizer, course_tokenizer
 from .train import LOSS_METRICS, History, TrainConfig, check_run, train
 from .transfer import DEFAULT_PARTS, PARTS, GradualUnfreezing, TransferReport, freeze, parameter_groups, transfer
@@ -35,8 +35,7 @@ STRATEGIES = ("full", "freeze_encoder", "gradual", "discriminative")
 PARAPHRASE_VALID_IMAGES = 500  # task-2 val images 0..499 select models; the rest are the paraphrase test set
 
 
-OBJECTIVES = ("ae", "dae", "vae", "lm")
-KL_SCHEDULES = ("constant", "linear", "sigmoid", "cyclical")
+PRETRAINING_OBJECTIVES = tuple(name for name in OBJECTIVES if name != "translation")
 PRESET_NAMES = tuple(PRESETS)
 
 
@@ -44,7 +43,7 @@ PRESET_NAMES = tuple(PRESETS)
 class PretrainSpec:
     """A pretraining run on monolingual text (task-2 captions, disjoint from evaluation sets)."""
 
-    objective: str = setting("dae", choices=OBJECTIVES)
+    objective: str = setting("dae", choices=PRETRAINING_OBJECTIVES)
     langs: tuple[str, ...] = setting(("en", "de"), choices=LANGUAGES, nonempty=True)
     preset: str = setting("course", choices=PRESET_NAMES)
     sentences_per_lang: int | None = setting(None, at_least=1)  # None: the whole pool

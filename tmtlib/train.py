@@ -55,7 +55,7 @@ class TrainConfig:
     max_minutes: float | None = setting(None, above=0)  # wall-clock budget, summed over resumed runs
     max_tokens: int = setting(4096, at_least=1)  # padded tokens per batch (per process)
     accumulate: int = setting(1, at_least=1)  # batches per optimiser step
-    lr: float = setting(7e-4, above=0)
+    lr: float = setting(7e-4, at_least=0)  # 0: nothing learns (a baseline)
     betas: tuple[float, float] = setting((0.9, 0.98), at_least=0, below=1)
     weight_decay: float = setting(0.01, at_least=0)
     warmup_steps: int = setting(400, at_least=0)
@@ -157,7 +157,7 @@ def check_run(config: TrainConfig, examples: Sequence[Example], valid: Sequence[
         raise ValueError("no training examples: check the data and the length filter")
     if valid is not None and not valid:
         raise ValueError("the validation set is empty")
-    if evaluate is None and config.select not in LOSS_METRICS:
+    if valid is not None and evaluate is None and config.select not in LOSS_METRICS:
         raise ValueError(f"unknown select {config.select!r}: validation reports {', '.join(LOSS_METRICS)}")
     longest = max(example.size for example in examples)
     if config.max_tokens < longest:
