@@ -1,47 +1,104 @@
-"""Crash-safe checkpoints: written atomically, read with ``weights_only=True``.
+"""Crash-safe checkpoints and run folders: written atomically, read with ``weights_only=True``.
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so it loads without
-unpickling arbitrary objects. Writing goes to a temporary file in the same folder, which is
-flushed to disk and then renamed over the old file: a crash at any moment leaves either the old
-checkpoint or the new one, never a damaged mix.
+unpickling arbitrary objects. Writing goes to a temporary file in the same folder, named per
+process, which is flushed and fsynced and then renamed over the old file (and the folder fsynced):
+a crash at any moment leaves either the old checkpoint or the new one, never a damaged mix, and a
+write that fails (no space left, a read-only folder) leaves the old one and no temporary file.
+A run folder is locked for the run's lifetime (``run_folder_lock``): one run per folder.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
+import pickletools
+import re
+import socket
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 import torch
 
 
 class CheckpointError(ValueError):
-    """A checkpoint is missing, damaged, or not one of ours."""
+    """A checkpoint is missing, damaged, not one of ours, or cannot be written."""
+
+
+class FolderBusy(CheckpointError):
+    """Another process holds the run folder's lock."""
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened, as on Windows)."""
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def _write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
+    """Write ``path`` durably via a temporary file named per process and an atomic rename.
+
+    The bytes are flushed and fsynced before the rename and the folder after it, so after a
+    crash or power loss the path holds the old file or the new one, never a mix. A failure (no
+    space left, a read-only folder) removes the temporary file and raises one ``CheckpointError``
+    naming the path and the reason; the old file stays as it was.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as error:
+        tmp.unlink(missing_ok=True)
+        cause = _os_error(error) if isinstance(error, Exception) else None
+        if cause is None:
+            raise
+        raise CheckpointError(f"cannot write {path}: {cause.strerror or cause}") from None
+    _fsync_folder(path.parent)
+    return path
+
+
+def _os_error(error: BaseException | None) -> OSError | None:
+    """The file-system error behind ``error`` (torch.save re-raises a full disk as a RuntimeError)."""
+    while error is not None and not isinstance(error, OSError):
+        error = error.__context__
+    return error
 
 
 def save_atomic(obj: dict[str, Any], path: str | os.PathLike) -> Path:
-    """``torch.save`` to ``path`` via a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        torch.save(obj, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return path
+    """``torch.save`` to ``path`` durably and atomically (``_write_atomic``)."""
+    return _write_atomic(path, lambda handle: torch.save(obj, handle))
+
+
+def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> Path:
+    """Write ``data`` to ``path`` durably and atomically (``_write_atomic``)."""
+    return _write_atomic(path, lambda handle: handle.write(data))
 
 
 def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
-    """Write ``text`` via a temporary file and an atomic rename, so that a reader (or a crash)
-    finds the old file or the new one, never half of one; the temporary file is named per
-    process, so two runs of a family writing the same summary never share it."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    """Write ``text`` as UTF-8 durably and atomically, so that a reader (or a crash) finds the old
+    file or the new one, never half of one; two processes never share a temporary file."""
+    return write_bytes_atomic(text.encode("utf-8"), path)
 
 
 def write_json_atomic(value: Any, path: str | os.PathLike, indent: int | None = 1) -> Path:
@@ -49,16 +106,99 @@ def write_json_atomic(value: Any, path: str | os.PathLike, indent: int | None = 
     return write_text_atomic(json.dumps(value, indent=indent), path)
 
 
+def check_writable(path: str | os.PathLike) -> Path:
+    """Refuse, before any long work, an output file that cannot be written (by creating and
+    removing a temporary file beside it): a ``CheckpointError`` naming the path and the reason."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"cannot write {path}: it is a directory")
+    write_bytes_atomic(b"", path.with_name(f".{path.name}.probe")).unlink()
+    return path
+
+
+# --- one run per folder ----------------------------------------------------------------------------
+
+_held: set[Path] = set()  # run folders this process has locked (a nested lock is a no-op)
+
+
+def _holder(handle) -> str:
+    handle.seek(0)
+    return handle.read().strip() or "another process"
+
+
+@contextmanager
+def run_folder_lock(folder: str | os.PathLike, wait: bool = False) -> Iterator[Path]:
+    """Hold ``folder/.lock`` for the body: one run per run folder.
+
+    An OS file lock (``flock``), so it dies with its process: a killed run never leaves a
+    stale lock. A second process is refused with a ``FolderBusy`` naming the holder (or, with
+    ``wait``, waits for it). On taking the lock, temporary files that a killed writer left in the
+    folder are removed. Under torchrun only rank 0 writes, so only rank 0 locks; where the OS has
+    no ``flock`` (Windows) the folder is not locked.
+    """
+    folder = Path(folder).resolve()
+    if folder in _held or fcntl is None or int(os.environ.get("RANK", "0")) != 0:
+        yield folder
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / ".lock", "a+")
+    except OSError as error:
+        raise CheckpointError(f"cannot write to the run folder {folder}: {error.strerror or error}") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FolderBusy(f"{folder} is in use by {_holder(handle)}: wait for it to finish, "
+                             f"or choose another output folder") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {socket.gethostname()}, since {time.strftime('%H:%M:%S')}\n")
+        handle.flush()
+        for stale in folder.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+        _held.add(folder)
+        try:
+            yield folder
+        finally:
+            _held.discard(folder)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _is_pickle(path: Path) -> bool:
+    """Whether ``path`` starts with one complete pickle (parsed, never run)."""
+    try:
+        with open(path, "rb") as handle:
+            for _ in pickletools.genops(handle):
+                pass
+    except Exception:  # genops raises ValueError, EOFError and others on bytes that are no pickle
+        return False
+    return True
+
+
+def _refusal(path: Path, error: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file: Python objects, or damage."""
+    text = str(error)
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if isinstance(error, pickle.UnpicklingError) and (found or _is_pickle(path)):
+        holds = f"it holds a Python object ({found.group(1)})" if found else "it is a pickle of Python objects"
+        return f"not a plain-weights checkpoint: {holds}, which could run code when loaded, so it is refused"
+    return f"not a readable checkpoint: damaged or partial file (corrupted or truncated?): {type(error).__name__}"
+
+
 def read(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
     """``torch.load`` any weights-only file, turning every failure into one clear ``CheckpointError``."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file (give e.g. {path / 'best.pt'})")
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: the file does not exist")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of a file it then refuses
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises pickle, zip and runtime errors alike for a bad file
-        raise CheckpointError(f"{path} is not a readable checkpoint: damaged or partial file "
-                              f"(corrupted or truncated?): {type(error).__name__}") from None
+        raise CheckpointError(f"{path} is {_refusal(path, error)}") from None
 
 
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

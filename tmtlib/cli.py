@@ -8,27 +8,37 @@
 
 Every training command also takes ``--config FILE`` (JSON or TOML with the same keys as the
 flags; flags given on the command line win) and writes ``config.json`` beside its checkpoints.
-Under ``torchrun`` the training commands run data-parallel. Errors are one line on stderr and
-exit status 2; files already saved are never damaged.
+Every setting is checked before anything is written or trained, and a run folder holds one run
+at a time (a second command on it is refused). Under ``torchrun`` the training commands run
+data-parallel. Errors (bad settings, unreadable input, a full or read-only disk) are one line on
+stderr and exit status 2; files already saved are never damaged. ``translate`` streams: it writes
+one line out per line in, as it goes.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import inspect
+import itertools
 import json
+import os
 import sys
 import time
 import tomllib
-from dataclasses import fields, replace
+from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
+from dataclasses import fields
 from pathlib import Path
 
-from . import checkpoint, course, data, pipeline
+from . import checkpoint, course, data, pipeline, settings
 from .evaluate import evaluate
 from .models import PRECISIONS
-from .tokenize import normalize
+from .objectives import KL_SCHEDULES
+from .tokenize import LANGUAGES, normalize
 from .train import TrainConfig
 from .transfer import PARTS, TransferError
+from .validation import SettingError, from_plain
 
 TRAIN_FLAGS = {f.name for f in fields(TrainConfig)} - {"betas", "progress"}
 
@@ -46,29 +56,33 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _read_config(path: Path | None) -> dict:
+    """The settings of a JSON or TOML ``--config`` file (a table, possibly with a ``[train]`` table)."""
     if path is None:
         return {}
-    if not path.is_file():
-        raise ValueError(f"config file {path} does not exist")
-    text = path.read_text()
+    kind = "TOML" if path.suffix == ".toml" else "JSON"
     try:
-        return tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"config file {path} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {error}")
+        text = _text_file(path).read_text(encoding="utf-8")
+        values = tomllib.loads(text) if kind == "TOML" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"config file {path} is not valid {kind}: {error}") from None
+    if not isinstance(values, dict):
+        raise SettingError(f"config file {path} must hold a table of settings, not {type(values).__name__}")
+    return values
 
 
 def _train_config(args, file_values: dict, base: TrainConfig) -> TrainConfig:
-    values = {**file_values.get("train", {})}
-    values.update({k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None})
+    """The training settings: the config file's ``[train]`` table, then the flags, over ``base``."""
+    table = file_values.get("train", {})
+    if not isinstance(table, dict):
+        raise SettingError(f"train must be a table of TrainConfig settings, not {table!r}")
+    values = {**table, **{k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}}
     if args.no_progress:
         values["progress"] = False
-    unknown = set(values) - {f.name for f in fields(TrainConfig)}
-    if unknown:
-        raise ValueError(f"unknown training settings: {', '.join(sorted(unknown))}")
-    return replace(base, **values)
+    return from_plain(TrainConfig, values, base)
 
 
 def _spec(cls, args, names: list[str], base_train: TrainConfig):
+    """The run's spec: the config file, then the flags; every value checked (one line on error)."""
     file_values = _read_config(args.config)
     values = {k: v for k, v in file_values.items() if k != "train"}
     values.update({k: getattr(args, k) for k in names if getattr(args, k) is not None})
@@ -99,29 +113,81 @@ def cmd_finetune(args) -> None:
     print(json.dumps({"out": str(args.out), **last}))
 
 
-def _read_input(path: Path | None) -> list[str]:
-    text = path.read_text(encoding="utf-8") if path else sys.stdin.read()
-    return text.splitlines()
+STREAM_LINES = 256  # lines translated at a time: output appears as it goes and memory stays bounded
+
+
+def _text_file(path: Path) -> Path:
+    """``path`` if it is a file; a directory or a missing path is one clear ValueError."""
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory, not a file")
+    if not path.exists():
+        raise ValueError(f"{path} does not exist")
+    return path
+
+
+def _lines(path: Path | None) -> Iterator[str]:
+    """The lines of a UTF-8 text file (stdin when None), read as they come.
+
+    Lines end at "\n" alone, as for ``wc -l`` and every Unix tool (``str.splitlines`` would also
+    split at U+2028, U+0085, \x1c and others, and so misalign files); a final "\r" is dropped.
+    Bytes that are not UTF-8 are a ValueError naming the file and the line.
+    """
+    name = str(path) if path else "stdin"
+    with open(_text_file(path), "rb") if path else nullcontext(sys.stdin.buffer) as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                yield raw.removesuffix(b"\n").removesuffix(b"\r").decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{name} line {number} is not UTF-8 text (byte {raw[error.start]:#04x} at "
+                                 f"column {error.start + 1}): convert it, e.g. with iconv") from None
+
+
+def _sentences(path: Path | None) -> Iterator[str]:
+    """The normalised lines of ``path`` (stdin when None); an empty line is a ValueError."""
+    for number, line in enumerate(_lines(path), 1):
+        sentence = normalize(line)
+        if not sentence:
+            raise ValueError(f"{path or 'stdin'} line {number} is empty: give one sentence per line")
+        yield sentence
+
+
+def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def _warn_if_untrained(checkpoint_path: Path, metadata: dict, tgt: str) -> None:
+    """A warning (not an error) when the checkpoint never learned to produce ``tgt``."""
+    produced = pipeline.output_languages(metadata)
+    if produced is not None and tgt not in produced:
+        print(f"tmt translate: warning: {checkpoint_path} was trained to produce {', '.join(produced)}, not {tgt}: "
+              f"expect poor output", file=sys.stderr)
 
 
 def cmd_translate(args) -> None:
+    """Translate line by line, in batches of ``STREAM_LINES``: as many lines out as in."""
     from .decode import translate
 
-    model, tokenizer, _ = pipeline.load(args.checkpoint)
-    lines = _read_input(args.input)
+    model, tokenizer, metadata = pipeline.load(args.checkpoint)
     tokenizer.lang_id(args.tgt)  # an unknown language fails before any work
-    if not lines:
+    _warn_if_untrained(args.checkpoint, metadata, args.tgt)
+    if args.input:
+        collections.deque(_sentences(args.input), maxlen=0)  # a file is checked whole before any output
+    count = 0
+    for batch in _batches(_sentences(args.input), STREAM_LINES):
+        outputs = translate(model, tokenizer, batch, args.tgt, beam_size=args.beam, precision=args.precision)
+        sys.stdout.write("".join(out + "\n" for out in outputs))
+        sys.stdout.flush()
+        count += len(batch)
+    if not count:
         raise ValueError("no input: give one sentence per line")
-    empty = [number for number, line in enumerate(lines, 1) if not normalize(line)]
-    if empty:
-        raise ValueError(f"line {empty[0]} is empty ({len(empty)} empty in all): give one sentence per line")
-    outputs = translate(model, tokenizer, [normalize(line) for line in lines], args.tgt, beam_size=args.beam,
-                        precision=args.precision)
-    sys.stdout.write("".join(out + "\n" for out in outputs))
 
 
 def cmd_evaluate(args) -> None:
     if args.checkpoint:
+        if args.hyp_out:
+            checkpoint.check_writable(args.hyp_out)  # before the decoding, not after it
         model, tokenizer, _ = pipeline.load(args.checkpoint)
         started = time.perf_counter()
         hyps, scores = pipeline.test_scores(model, tokenizer, args.src, args.tgt, args.split, args.beam,
@@ -130,9 +196,9 @@ def cmd_evaluate(args) -> None:
         print(f"{args.split}: {len(hyps)} sentences, beam {args.beam}: {seconds:.1f} s "
               f"({len(hyps) / seconds:.1f} sentences/s, scoring included)")
         if args.hyp_out:
-            args.hyp_out.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
+            checkpoint.write_text_atomic("".join(h + "\n" for h in hyps), args.hyp_out)
     elif args.hyp and args.ref:
-        hyps, refs = _read_input(args.hyp), _read_input(args.ref)
+        hyps, refs = list(_lines(args.hyp)), list(_lines(args.ref))
         if len(hyps) != len(refs):
             raise ValueError(f"{args.hyp} has {len(hyps)} lines but {args.ref} has {len(refs)}")
         scores = evaluate(hyps, refs)
@@ -169,13 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     pre = commands.add_parser("pretrain", help="pretrain on monolingual text (ae, dae, vae, lm)")
-    pre.add_argument("--objective", choices=["ae", "dae", "vae", "lm"])
-    pre.add_argument("--langs", nargs="+", choices=["en", "de", "fr", "cs"])
-    pre.add_argument("--preset", choices=["tiny", "small", "course", "large"])
+    pre.add_argument("--objective", choices=pipeline.PRETRAINING_OBJECTIVES)
+    pre.add_argument("--langs", nargs="+", choices=LANGUAGES)
+    pre.add_argument("--preset", choices=pipeline.PRESET_NAMES)
     pre.add_argument("--sentences-per-lang", type=int)
     pre.add_argument("--include-task1-train", action="store_true", default=None)
     pre.add_argument("--latent-dim", type=int)
-    pre.add_argument("--kl-schedule", choices=["constant", "linear", "sigmoid", "cyclical"])
+    pre.add_argument("--kl-schedule", choices=KL_SCHEDULES)
     pre.add_argument("--kl-warmup", type=int)
     pre.add_argument("--max-beta", type=float)
     pre.add_argument("--free-bits", type=float)
@@ -188,11 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     pre.set_defaults(run=cmd_pretrain)
 
     fine = commands.add_parser("finetune", help="train a translator, from scratch or a checkpoint")
-    fine.add_argument("--src", choices=["en", "de", "fr", "cs"])
-    fine.add_argument("--tgt", choices=["en", "de", "fr", "cs"])
+    fine.add_argument("--src", choices=LANGUAGES)
+    fine.add_argument("--tgt", choices=LANGUAGES)
     fine.add_argument("--pairs", type=int, help="training pairs (a fixed seeded subset); all by default")
     fine.add_argument("--subset-seed", type=int)
-    fine.add_argument("--preset", choices=["tiny", "small", "course", "large"])
+    fine.add_argument("--preset", choices=pipeline.PRESET_NAMES)
     fine.add_argument("--init", help="checkpoint to initialise from (any objective, any pair)")
     fine.add_argument("--parts", nargs="+", choices=list(PARTS), help="parts to transfer from --init")
     fine.add_argument("--label-smoothing", type=float)
@@ -238,8 +304,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-EXPECTED_ERRORS = (ValueError, checkpoint.CheckpointError, TransferError, data.DataUnavailable, FileNotFoundError,
-                   UnicodeDecodeError)
+EXPECTED_ERRORS = (ValueError, checkpoint.CheckpointError, TransferError, data.DataUnavailable)
+
+
+def _file_error(error: OSError) -> str:
+    """One line for a file-system failure (a full disk, a read-only folder): the path and the reason."""
+    where = f"{error.filename}: " if error.filename else ""
+    hint = ""
+    if isinstance(error.filename, str) and Path(error.filename).resolve().is_relative_to(settings.home().resolve()):
+        hint = f" (the data cache {settings.home()}: set TMT_HOME to a writable folder)"
+    return f"{where}{error.strerror or error}{hint}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,6 +322,12 @@ def main(argv: list[str] | None = None) -> int:
         args.run(args)
     except EXPECTED_ERRORS as error:
         print(f"tmt {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # the reader of the output left (``| head``): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as error:
+        print(f"tmt {args.command}: error: {_file_error(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"tmt {args.command}: interrupted; the last checkpoint is intact, rerun to resume", file=sys.stderr)

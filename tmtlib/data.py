@@ -135,29 +135,33 @@ def fetch(entry: CorpusFile, mirror: str | os.PathLike | None = None, base_url: 
         warnings.warn(f"cached {entry.relpath} is damaged ({problem}); fetching it again", stacklevel=2)
         target.unlink()
     mirror = mirror or os.environ.get(MIRROR_ENV)
+    layout = "a copy of the multi30k/dataset repository (with data/task1/raw and data/task2/raw)"
     if mirror:  # a mirror, when set, is the only source: no surprise network traffic
         source = Path(mirror).expanduser() / entry.relpath
         problem = _install(target, entry.relpath, lambda tmp: shutil.copyfile(source, tmp), f"mirror {mirror}")
+        remedy = f"check that the mirror {mirror} ({MIRROR_ENV}) holds {layout}"
     else:
         url = (base_url or os.environ.get(URL_ENV) or BASE_URL).rstrip("/") + "/" + entry.relpath
         problem = _install(target, entry.relpath, lambda tmp: _download(url, tmp), url)
+        remedy = f"connect to the internet, or set {MIRROR_ENV} to a folder holding {layout}"
     if problem is None:
         return target
-    raise DataUnavailable(
-        f"Multi30k file {entry.relpath} could not be obtained ({problem}). Connect to the internet, "
-        f"or set {MIRROR_ENV} to a folder holding a copy of the multi30k/dataset repository "
-        f"(with data/task1/raw and data/task2/raw)."
-    )
+    raise DataUnavailable(f"Multi30k file {entry.relpath} could not be obtained ({problem}): {remedy}.")
 
 
 def _install(target: Path, relpath: str, write, origin: str) -> str | None:
-    """Write a file via ``write(tmp)``, verify it, then rename it into place; None on success."""
+    """Write a file via ``write(tmp)``, verify it, then rename it into place; None on success.
+
+    A source that fails is the reason returned; a cache that cannot be written (a read-only
+    folder) is the ``OSError`` itself, naming the cache path."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".part")
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.part")
     try:
         write(tmp)
         problem = verify(tmp, relpath)
     except (OSError, urllib.error.URLError) as error:
+        if getattr(error, "filename", None) == str(tmp):
+            raise
         problem = f"{type(error).__name__}: {error}"
     if problem is None:
         tmp.replace(target)

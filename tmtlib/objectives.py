@@ -145,6 +145,9 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
 
 
+KL_SCHEDULES = ("constant", "linear", "sigmoid", "cyclical")
+
+
 @dataclass(frozen=True)
 class KLSchedule:
     """The KL weight beta over training steps (Bowman et al. 2016; Fu et al. 2019 for cyclical).
@@ -160,7 +163,7 @@ class KLSchedule:
     cycle_steps: int = 2000
 
     def __post_init__(self):
-        if self.kind not in {"constant", "linear", "sigmoid", "cyclical"}:
+        if self.kind not in KL_SCHEDULES:
             raise ValueError(f"unknown KL schedule {self.kind!r}: use constant, linear, sigmoid or cyclical")
 
     def __call__(self, step: int) -> float:

@@ -10,11 +10,9 @@ the spec, so a notebook reuses what an earlier one trained, and trains it if it 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,65 +22,78 @@ import torch
 from . import checkpoint, data, settings
 from .decode import translate
 from .evaluate import Score, bleu, evaluate
-from .models import ModelConfig, Seq2Seq, model_config
+from .models import PRESETS, ModelConfig, Seq2Seq, model_config
 from .noise import NoiseConfig
-from .objectives import KLSchedule, make_objective, monolingual_examples, translation_examples
-from .tokenize import Tokenizer, course_tokenizer
-from .train import History, TrainConfig, train
-from .transfer import DEFAULT_PARTS, GradualUnfreezing, TransferReport, freeze, parameter_groups, transfer
+from .objectives import KL_SCHEDULES, OBJECTIVES, KLSchedule, make_objective, monolingual_examples, translation_examples
+from .tokenize import LANGUAGES, Tokenizer, course_tokenizer
+from .train import LOSS_METRICS, History, TrainConfig, check_run, train
+from .transfer import DEFAULT_PARTS, PARTS, GradualUnfreezing, TransferReport, freeze, parameter_groups, transfer
+from .validation import SettingError, check_fields, from_plain, setting
 
 TASKS = ("translate", "paraphrase")
 STRATEGIES = ("full", "freeze_encoder", "gradual", "discriminative")
 PARAPHRASE_VALID_IMAGES = 500  # task-2 val images 0..499 select models; the rest are the paraphrase test set
 
 
+PRETRAINING_OBJECTIVES = tuple(name for name in OBJECTIVES if name != "translation")
+PRESET_NAMES = tuple(PRESETS)
+
+
 @dataclass(frozen=True)
 class PretrainSpec:
     """A pretraining run on monolingual text (task-2 captions, disjoint from evaluation sets)."""
 
-    objective: str = "dae"  # ae | dae | vae | lm
-    langs: tuple[str, ...] = ("en", "de")
-    preset: str = "course"
-    sentences_per_lang: int | None = None  # None: the whole pool
+    objective: str = setting("dae", choices=PRETRAINING_OBJECTIVES)
+    langs: tuple[str, ...] = setting(("en", "de"), choices=LANGUAGES, nonempty=True)
+    preset: str = setting("course", choices=PRESET_NAMES)
+    sentences_per_lang: int | None = setting(None, at_least=1)  # None: the whole pool
     include_task1_train: bool = False  # add task-1 training sentences of each language
-    mask_p: float = 0.0  # noise for "dae" (defaults to BART-style span infilling when all zero)
-    infill_ratio: float = 0.3
-    shuffle_k: int = 0
-    delete_p: float = 0.0
-    latent_dim: int = 64  # "vae" only
-    kl_schedule: str = "linear"
-    kl_warmup: int = 2000
-    max_beta: float = 1.0
-    free_bits: float = 0.0
-    word_dropout: float = 0.0
+    mask_p: float = setting(0.0, at_least=0, at_most=1)  # "dae" noise (BART-style span infilling when all zero)
+    infill_ratio: float = setting(0.3, at_least=0, at_most=1)
+    shuffle_k: int = setting(0, at_least=0)
+    delete_p: float = setting(0.0, at_least=0, at_most=1)
+    latent_dim: int = setting(64, at_least=1)  # "vae" only
+    kl_schedule: str = setting("linear", choices=KL_SCHEDULES)
+    kl_warmup: int = setting(2000, at_least=0)
+    max_beta: float = setting(1.0, at_least=0)
+    free_bits: float = setting(0.0, at_least=0)
+    word_dropout: float = setting(0.0, at_least=0, at_most=1)
     train: TrainConfig = field(default_factory=TrainConfig)
     init: str | None = None  # checkpoint to continue from (all of it but a VAE's latent heads)
+
+    def __post_init__(self):
+        check_fields(self)
+        _check_select(self.train, LOSS_METRICS)
 
 
 @dataclass(frozen=True)
 class FinetuneSpec:
     """A translation run: ``src`` -> ``tgt`` on ``pairs`` training pairs, from scratch or ``init``."""
 
-    src: str = "en"
-    tgt: str = "de"
-    pairs: int | None = None  # None: all 29,000
-    subset_seed: int = 0
-    preset: str = "course"
+    src: str = setting("en", choices=LANGUAGES)
+    tgt: str = setting("de", choices=LANGUAGES)
+    pairs: int | None = setting(None, at_least=1)  # None: all 29,000
+    subset_seed: int = setting(0, at_least=0)
+    preset: str = setting("course", choices=PRESET_NAMES)
     init: str | None = None  # checkpoint to start from
-    parts: tuple[str, ...] = DEFAULT_PARTS
-    label_smoothing: float = 0.1
-    bleu_sentences: int = 400  # validation sentences scored with BLEU (greedy) at each evaluation
+    parts: tuple[str, ...] = setting(DEFAULT_PARTS, choices=PARTS, nonempty=True)
+    label_smoothing: float = setting(0.1, at_least=0, below=1)
+    bleu_sentences: int = setting(400, at_least=1)  # validation sentences scored with BLEU (greedy) per evaluation
     train: TrainConfig = field(default_factory=lambda: TrainConfig(select="val_bleu"))
-    task: str = "translate"  # or "paraphrase": caption 1 -> caption 2 of task-2 images (src == tgt)
-    strategy: str = "full"  # how the initialised weights are fine-tuned: see ``fine_tuning_strategy``
+    task: str = setting("translate", choices=TASKS)  # or "paraphrase": caption 1 -> 2 of task-2 images (src == tgt)
+    strategy: str = setting("full", choices=STRATEGIES)  # how the initialised weights are fine-tuned
 
     def __post_init__(self):
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}: choose from {', '.join(TASKS)}")
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {self.strategy!r}: choose from {', '.join(STRATEGIES)}")
+        check_fields(self)
+        _check_select(self.train, (*LOSS_METRICS, "val_bleu"))
         if (self.task == "paraphrase") != (self.src == self.tgt):
-            raise ValueError("paraphrasing keeps the language (src == tgt); translation changes it")
+            raise SettingError("paraphrasing keeps the language (src == tgt); translation changes it")
+
+
+def _check_select(config: TrainConfig, metrics: tuple[str, ...]) -> None:
+    """Refuse a ``select`` metric that the run's evaluations never report."""
+    if config.select not in metrics:
+        raise SettingError(f"unknown select {config.select!r}: this run reports {', '.join(metrics)}")
 
 
 # Settings added after the first runs: left out of a spec's hash while at these defaults, so the
@@ -97,21 +108,9 @@ def spec_dict(spec) -> dict[str, Any]:
 
 
 def spec_from_dict(cls, raw: dict[str, Any]):
-    """Rebuild a spec (and its TrainConfig) from ``config.json``; unknown keys are an error."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(raw) - names
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} settings: {', '.join(sorted(unknown))}")
-    values = dict(raw)
-    if "train" in values and isinstance(values["train"], dict):
-        train_values = dict(values["train"])
-        if "betas" in train_values:
-            train_values["betas"] = tuple(train_values["betas"])
-        values["train"] = TrainConfig(**train_values)
-    for key in ("langs", "parts"):
-        if key in values:
-            values[key] = tuple(values[key])
-    return cls(**values)
+    """Rebuild a spec (and its TrainConfig) from ``config.json`` or a config file; unknown keys,
+    and values of the wrong type or range, are a ``SettingError``."""
+    return from_plain(cls, raw)
 
 
 def spec_hash(spec) -> str:
@@ -136,8 +135,7 @@ def _prepare_folder(out_dir: Path, spec, tokenizer: Tokenizer) -> None:
                              f"choose another output folder")
     checkpoint.write_json_atomic(wanted, config_file, indent=2)
     if not (out_dir / "tokenizer.model").exists():
-        shutil.copyfile(tokenizer.model_file, out_dir / "tokenizer.model.tmp")
-        (out_dir / "tokenizer.model.tmp").replace(out_dir / "tokenizer.model")
+        checkpoint.write_bytes_atomic(Path(tokenizer.model_file).read_bytes(), out_dir / "tokenizer.model")
 
 
 def _metadata(config: ModelConfig, tokenizer: Tokenizer, spec) -> dict[str, Any]:
@@ -180,13 +178,15 @@ def pretrain(spec: PretrainSpec, out_dir: str | Path, tokenizer: Tokenizer | Non
     latent = spec.latent_dim if spec.objective == "vae" else 0
     config = model_config(spec.preset, tokenizer.vocab_size, latent_dim=latent)
     train_examples, valid_examples = pretraining_examples(spec, tokenizer)
-    _prepare_folder(out_dir, spec, tokenizer)
+    check_run(spec.train, train_examples, valid_examples)
     torch.manual_seed(spec.train.seed)
     model = Seq2Seq(config)
     if spec.init:
         transfer(model, spec.init, DEFAULT_PARTS, tokenizer_fingerprint=tokenizer.fingerprint())
-    history = train(model, objective, train_examples, spec.train, valid=valid_examples, out_dir=out_dir,
-                    metadata=_metadata(config, tokenizer, spec))
+    with checkpoint.run_folder_lock(out_dir):
+        _prepare_folder(out_dir, spec, tokenizer)
+        history = train(model, objective, train_examples, spec.train, valid=valid_examples, out_dir=out_dir,
+                        metadata=_metadata(config, tokenizer, spec))
     return model, history
 
 
@@ -254,7 +254,6 @@ def finetune(spec: FinetuneSpec, out_dir: str | Path, tokenizer: Tokenizer | Non
     strategy_callbacks, strategy_groups = fine_tuning_strategy(spec.strategy, model, spec.train)
     callbacks = [*strategy_callbacks, *callbacks]
     param_groups = param_groups if param_groups is not None else strategy_groups
-    _prepare_folder(out_dir, spec, tokenizer)
     bleu_pairs = valid_pairs[: spec.bleu_sentences]
 
     def validation_bleu(net: Seq2Seq) -> dict[str, float]:
@@ -262,11 +261,14 @@ def finetune(spec: FinetuneSpec, out_dir: str | Path, tokenizer: Tokenizer | Non
                          precision=spec.train.precision)
         return {"val_bleu": bleu(hyps, [t for _, t in bleu_pairs]).value}
 
-    history = train(model, make_objective("translation", label_smoothing=spec.label_smoothing),
-                    translation_examples(tokenizer, pairs, spec.tgt), spec.train,
-                    valid=translation_examples(tokenizer, valid_pairs, spec.tgt), evaluate=validation_bleu,
-                    out_dir=out_dir, callbacks=callbacks, param_groups=param_groups,
-                    metadata=_metadata(config, tokenizer, spec))
+    examples = translation_examples(tokenizer, pairs, spec.tgt)
+    valid = translation_examples(tokenizer, valid_pairs, spec.tgt)
+    check_run(spec.train, examples, valid, validation_bleu)
+    with checkpoint.run_folder_lock(out_dir):
+        _prepare_folder(out_dir, spec, tokenizer)
+        history = train(model, make_objective("translation", label_smoothing=spec.label_smoothing), examples,
+                        spec.train, valid=valid, evaluate=validation_bleu, out_dir=out_dir, callbacks=callbacks,
+                        param_groups=param_groups, metadata=_metadata(config, tokenizer, spec))
     return model, history, report
 
 
@@ -286,6 +288,16 @@ def load(path: str | Path, map_location: str = "cpu") -> tuple[Seq2Seq, Tokenize
     model.load_state_dict(saved["model"])
     model.eval()
     return model, tokenizer, {k: v for k, v in saved.items() if k not in ("model", "optimizer", "scheduler", "rng")}
+
+
+def output_languages(metadata: dict[str, Any]) -> tuple[str, ...] | None:
+    """The languages a checkpoint was trained to produce, from its metadata (None: not recorded)."""
+    spec = metadata.get("spec") or {}
+    if spec.get("kind") == "FinetuneSpec":
+        return (spec["tgt"],)
+    if spec.get("kind") == "PretrainSpec":
+        return tuple(spec["langs"])
+    return None
 
 
 def test_scores(model: Seq2Seq, tokenizer: Tokenizer, src: str, tgt: str, split: str = "test_2016_flickr",
@@ -311,15 +323,16 @@ def cached_run(spec, tokenizer: Tokenizer | None = None, **finetune_options):
     """Run ``spec`` in ``data/cache/runs/<kind>-<hash>`` unless it already finished there.
 
     A finished run is loaded from ``best.pt`` (or ``last.pt``) without training; an unfinished
-    one resumes. Returns (model, history, folder).
+    one resumes (after waiting for another process that is training it). Returns (model, history, folder).
     """
     kind = "pretrain" if isinstance(spec, PretrainSpec) else "finetune"
     folder = runs_dir() / f"{kind}-{spec_hash(spec)}"
     if not is_finished(folder):
-        if kind == "pretrain":
-            pretrain(spec, folder, tokenizer)
-        else:
-            finetune(spec, folder, tokenizer, **finetune_options)
+        with checkpoint.run_folder_lock(folder, wait=True):  # another notebook training it: wait, then reuse
+            if kind == "pretrain" and not is_finished(folder):
+                pretrain(spec, folder, tokenizer)
+            elif kind == "finetune" and not is_finished(folder):
+                finetune(spec, folder, tokenizer, **finetune_options)
     best = folder / "best.pt" if (folder / "best.pt").exists() else folder / "last.pt"
     model, _, _ = load(best)
     history = History.from_dict(json.loads((folder / "history.json").read_text()))

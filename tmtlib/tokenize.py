@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -79,7 +80,7 @@ class Tokenizer:
     def decode(self, ids: Iterable[Sequence[int]]) -> list[str]:
         """Piece ids back to text; pad, bos, eos, mask and language tags are dropped."""
         kept = [[int(i) for i in seq if int(i) not in self.special_ids] for seq in ids]
-        return self.sp.decode(kept)
+        return self.sp.decode(kept) if kept else []  # SentencePiece decodes an empty batch to ""
 
     def pieces(self, text: str) -> list[str]:
         """The subword pieces of one text, for showing what the model sees."""
@@ -134,8 +135,8 @@ def train_tokenizer(
 
 
 def _train_to(model_file: Path, lines: list[str], options: TokenizerSettings) -> None:
-    """Run the SentencePiece trainer and write the model atomically."""
-    tmp = model_file.with_suffix(".tmp")
+    """Run the SentencePiece trainer and write the model atomically (a temporary file per process)."""
+    tmp = model_file.with_name(f".{model_file.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as writer:
         try:
             _run_trainer(writer, lines, options)

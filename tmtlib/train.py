@@ -36,43 +36,43 @@ from . import checkpoint
 from .batching import Example, collate, shard, token_batches
 from .models import PRECISIONS, autocast, native_bf16
 from .objectives import Objective
+from .validation import check_fields, setting
 
 Evaluator = Callable[[torch.nn.Module], dict[str, float]]
 StepCallback = Callable[[int, torch.nn.Module], Any]
 
 
+LOSS_METRICS = ("val_loss", "val_nll", "val_kl", "val_ppl")  # what ``validation_loss`` reports
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train; saved beside every checkpoint."""
+    """How to train; saved beside every checkpoint. Every field is checked when it is built
+    (``tmtlib.validation``), so a bad setting never reaches the first training step."""
 
-    max_steps: int = 1000
-    max_epochs: int | None = None
-    max_minutes: float | None = None  # wall-clock budget, summed over resumed runs
-    max_tokens: int = 4096  # padded tokens per batch (per process)
-    accumulate: int = 1  # batches per optimiser step
-    lr: float = 7e-4
-    betas: tuple[float, float] = (0.9, 0.98)
-    weight_decay: float = 0.01
-    warmup_steps: int = 400
-    schedule: str = "inverse_sqrt"  # or "cosine" or "constant"
-    clip_norm: float = 1.0
-    eval_every: int = 500
-    checkpoint_every: int = 500
-    patience: int | None = None  # evaluations without improvement before stopping
+    max_steps: int = setting(1000, at_least=1)
+    max_epochs: int | None = setting(None, at_least=1)
+    max_minutes: float | None = setting(None, above=0)  # wall-clock budget, summed over resumed runs
+    max_tokens: int = setting(4096, at_least=1)  # padded tokens per batch (per process)
+    accumulate: int = setting(1, at_least=1)  # batches per optimiser step
+    lr: float = setting(7e-4, at_least=0)  # 0: nothing learns (a baseline)
+    betas: tuple[float, float] = setting((0.9, 0.98), at_least=0, below=1)
+    weight_decay: float = setting(0.01, at_least=0)
+    warmup_steps: int = setting(400, at_least=0)
+    schedule: str = setting("inverse_sqrt", choices=("inverse_sqrt", "cosine", "constant"))
+    clip_norm: float = setting(1.0, at_least=0)  # 0: no clipping
+    eval_every: int = setting(500, at_least=1)
+    checkpoint_every: int = setting(500, at_least=1)
+    patience: int | None = setting(None, at_least=1)  # evaluations without improvement before stopping
     select: str = "val_loss"  # metric that picks best.pt; names ending in "loss" are minimised
-    seed: int = 0
-    log_every: int = 25
+    seed: int = setting(0, at_least=0)
+    log_every: int = setting(25, at_least=1)
     progress: bool = True
-    device: str = "auto"  # "cpu", "cuda", or "auto"
-    precision: str = "fp32"  # "bf16": mixed precision, for GPUs and CPUs with native bf16 (models.native_bf16)
+    device: str = setting("auto", pattern=r"auto|cpu|mps|cuda(:\d+)?")
+    precision: str = setting("fp32", choices=PRECISIONS)  # "bf16": mixed precision where native (models.native_bf16)
 
     def __post_init__(self):
-        if self.schedule not in {"inverse_sqrt", "cosine", "constant"}:
-            raise ValueError(f"unknown schedule {self.schedule!r}: inverse_sqrt, cosine or constant")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
-        if self.max_steps < 1 or self.accumulate < 1 or self.max_tokens < 1:
-            raise ValueError("max_steps, accumulate and max_tokens must be positive")
+        check_fields(self)
 
 
 def learning_rate_factor(step: int, config: TrainConfig) -> float:
@@ -133,11 +133,37 @@ def distributed() -> tuple[int, int]:
 
 
 def pick_device(name: str) -> torch.device:
+    """The device ``name`` ("auto": the current GPU if there is one, else the CPU); a device
+    this machine lacks is a ValueError, before any work."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", torch.cuda.current_device())
         return torch.device("cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s) that torch "
+                         f"can use; choose --device cpu or auto")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name!r}: this machine has no MPS GPU torch can use; choose --device cpu or auto")
+    return device
+
+
+def check_run(config: TrainConfig, examples: Sequence[Example], valid: Sequence[Example] | None = None,
+              evaluate: Evaluator | None = None) -> None:
+    """Refuse, before anything is written or trained, a run that these data and this machine
+    would make fail later: no examples, an empty validation set, a ``select`` metric no
+    evaluation reports, batches smaller than one example, a device that is not there."""
+    if not examples:
+        raise ValueError("no training examples: check the data and the length filter")
+    if valid is not None and not valid:
+        raise ValueError("the validation set is empty")
+    if valid is not None and evaluate is None and config.select not in LOSS_METRICS:
+        raise ValueError(f"unknown select {config.select!r}: validation reports {', '.join(LOSS_METRICS)}")
+    longest = max(example.size for example in examples)
+    if config.max_tokens < longest:
+        raise ValueError(f"max_tokens={config.max_tokens} is smaller than the longest training example "
+                         f"({longest} tokens with EOS): raise max_tokens to at least {longest}")
+    pick_device(config.device)
 
 
 @torch.no_grad()
@@ -340,6 +366,9 @@ class _Run:
             metrics.update(self.evaluate(self.model))
         self.model.train()
         self.history.evals.append({"step": self.progress.step, "time": round(self.progress.elapsed, 3), **metrics})
+        if self.config.select not in metrics:  # a custom evaluator without the metric: keep the steps, then stop
+            self.save("last.pt")
+            raise ValueError(f"unknown select {self.config.select!r}: the evaluation reports {', '.join(metrics)}")
         score = metrics[self.config.select]
         lower_is_better = self.config.select.endswith("loss")
         best = self.progress.best
@@ -360,11 +389,11 @@ def train(model: torch.nn.Module, objective: Objective, examples: Sequence[Examp
     ``metadata`` (model config, tokenizer fingerprint, run settings) is stored in every
     checkpoint. ``param_groups`` overrides the optimiser's parameter groups (per-part learning
     rates, see ``tmtlib.transfer.parameter_groups``); ``callbacks`` run after each optimiser step
-    with ``(step, model)`` (gradual unfreezing uses this). Returns the metrics history.
+    with ``(step, model)`` (gradual unfreezing uses this). Every setting is checked against the
+    data and the machine first (``check_run``), and ``out_dir`` is locked for the run's lifetime
+    (``checkpoint.run_folder_lock``): a second process on it is refused. Returns the metrics history.
     """
-    if not examples:
-        raise ValueError("no training examples: check the data and the length filter")
-    if config.eval_every and valid is not None and not valid:
-        raise ValueError("the validation set is empty")
-    return _Run(model, objective, list(examples), config, valid, evaluate, out_dir, param_groups,
-                callbacks, metadata).run()
+    check_run(config, examples, valid, evaluate)
+    with checkpoint.run_folder_lock(out_dir) if out_dir is not None else nullcontext():
+        return _Run(model, objective, list(examples), config, valid, evaluate, out_dir, param_groups,
+                    callbacks, metadata).run()

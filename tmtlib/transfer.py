@@ -155,15 +155,15 @@ def _source_weights(source: Source) -> tuple[Mapping[str, Tensor], str | None]:
 
 def _check_vocabulary(state: Mapping[str, Tensor], target: Mapping[str, Tensor],
                       source_fingerprint: str | None, tokenizer_fingerprint: str | None) -> None:
-    """Refuse embeddings trained on another vocabulary: row i must mean the same piece in both."""
+    """Refuse embeddings trained on another vocabulary: row i must mean the same piece in both.
+    The message names the tensor and both vocabulary sizes (and both tokenizers when known)."""
+    rows = [len(weights[_EMBEDDING]) if _EMBEDDING in weights else "?" for weights in (state, target)]
+    sizes = f"the source has a vocabulary of {rows[0]} pieces, this model {rows[1]}"
     if source_fingerprint and tokenizer_fingerprint and source_fingerprint != tokenizer_fingerprint:
-        raise TransferError(f"vocabulary mismatch: the checkpoint's tokenizer fingerprint is "
-                            f"{source_fingerprint}, this model's is {tokenizer_fingerprint}")
-    if _EMBEDDING in state and _EMBEDDING in target:
-        source_rows, target_rows = state[_EMBEDDING].shape[0], target[_EMBEDDING].shape[0]
-        if source_rows != target_rows:
-            raise TransferError(f"vocabulary mismatch on {_EMBEDDING}: the source has a vocabulary of "
-                                f"{source_rows} pieces, this model {target_rows}")
+        raise TransferError(f"vocabulary mismatch on {_EMBEDDING}: {sizes}, from another tokenizer "
+                            f"(fingerprint {source_fingerprint}, this model's {tokenizer_fingerprint})")
+    if rows[0] != rows[1] and "?" not in rows:
+        raise TransferError(f"vocabulary mismatch on {_EMBEDDING}: {sizes}")
 
 
 def _check_shapes(pairs: Iterable[tuple[str, Tensor, Tensor]]) -> None:
