@@ -12,16 +12,27 @@ from tmtlib import course, pipeline
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def test_quick_mode_caps_budgets_and_keeps_smaller_ones():
+def test_quick_mode_keeps_distinct_budgets_distinct_runs():
     assert course.QUICK, "tests run the course in quick mode (conftest sets TMT_QUICK=1)"
-    assert course.quick_pairs(None) == 500 and course.quick_pairs(29000) == 500 and course.quick_pairs(200) == 200
+    specs = {pairs: course.finetune_spec(None, pairs) for pairs in (200, 500, 2000, None)}
+    assert [spec.pairs for spec in specs.values()] == [200, 500, 2000, None]
+    assert len({pipeline.spec_hash(spec) for spec in specs.values()}) == len(specs)
 
 
-def test_child_of_the_parent_starts_from_the_parent_translator(tokenizer, tmp_path, monkeypatch):
-    monkeypatch.setenv("TMT_HOME", str(tmp_path))
+def test_quick_mode_showcases_only_notebook_9s_en_de_translators():
+    showcase = course.SHOWCASE["preset"]
+    assert course.finetune_spec(None, 2000).preset == course.finetune_spec(None, None).preset == showcase
+    assert course.finetune_spec(None, 2000).train.max_steps == course.SHOWCASE_STEPS
+    assert course.finetune_spec(None, 500).preset == course.finetune_spec(None, 2000, tgt="fr").preset == course.PRESET
+    assert course.finetune_spec(None, 2000, train=course.long_train_config()).preset == course.PRESET
+
+
+def test_child_of_the_parent_starts_from_the_parent_translator(tokenizer):
+    # the shared run cache: the quick parent is notebook 9's "scratch · 29k", reused by notebooks 7 to 10
     spec = course.finetune_spec("parent", pairs=200, src="en", tgt="fr")
     _, _, parent_folder = course.parent()
     assert spec.init == str(parent_folder / "best.pt") and spec.parts == course.INIT_PARTS["parent"]
+    assert spec.preset == json.loads((parent_folder / "config.json").read_text())["preset"]
     assert pipeline.spec_from_dict(pipeline.FinetuneSpec, pipeline.spec_dict(spec)) == spec
 
 

@@ -159,7 +159,6 @@ def showcase_train_config() -> TrainConfig:
                        log_every=10, select="val_bleu")
 
 
-
 def is_showcase(init: str | None, pairs: int | None, child: tuple[str, str], overrides: dict) -> bool:
     """Whether quick mode trains this translator as one of the ``SHOWCASE`` (never in full mode)."""
     return (QUICK and init in SHOWCASE["inits"] and pairs in SHOWCASE["pairs"] and tuple(child) == PARENT
