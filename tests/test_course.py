@@ -12,19 +12,32 @@ from tmtlib import course, pipeline
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def test_quick_mode_caps_budgets_and_keeps_smaller_ones():
+def test_quick_mode_keeps_distinct_budgets_distinct_runs():
     assert course.QUICK, "tests run the course in quick mode (conftest sets TMT_QUICK=1)"
-    assert course.quick_pairs(None) == 500 and course.quick_pairs(29000) == 500 and course.quick_pairs(200) == 200
+    specs = {pairs: course.finetune_spec(None, pairs) for pairs in (200, 500, 2000, None)}
+    assert [spec.pairs for spec in specs.values()] == [200, 500, 2000, None]
+    assert len({pipeline.spec_hash(spec) for spec in specs.values()}) == len(specs)
+
+
+def test_quick_mode_showcases_only_notebook_9s_en_de_translators():
+    showcase = course.SHOWCASE["preset"]
+    assert course.finetune_spec(None, 2000).preset == course.finetune_spec(None, None).preset == showcase
+    assert course.finetune_spec(None, 2000).train.max_steps == course.SHOWCASE_STEPS
+    assert course.finetune_spec(None, 500).preset == course.finetune_spec(None, 2000, tgt="fr").preset == course.PRESET
+    assert course.finetune_spec(None, 2000, train=course.long_train_config()).preset == course.PRESET
 
 
 def test_child_of_the_parent_starts_from_the_parent_translator(tokenizer):
+    # the shared run cache: the quick parent is notebook 9's "scratch · 29k", reused by notebooks 7 to 10
     spec = course.finetune_spec("parent", pairs=200, src="en", tgt="fr")
     _, _, parent_folder = course.parent()
     assert spec.init == str(parent_folder / "best.pt") and spec.parts == course.INIT_PARTS["parent"]
+    assert spec.preset == json.loads((parent_folder / "config.json").read_text())["preset"]
     assert pipeline.spec_from_dict(pipeline.FinetuneSpec, pipeline.spec_dict(spec)) == spec
 
 
-def test_test_results_are_cached_per_language_pair(tokenizer):
+def test_test_results_are_cached_per_language_pair(tokenizer, tmp_path, monkeypatch):
+    monkeypatch.setenv("TMT_HOME", str(tmp_path))
     _, _, folder = course.translator(None, pairs=200, src="en", tgt="fr")
     french = course.test_result(folder, "en", "fr")
     german = course.test_result(folder, "en", "de")  # what a French child still does in German
@@ -34,7 +47,8 @@ def test_test_results_are_cached_per_language_pair(tokenizer):
     assert course.test_result(folder, "en", "fr") == french  # read back, not recomputed
 
 
-def test_the_en_de_child_gets_an_en_fr_parent_never_one_trained_on_its_own_pairs(tokenizer):
+def test_the_en_de_child_gets_an_en_fr_parent_never_one_trained_on_its_own_pairs(tokenizer, tmp_path, monkeypatch):
+    monkeypatch.setenv("TMT_HOME", str(tmp_path))
     assert course.parent_pair(("en", "fr")) == course.parent_pair(("en", "cs")) == course.PARENT
     assert course.parent_pair(course.PARENT) == ("en", "fr")
     spec = course.finetune_spec("parent_long", pairs=200, src="en", tgt="de")
@@ -43,7 +57,8 @@ def test_the_en_de_child_gets_an_en_fr_parent_never_one_trained_on_its_own_pairs
     assert json.loads((parent_folder / "config.json").read_text())["tgt"] == "fr"
 
 
-def test_parent_dae_is_the_long_parent_taught_the_target_language_by_denoising(tokenizer):
+def test_parent_dae_is_the_long_parent_taught_the_target_language_by_denoising(tokenizer, tmp_path, monkeypatch):
+    monkeypatch.setenv("TMT_HOME", str(tmp_path))
     spec = course.finetune_spec("parent_dae", pairs=200, src="en", tgt="de")
     dae_config = json.loads((Path(spec.init).parent / "config.json").read_text())
     _, _, parent_folder = course.long_parent(("en", "fr"))

@@ -39,6 +39,13 @@ def test_noise_explorer_reacts_to_its_controls(tokenizer, capsys):
     assert "▁dogs" in capsys.readouterr().out
 
 
+def test_noise_explorer_opens_on_a_visible_corruption(tokenizer, capsys):
+    for sentence in SENTENCES:
+        widgets.noise_explorer(tokenizer, [sentence])
+        (corrupted,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("corrupted:")]
+        assert "<mask>" in corrupted, corrupted
+
+
 def test_interpolation_ends_decode_the_two_posterior_means(vae, tokenizer):
     ends = widgets.interpolate(vae, tokenizer, *SENTENCES, "en", [0.0, 1.0])
     mu = encode_latent(vae, tokenizer, SENTENCES)
@@ -46,7 +53,12 @@ def test_interpolation_ends_decode_the_two_posterior_means(vae, tokenizer):
     assert ends == tokenizer.decode(decode_latent(vae, mu, start, max_len=40))
     slider = widgets.interpolation_slider(vae, tokenizer, *SENTENCES, "en")
     slider.children[2].value = 1.0
-    assert slider.children[3].value == ends[1]
+    assert slider.children[3].value == widgets.wrapping_html(ends[1])
+
+
+def test_long_lines_wrap_and_are_escaped():
+    line = widgets.wrapping_text("a < b " * 40)
+    assert "white-space: normal" in line.value and "a &lt; b" in line.value and "<b" not in line.value
 
 
 def test_translate_one_returns_attention_and_score(vae, tokenizer):

@@ -5,9 +5,13 @@ that every other notebook gets: runs are cached in ``data/cache/runs`` by their 
 (``tmtlib.pipeline.cached_run``), so the second notebook to ask reuses the first one's training,
 and a learner who opens notebook 5 first simply trains what it needs.
 
-Quick mode (``TMT_QUICK=1``, see ``tmtlib.settings``) swaps in the tiny model, a few hundred
-sentences and a few dozen steps, so the whole course runs in CI in minutes; the numbers it prints
-then only show that the code runs, not what transfer learning achieves.
+Quick mode (``TMT_QUICK=1``, see ``tmtlib.settings``) swaps in the tiny model, small pools and a
+few dozen steps, so the whole course runs in CI in minutes; most numbers it prints then only show
+that the code runs, not what transfer learning achieves. The models a learner plays with still do
+their job: the sentence autoencoder reconstructs short captions, the VAE's interpolation changes
+along its path, and the en->de translators the notebooks return to (``SHOWCASE``) translate. Every
+budget keeps its own pairs, so distinct runs stay distinct (training cost depends on the steps, not
+on the size of the pool).
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ from .transfer import DEFAULT_PARTS
 
 QUICK = quick_mode()
 PRESET = "tiny" if QUICK else "course"
+# quick mode's showcase: en->de translators from these starts on these budgets (notebook 9's, shared with
+# notebooks 5, 7, 8 and 10) use the small model and ``showcase_train_config``, long enough to translate
+SHOWCASE = {"inits": (None, "dae"), "pairs": (2000, None), "preset": "small"}
+SHOWCASE_STEPS = 300
 PRETRAIN_OBJECTIVES = ("lm", "dae", "vae")
 # which parts of each pretrained model go into the translator: an LM trained only its decoder
 INIT_PARTS = {"lm": ("embeddings", "decoder"), "dae": DEFAULT_PARTS, "vae": DEFAULT_PARTS, "ae": DEFAULT_PARTS,
@@ -61,6 +69,32 @@ def pretrain_spec(objective: str, **overrides) -> PretrainSpec:
     return replace(spec, **overrides)
 
 
+# notebook 1: a sentence autoencoder, the same with a one-vector bottleneck, and a denoising autoencoder,
+# on English captions with one recipe (``autoencoder_specs``)
+AUTOENCODERS = {
+    "ae": dict(objective="ae"),
+    "bottleneck": dict(objective="vae", latent_dim=64, kl_schedule="constant", max_beta=0.0, free_bits=0.0,
+                       word_dropout=0.0),
+    "dae": dict(objective="dae", infill_ratio=0.3),
+}
+# quick mode's notebook 1 and 2 recipes: steps and learning rate that make the tiny model copy short
+# captions (attention autoencoder) and decode z-dependent sentences (the remedied VAE)
+QUICK_AE_STEPS, QUICK_AE_LR = 300, 3e-3
+QUICK_VAE_STEPS, QUICK_VAE_LR = 200, 3e-3
+
+
+def autoencoder_specs() -> dict[str, PretrainSpec]:
+    """Notebook 1's three runs, keyed as ``AUTOENCODERS``: the small model (tiny in quick mode) on
+    30,000 English captions (1,500 in quick mode) for 300 steps (``QUICK_AE_STEPS``)."""
+    steps = QUICK_AE_STEPS if QUICK else 300
+    train = TrainConfig(max_steps=steps, warmup_steps=steps // 5, max_tokens=2048 if QUICK else 3072,
+                        lr=QUICK_AE_LR if QUICK else 1e-3, eval_every=steps // 4, checkpoint_every=steps // 4,
+                        log_every=5)
+    base = PretrainSpec(langs=("en",), preset="tiny" if QUICK else "small", sentences_per_lang=1500 if QUICK else 30000,
+                        train=train)
+    return {key: replace(base, **options) for key, options in AUTOENCODERS.items()}
+
+
 # notebook 2: one VAE (the small model, 32 latent dimensions, English captions) trained three ways
 VAE_VARIANTS = {
     "no_remedy": "no remedy (β=1 throughout)",
@@ -71,10 +105,12 @@ VAE_VARIANTS = {
 
 def vae_collapse_specs() -> dict[str, PretrainSpec]:
     """The VAE without remedies, with KL annealing, and with annealing, word dropout and free bits
-    (Bowman et al. 2016; Kingma et al. 2016), keyed as ``VAE_VARIANTS``."""
-    steps = 40 if QUICK else 400
-    train = TrainConfig(max_steps=steps, warmup_steps=steps // 8, max_tokens=2048 if QUICK else 3072, lr=1e-3,
-                        eval_every=steps // 4, checkpoint_every=steps // 4, log_every=5)
+    (Bowman et al. 2016; Kingma et al. 2016), keyed as ``VAE_VARIANTS``. Quick mode trains the tiny
+    model long enough (``QUICK_VAE_STEPS``) that the remedied one decodes sentences that depend on z."""
+    steps = QUICK_VAE_STEPS if QUICK else 400
+    train = TrainConfig(max_steps=steps, warmup_steps=steps // 8, max_tokens=2048 if QUICK else 3072,
+                        lr=QUICK_VAE_LR if QUICK else 1e-3, eval_every=steps // 4, checkpoint_every=steps // 4,
+                        log_every=5)
     base = PretrainSpec(objective="vae", langs=("en",), preset="tiny" if QUICK else "small",
                         sentences_per_lang=1500 if QUICK else 30000, latent_dim=32, train=train)
     options = {
@@ -115,31 +151,51 @@ def long_train_config(seed: int = 0, precision: str = "fp32", minutes: int = 60)
                        log_every=25, select="val_bleu", seed=seed, precision=precision)
 
 
-def quick_pairs(pairs: int | None) -> int | None:
-    """Quick mode caps every parallel budget at 500 pairs (smaller budgets stay as they are)."""
-    return min(pairs or 500, 500) if QUICK else pairs
+def showcase_train_config() -> TrainConfig:
+    """Quick mode's recipe for the ``SHOWCASE`` translators: the small model for a minute or two on
+    2 CPU cores, a high learning rate annealed to zero (cosine), so that they reach >= 10 test BLEU."""
+    return TrainConfig(max_steps=SHOWCASE_STEPS, warmup_steps=SHOWCASE_STEPS // 10, max_tokens=2048, lr=3e-3,
+                       schedule="cosine", eval_every=SHOWCASE_STEPS // 2, checkpoint_every=SHOWCASE_STEPS // 2,
+                       log_every=10, select="val_bleu")
+
+
+def is_showcase(init: str | None, pairs: int | None, child: tuple[str, str], overrides: dict) -> bool:
+    """Whether quick mode trains this translator as one of the ``SHOWCASE`` (never in full mode)."""
+    return (QUICK and init in SHOWCASE["inits"] and pairs in SHOWCASE["pairs"] and tuple(child) == PARENT
+            and not {"train", "task", "preset"} & set(overrides))
+
+
+def translator_preset(init: str | None, pairs: int | None, child: tuple[str, str], overrides: dict) -> str:
+    """The model size of a translator: the course's, or in quick mode the showcase's; a child of a
+    parent translator has its parent's size."""
+    if init == "parent":
+        return translator_preset(None, None, parent_pair(child), {})
+    return SHOWCASE["preset"] if is_showcase(init, pairs, child, overrides) else PRESET
 
 
 def finetune_spec(init: str | None, pairs: int = 2000, seed: int = 0, src: str = "en", tgt: str = "de",
                   **overrides) -> FinetuneSpec:
     """A translator on ``pairs`` parallel pairs, from scratch (``init=None``) or from one of
     ``INIT_PARTS`` (``init_checkpoint`` says which model each name stands for)."""
-    init_path = None if init is None else init_checkpoint(init, (src, tgt))
+    preset = translator_preset(init, pairs, (src, tgt), overrides)
+    init_path = None if init is None else init_checkpoint(init, (src, tgt), preset)
     parts = DEFAULT_PARTS if init is None else INIT_PARTS[init]
-    settings = dict(src=src, tgt=tgt, pairs=quick_pairs(pairs), subset_seed=seed, preset=PRESET,
+    train = showcase_train_config() if is_showcase(init, pairs, (src, tgt), overrides) else finetune_train_config()
+    settings = dict(src=src, tgt=tgt, pairs=pairs, subset_seed=seed, preset=preset,
                     init=init_path, parts=parts, bleu_sentences=50 if QUICK else 400,
-                    train=replace(finetune_train_config(), seed=seed))
+                    train=replace(train, seed=seed))
     return FinetuneSpec(**{**settings, **overrides})
 
 
-def init_checkpoint(init: str, child: tuple[str, str]) -> str:
+def init_checkpoint(init: str, child: tuple[str, str], preset: str = PRESET) -> str:
     """The checkpoint a child translator of ``child`` starts from, trained first if missing:
     a pretrained model (``lm``, ``ae``, ``dae``, ``vae``); a parent translator of another pair
     (``parent``: 250 steps, ``parent_long``: ~60 minutes; the pair is ``parent_pair(child)``);
     or ``parent_dae``, the combination of both: the long parent, then the course's denoising
     pretraining on English and German captions from its weights, so that the parent's encoder
     and cross-attention meet a decoder that has practised the child's target language;
-    ``parent_dae_long`` denoises three times as long (``DENOISED_PARENTS``)."""
+    ``parent_dae_long`` denoises three times as long (``DENOISED_PARENTS``). A pretrained model
+    has the child's ``preset``."""
     if init not in INIT_PARTS:
         raise ValueError(f"unknown initialisation {init!r}: choose from {', '.join(INIT_PARTS)}")
     if init == "parent":
@@ -149,7 +205,7 @@ def init_checkpoint(init: str, child: tuple[str, str]) -> str:
     elif init in DENOISED_PARENTS:
         folder = cached_run(denoised_parent_spec(init, child), tokenizer())[2]
     else:
-        folder = pretrained(init)[2]
+        folder = pretrained(init, preset=preset)[2]
     return str(folder / "best.pt")
 
 

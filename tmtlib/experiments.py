@@ -161,7 +161,7 @@ def record(cell: Cell, folder: Path, test: dict) -> dict[str, Any]:
     train_pairs = cell.pairs or len(data.load_parallel(cell.src, cell.tgt, "train"))
     return {
         "cell": asdict(cell) | {"name": cell.name}, "run_folder": folder.name, "config": config,
-        "data": {"train_pairs": course.quick_pairs(train_pairs),
+        "data": {"train_pairs": train_pairs,
                  "valid_pairs": len(data.load_parallel(cell.src, cell.tgt, "val")),
                  "test_split": test["split"], "test_sentences": test["sentences"]},
         "training": {"steps": progress["step"], "seconds": round(progress["elapsed"], 1),

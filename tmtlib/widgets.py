@@ -10,6 +10,7 @@ the widget builders only wire ipywidgets controls to them.
 
 from __future__ import annotations
 
+import html
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,10 @@ from .tokenize import Tokenizer
 
 # --- denoising --------------------------------------------------------------------------------
 
+# the noise explorer's first view: the corruption of the course's denoising pretraining
+EXPLORER_START = NoiseConfig(infill_ratio=0.3)
+
+
 def noise_preview(tokenizer: Tokenizer, sentence: str, config: NoiseConfig, seed: int = 0) -> tuple[str, str]:
     """(corrupted pieces joined by spaces, one-line description) for one sentence."""
     ids = tokenizer.encode([sentence])[0]
@@ -37,13 +42,17 @@ def noise_preview(tokenizer: Tokenizer, sentence: str, config: NoiseConfig, seed
 
 
 def noise_explorer(tokenizer: Tokenizer, sentences: Sequence[str]) -> w.Widget:
-    """Sliders for each corruption; shows the original and corrupted pieces of a chosen sentence."""
+    """Sliders for each corruption; shows the original and corrupted pieces of a chosen sentence.
+
+    It opens on the course's denoising noise (``EXPLORER_START``: BART's span infilling of 30% of the
+    pieces, which always masks at least one span), so the first view already shows a corruption."""
     sentence = w.Dropdown(options=list(sentences), description="sentence", layout=w.Layout(width="95%"))
+    start = EXPLORER_START
     controls = {
-        "mask_p": w.FloatSlider(0.15, min=0, max=1, step=0.05, description="mask p"),
-        "delete_p": w.FloatSlider(0.0, min=0, max=1, step=0.05, description="delete p"),
-        "infill_ratio": w.FloatSlider(0.0, min=0, max=0.9, step=0.05, description="infill"),
-        "shuffle_k": w.IntSlider(0, min=0, max=6, description="shuffle k"),
+        "mask_p": w.FloatSlider(start.mask_p, min=0, max=1, step=0.05, description="mask p"),
+        "delete_p": w.FloatSlider(start.delete_p, min=0, max=1, step=0.05, description="delete p"),
+        "infill_ratio": w.FloatSlider(start.infill_ratio, min=0, max=0.9, step=0.05, description="infill"),
+        "shuffle_k": w.IntSlider(start.shuffle_k, min=0, max=6, description="shuffle k"),
         "seed": w.IntSlider(0, min=0, max=20, description="seed"),
     }
     out = w.Output()
@@ -78,14 +87,24 @@ def interpolate(model: Seq2Seq, tokenizer: Tokenizer, a: str, b: str, lang: str,
 def interpolation_slider(model: Seq2Seq, tokenizer: Tokenizer, a: str, b: str, lang: str) -> w.Widget:
     """A slider t in [0, 1] that decodes the latent point between ``a`` (t=0) and ``b`` (t=1)."""
     slider = w.FloatSlider(0.0, min=0.0, max=1.0, step=0.1, description="t", continuous_update=False)
-    label = w.Label()
+    decoded = wrapping_text("")
 
     def refresh(_=None):
-        label.value = interpolate(model, tokenizer, a, b, lang, slider.value)[0]
+        decoded.value = wrapping_html(interpolate(model, tokenizer, a, b, lang, slider.value)[0])
 
     slider.observe(refresh, names="value")
     refresh()
-    return w.VBox([w.Label(f"t=0: {a}"), w.Label(f"t=1: {b}"), slider, label])
+    return w.VBox([wrapping_text(f"t=0: {a}"), wrapping_text(f"t=1: {b}"), slider, decoded])
+
+
+def wrapping_html(text: str) -> str:
+    """``text`` as HTML that wraps at the widget's edge (a ``Label`` cuts long lines off with "…")."""
+    return f'<div style="white-space: normal; overflow-wrap: anywhere">{html.escape(text)}</div>'
+
+
+def wrapping_text(text: str) -> w.HTML:
+    """A line of plain text that wraps instead of being cut off, such as a long decoded sentence."""
+    return w.HTML(wrapping_html(text))
 
 
 # --- translation ------------------------------------------------------------------------------
