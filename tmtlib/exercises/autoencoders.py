@@ -131,6 +131,9 @@ def _infilling_attempt(my_infill: Corruption) -> str:
                                 "masking. Each *span* of Poisson(3) pieces must become ONE mask, so that the model "
                                 "learns how many pieces are missing")
     mean_span, ref_span = removed / len(lengths), ref_removed / ref_masks
+    expect(abs(mean_span - ref_span) < 0.25 * ref_span,
+           f"your spans are {mean_span:.2f} pieces long on average, tmtlib's {ref_span:.2f}: draw the span lengths "
+           "from Poisson(λ = 3) (zero-length spans insert a mask)")
     return (f"removed {100 * share:.1f}% of {total:,} real pieces in spans of {mean_span:.2f} pieces on average "
             f"(tmtlib: {ref_span:.2f}), each span one <mask>")
 
