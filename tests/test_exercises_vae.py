@@ -47,3 +47,10 @@ def test_cyclical_schedule_check():
     assert not linear and "restart at 0 every cycle" in linear.message
     unscaled = checks.check_cyclical_schedule(lambda s, m, c: min(1.0, 2 * (s % c) / c))
     assert not unscaled and "max_beta" in unscaled.message
+
+
+def test_checks_leave_the_callers_random_state_alone():
+    state = torch.get_rng_state()
+    checks.check_reparameterize(reparameterize)
+    checks.check_gaussian_kl(gaussian_kl)
+    assert torch.equal(state, torch.get_rng_state())

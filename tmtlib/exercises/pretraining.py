@@ -97,7 +97,8 @@ def _parts_attempt(my_parts: Callable[[nn.Module], set[str]]) -> str:
         objective = make_objective(kind, tok)
         examples = [objective.corrupt(e, random.Random(i)) for i, e in enumerate(
             Example(None if kind == "lm" else ids, ids, tok.lang_id("en")) for ids in samples.caption_ids("en", 16))]
-        objective.loss(model, collate(examples)).loss.backward()
+        with torch.random.fork_rng():  # the VAE's sampling must not move the caller's random state
+            objective.loss(model, collate(examples)).loss.backward()
         expected, got = parts_with_gradient(model), my_parts(model)
         expect(isinstance(got, (set, frozenset)), f"return a set of part names, not {describe(got)}")
         expect(set(got) == expected, f"after one {kind} step the parts with a gradient are {sorted(expected)}; you "

@@ -42,6 +42,8 @@ def caption_batch(lang: str = "en", n: int = 16) -> Batch:
 
 
 def tiny_model(seed: int = 0, **overrides) -> Seq2Seq:
-    """A freshly initialised ``tiny`` Transformer over the course vocabulary (seeded)."""
-    torch.manual_seed(seed)
-    return Seq2Seq(model_config("tiny", tokenizer().vocab_size, **overrides))
+    """A freshly initialised ``tiny`` Transformer over the course vocabulary, seeded without touching
+    the caller's random state."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return Seq2Seq(model_config("tiny", tokenizer().vocab_size, **overrides))

@@ -5,7 +5,6 @@ precisions (against sacreBLEU, Post 2018), and freezing the embeddings (against
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Callable, Sequence
 
 import torch

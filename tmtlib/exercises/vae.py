@@ -71,7 +71,6 @@ def check_gaussian_kl(my_kl: GaussianFn) -> Verdict:
 def _reparameterize_attempt(my_reparameterize: GaussianFn) -> str:
     mu, logvar = posterior_parameters()
     mu, logvar = mu[:4].clone().requires_grad_(), logvar[:4].clone().requires_grad_()
-    torch.manual_seed(0)
     z = my_reparameterize(mu, logvar)
     expect(torch.is_tensor(z) and z.shape == mu.shape, f"return z with the shape of mu {tuple(mu.shape)}, "
                                                        f"not {describe(z)}")
@@ -93,9 +92,16 @@ def _reparameterize_attempt(my_reparameterize: GaussianFn) -> str:
     return "gradients reach mu and logvar; 4,000 draws have mean mu and standard deviation exp(logvar / 2)"
 
 
+def _seeded_reparameterize_attempt(my_reparameterize: GaussianFn) -> str:
+    """The attempt with torch's random state seeded, and the caller's restored afterwards."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return _reparameterize_attempt(my_reparameterize)
+
+
 def check_reparameterize(my_reparameterize: GaussianFn) -> Verdict:
     """``my_reparameterize(mu, logvar)`` -> one z ~ N(mu, exp(logvar)) per row, differentiable in both."""
-    return run_check("reparameterisation trick", lambda: _reparameterize_attempt(my_reparameterize))
+    return run_check("reparameterisation trick", lambda: _seeded_reparameterize_attempt(my_reparameterize))
 
 
 def _schedule_attempt(my_beta: Callable[[int, float, int], float]) -> str:
