@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tmtlib.decode import beam_search, decode_latent, greedy, sample, translate
+from tmtlib.decode import beam_search, decode_latent, greedy, nucleus, sample, translate
 from tmtlib.models import Seq2Seq, autocast, model_config
 from tmtlib.tokenize import EOS_ID, PAD_ID, TokenizerSettings, train_tokenizer
 
@@ -223,3 +223,22 @@ def test_translate_returns_attention(translator, spm_tokenizer):
     assert alignment.output_pieces[-1] == "</s>"
     assert alignment.attention.shape == (len(alignment.output_pieces), len(alignment.source_pieces))
     torch.testing.assert_close(alignment.attention.sum(-1), torch.ones(len(alignment.output_pieces)))
+
+
+def test_nucleus_keeps_the_smallest_set_reaching_top_p():
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.05, 0.9, 0.03, 0.02]])
+    kept = nucleus(probs.log(), 0.8).isfinite()
+    assert kept.tolist() == [[True, True, False, False], [False, True, False, False]]
+    assert nucleus(probs.log(), 0.81).isfinite()[0].tolist() == [True, True, True, False]
+    assert nucleus(probs.log(), 1e-6).isfinite().sum(-1).tolist() == [1, 1]  # the best token always stays
+    assert torch.equal(nucleus(probs.log(), 1.0), probs.log())
+    assert torch.equal(nucleus(probs.log(), 0.8)[0, :2], probs.log()[0, :2])  # kept scores unchanged
+    with pytest.raises(ValueError, match="top_p"):
+        nucleus(probs, 0.0)
+
+
+def test_sampling_with_top_p(untrained, test_sources):
+    tiny_nucleus = sample(untrained, tags(16), src=test_sources, top_p=1e-6, max_len=12)
+    assert tiny_nucleus == greedy(untrained, test_sources, tags(16), max_len=12)
+    with pytest.raises(ValueError, match="top_p"):
+        sample(untrained, tags(2), top_p=1.5)

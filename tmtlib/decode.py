@@ -160,11 +160,26 @@ def greedy(model: Seq2Seq, src: Tensor | None, start_ids: Tensor, *, memory: Ten
         return _generate(prefixes, limits, lambda logits: logits.argmax(dim=-1))
 
 
+def nucleus(scores: Tensor, top_p: float) -> Tensor:
+    """Top-p (nucleus) filtering (Holtzman et al. 2020): keep, per row of ``scores`` [b, V], the
+    smallest set of most likely tokens whose probabilities sum to at least ``top_p``; the others get
+    -inf. The kept scores are unchanged, and the most likely token is always kept."""
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must lie in (0, 1], not {top_p}")
+    sorted_scores, order = scores.sort(dim=-1, descending=True)
+    probs = sorted_scores.softmax(dim=-1)
+    before = probs.cumsum(dim=-1) - probs  # the probability of the tokens ranked above each token
+    drop_sorted = before >= top_p  # the nucleus already holds top_p without this token
+    drop = drop_sorted.scatter(-1, order, drop_sorted)
+    return scores.masked_fill(drop, float("-inf"))
+
+
 def sample(model: Seq2Seq, start_ids: Tensor, *, src: Tensor | None = None, memory: Tensor | None = None,
            memory_pad: Tensor | None = None, max_len: int = 50, temperature: float = 1.0, top_k: int = 0,
-           generator: torch.Generator | None = None) -> list[list[int]]:
+           top_p: float = 1.0, generator: torch.Generator | None = None) -> list[list[int]]:
     """Ancestral sampling: draw each token from p(y_t | y_<t)^(1/temperature), renormalised over
-    the ``top_k`` most likely tokens when ``top_k > 0`` (Fan et al. 2018); ``top_k=1`` is greedy.
+    the ``top_k`` most likely tokens when ``top_k > 0`` (Fan et al. 2018); ``top_k=1`` is greedy;
+    and over the nucleus of probability ``top_p`` when ``top_p < 1`` (see ``nucleus``).
 
     Used to show what a language model or a VAE decoder has learnt. Pass a seeded ``generator``
     (on the model's device) for reproducible samples.
@@ -173,12 +188,16 @@ def sample(model: Seq2Seq, start_ids: Tensor, *, src: Tensor | None = None, memo
         raise ValueError(f"temperature must be positive, not {temperature} (for the argmax, use greedy)")
     if top_k < 0:
         raise ValueError(f"top_k must be >= 0 (0: the whole vocabulary), not {top_k}")
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must lie in (0, 1], not {top_p}")
 
     def choose(logits: Tensor) -> Tensor:
         scores = logits / temperature  # [b, V]: softmax(logits / T) = softmax(log p / T)
         if top_k:
             kth_best = scores.topk(min(top_k, scores.size(-1)), dim=-1).values[:, -1:]  # [b, 1]
             scores = scores.masked_fill(scores < kth_best, float("-inf"))
+        if top_p < 1.0:
+            scores = nucleus(scores, top_p)
         return torch.multinomial(scores.softmax(dim=-1), 1, generator=generator).squeeze(1)
 
     with evaluating(model):
