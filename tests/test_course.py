@@ -36,8 +36,7 @@ def test_child_of_the_parent_starts_from_the_parent_translator(tokenizer):
     assert pipeline.spec_from_dict(pipeline.FinetuneSpec, pipeline.spec_dict(spec)) == spec
 
 
-def test_test_results_are_cached_per_language_pair(tokenizer, tmp_path, monkeypatch):
-    monkeypatch.setenv("TMT_HOME", str(tmp_path))
+def test_test_results_are_cached_per_language_pair(tokenizer):
     _, _, folder = course.translator(None, pairs=200, src="en", tgt="fr")
     french = course.test_result(folder, "en", "fr")
     german = course.test_result(folder, "en", "de")  # what a French child still does in German
@@ -47,8 +46,7 @@ def test_test_results_are_cached_per_language_pair(tokenizer, tmp_path, monkeypa
     assert course.test_result(folder, "en", "fr") == french  # read back, not recomputed
 
 
-def test_the_en_de_child_gets_an_en_fr_parent_never_one_trained_on_its_own_pairs(tokenizer, tmp_path, monkeypatch):
-    monkeypatch.setenv("TMT_HOME", str(tmp_path))
+def test_the_en_de_child_gets_an_en_fr_parent_never_one_trained_on_its_own_pairs(tokenizer):
     assert course.parent_pair(("en", "fr")) == course.parent_pair(("en", "cs")) == course.PARENT
     assert course.parent_pair(course.PARENT) == ("en", "fr")
     spec = course.finetune_spec("parent_long", pairs=200, src="en", tgt="de")
@@ -57,8 +55,7 @@ def test_the_en_de_child_gets_an_en_fr_parent_never_one_trained_on_its_own_pairs
     assert json.loads((parent_folder / "config.json").read_text())["tgt"] == "fr"
 
 
-def test_parent_dae_is_the_long_parent_taught_the_target_language_by_denoising(tokenizer, tmp_path, monkeypatch):
-    monkeypatch.setenv("TMT_HOME", str(tmp_path))
+def test_parent_dae_is_the_long_parent_taught_the_target_language_by_denoising(tokenizer):
     spec = course.finetune_spec("parent_dae", pairs=200, src="en", tgt="de")
     dae_config = json.loads((Path(spec.init).parent / "config.json").read_text())
     _, _, parent_folder = course.long_parent(("en", "fr"))
