@@ -92,3 +92,17 @@ def test_versus_reuses_the_comparison_a_record_keeps_with_its_scratch_run():
                dae: _record(dae, 37.7, comparison={"baseline": scratch.name, "baseline_bleu": 36.9, "p_value": 0.051})}
     result = experiments.versus(records, scratch.system, dae.system)
     assert result.bootstrap_p == {0: 0.051} and not result.established
+
+
+def test_figures_draw_each_language_pair_in_its_own_panel_with_words_for_labels(tmp_path):
+    cells = [Cell("crosslingual", init, 3000, seed, "en", tgt) for tgt in ("fr", "cs") for init in (None, "parent_long")
+             for seed in (0, 1)]
+    curve = [{"step": 50, "val_bleu": 5.0}, {"step": 100, "val_bleu": 9.0}]
+    records = {cell: _record(cell, 20.0 + cell.seed + (5 if cell.init else 0)) for cell in cells}
+    for saved in records.values():
+        saved["validation"] = {"curve": curve}
+    written = experiments.figures("crosslingual", records, tmp_path, log=lambda message: None)
+    assert [path.name for path in written] == ["bleu.png", "learning_curves.png"]
+    assert [experiments.label(c) for c in cells[:4:2]] == ["scratch", "60-min parent"]
+    assert experiments.label(Cell("strategies", "parent", 3000, 0, "en", "fr", "freeze_encoder")) == "frozen encoder"
+    assert experiments.label(Cell("full", "dae", None, 0, recipe="long_bf16")) == "DAE, 60 min, bf16"

@@ -40,3 +40,15 @@ def test_every_bar_is_labelled_so_a_zero_height_bar_is_seen():
 
     ax = bars({"full": [31.3], "frozen encoder": [0.0, 0.0]})
     assert [t.get_text() for t in ax.texts] == ["31.3\n(1 seed)", "0.0 ± 0.0\n(2 seeds)"]
+
+
+def test_attention_heatmaps_share_one_scale_and_show_it():
+    import torch
+
+    from tmtlib.decode import Alignment
+    from tmtlib.plot import attention_heatmap
+
+    ax = attention_heatmap(Alignment(["▁a", "</s>"], ["▁b", "</s>"], torch.tensor([[0.9, 0.1], [0.2, 0.3]])))
+    (image,) = ax.images
+    assert image.get_clim() == (0.0, 1.0) and image.colorbar is not None
+    assert image.colorbar.ax.get_ylabel() == "attention weight"
