@@ -350,8 +350,7 @@ def test_translate_streams_a_large_input(run):
     worker.stdin.flush()
     ready, _, _ = select.select([worker.stdout], [], [], 240)
     assert ready, "no output before the input ended: translate does not stream"
-    worker.stdin.write(b"".join(sentences[STREAM_LINES:]))
-    out, _ = worker.communicate(timeout=600)
+    out, _ = worker.communicate(b"".join(sentences[STREAM_LINES:]), timeout=600)  # reads while it writes
     assert worker.returncode == 0 and out.count(b"\n") == len(sentences)
 
 
