@@ -19,7 +19,7 @@ import socket
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -69,7 +69,8 @@ def _write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) ->
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException as error:
-        tmp.unlink(missing_ok=True)
+        with suppress(OSError):  # a read-only folder refuses even the removal of a file never made
+            tmp.unlink(missing_ok=True)
         cause = _os_error(error) if isinstance(error, Exception) else None
         if cause is None:
             raise
@@ -112,7 +113,13 @@ def check_writable(path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"cannot write {path}: it is a directory")
-    write_bytes_atomic(b"", path.with_name(f".{path.name}.probe")).unlink()
+    probe = path.with_name(f".{path.name}.{os.getpid()}.probe")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe.open("wb").close()
+        probe.unlink()
+    except OSError as error:
+        raise CheckpointError(f"cannot write {path}: {error.strerror or error}") from None
     return path
 
 
