@@ -47,8 +47,8 @@ def check_multi_reference_bleu(my_bleu: Callable[[list[str], list[list[str]]], f
         systems, _, refs = paraphrase_systems()
         scores = []
         for name, hyps in systems.items():
-            expected = bleu(hyps, refs).value
             got = my_bleu(list(hyps), [list(r) for r in refs])
+            expected = bleu(hyps, refs).value
             expect(isinstance(got, (float, int)), f"return BLEU as a number, not {type(got).__name__}")
             if not math.isclose(got, expected, abs_tol=0.01):
                 if math.isclose(got, expected / 100, abs_tol=1e-4):
@@ -79,8 +79,8 @@ def check_ibleu(my_ibleu: Callable[[list[str], list[str], list[list[str]], float
         results = []
         for name, hyps in systems.items():
             for alpha in (0.9, 0.7):
-                expected = ibleu(hyps, sources, refs, alpha)
                 got = my_ibleu(list(hyps), list(sources), [list(r) for r in refs], alpha)
+                expected = ibleu(hyps, sources, refs, alpha)
                 if not math.isclose(got, expected, abs_tol=0.01):
                     to_refs, to_input = bleu(hyps, refs).value, bleu(hyps, sources).value
                     hint = "iBLEU = alpha * BLEU(output, references) - (1 - alpha) * BLEU(output, input)"
@@ -150,7 +150,7 @@ def check_rouge_l(my_rouge_l: Callable[[str, str], float], sentences: int = 200)
         systems, _, refs = paraphrase_systems()
         pairs = list(zip(systems["human (caption 2)"], [r[0] for r in refs]))[:sentences]
         for index, (hypothesis, reference) in enumerate(pairs):
-            expected, got = rouge_l(hypothesis, reference), my_rouge_l(hypothesis, reference)
+            got, expected = my_rouge_l(hypothesis, reference), rouge_l(hypothesis, reference)
             if not math.isclose(got, expected, abs_tol=1e-9):
                 expect(False, f"image {index}: for {hypothesis!r} against {reference!r} your ROUGE-L is {got:.4f}, "
                        f"the reference {expected:.4f}: {_rouge_hint(got, hypothesis, reference)}")

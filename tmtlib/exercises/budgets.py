@@ -48,8 +48,8 @@ def check_paired_bootstrap(my_bootstrap: Callable[..., float], n_samples: int = 
     def attempt() -> str:
         lines = []
         for case, (a, b, refs) in bootstrap_cases().items():
+            got = my_bootstrap(list(a), list(b), list(refs), n_samples, seed)  # first: a stub stops here
             expected = paired_bootstrap(a, b, refs, n_samples=n_samples, seed=seed).p_value
-            got = my_bootstrap(list(a), list(b), list(refs), n_samples, seed)
             expect(isinstance(got, (float, int)) and not isinstance(got, bool),
                    f"return the p-value as a number, not {type(got).__name__}")
             expect(math.isclose(got, expected, abs_tol=1e-9), _bootstrap_hint(case, float(got), expected, n_samples))
@@ -94,7 +94,7 @@ def check_budget_curve(my_curve: Callable[[Path, str], Curve]) -> Verdict:
 
     def attempt() -> str:
         for init in ("scratch", "dae"):
-            expected, got = reference_curve(BUDGETS_DIR, init), my_curve(BUDGETS_DIR, init)
+            got, expected = my_curve(BUDGETS_DIR, init), reference_curve(BUDGETS_DIR, init)
             expect(isinstance(got, dict), f"return a dict {{pairs: (mean, sd)}}, not {type(got).__name__}")
             expect(set(got) == set(expected), f"{init}: your budgets are {sorted(got)}, the records hold "
                    f"{sorted(expected)} (key by record['data']['train_pairs'], an int; 'all' is 29,000)")
@@ -134,7 +134,7 @@ def check_pairs_needed(my_pairs_needed: Callable[[dict[int, float], float], floa
         dae = {pairs: mean for pairs, (mean, _) in reference_curve(BUDGETS_DIR, "dae").items()}
         targets = [*dae.values(), min(scratch.values()) - 1, (min(scratch.values()) + max(scratch.values())) / 2]
         for target in targets:
-            expected, got = pairs_needed(scratch, target), my_pairs_needed(dict(scratch), target)
+            got, expected = my_pairs_needed(dict(scratch), target), pairs_needed(scratch, target)
             if expected is None:
                 expect(got is None, f"scratch never reaches (or starts above) {target:.1f} BLEU on the recorded "
                        f"budgets, so return None rather than {got} (do not extrapolate)")

@@ -80,9 +80,9 @@ def check_greedy(my_greedy: Callable[[Seq2Seq, list[int], int, int], list[int]])
         start = course.tokenizer().lang_id("de")
         lengths = []
         for name, model, _, src, max_len in decoding_cases():
-            expected = reference_greedy(model, src, start, max_len)
             with evaluating(model):
                 got = my_greedy(model, list(src), start, max_len)
+            expected = reference_greedy(model, src, start, max_len)
             got = got.tolist() if isinstance(got, Tensor) else list(got)
             expect(got == expected, f"{name}, max_len {max_len}: your output {got} differs from tmtlib.decode.greedy's "
                    f"{expected}: {_first_difference(got, expected)}.{_greedy_hint(got, expected, start, max_len)}")
@@ -121,8 +121,8 @@ def check_top_p(my_top_p: Callable[[Tensor, float], Tensor]) -> Verdict:
     def attempt() -> str:
         kept = []
         for logits, p in filter_cases():
-            expected = top_p_filter(logits, p)
             got = my_top_p(logits.clone(), p)
+            expected = top_p_filter(logits, p)
             expect(isinstance(got, Tensor) and got.shape == logits.shape,
                    f"return filtered logits of shape {tuple(logits.shape)}, not {describe(got)}")
             mine, theirs = torch.isfinite(got), torch.isfinite(expected)
@@ -162,9 +162,9 @@ def check_top_p_sampling(my_sample: Callable[..., list[int]]) -> Verdict:
     def attempt() -> str:
         start = course.tokenizer().lang_id("de")
         for name, model, index, src, max_len in decoding_cases():
-            expected = reference_greedy(model, src, start, max_len)
             with evaluating(model):
                 got = list(my_sample(model, list(src), start, max_len, 1e-6, torch.Generator().manual_seed(index)))
+            expected = reference_greedy(model, src, start, max_len)
             expect(got == expected, f"{name}: with p = 1e-6 only the top token survives, so the output must be "
                    f"greedy search's {expected}, not {got}: {_first_difference(got, expected)}")
             for p in (0.5, 0.9):
