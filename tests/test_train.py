@@ -225,3 +225,18 @@ def test_bf16_mixed_precision_trains_and_keeps_fp32_weights(tmp_path):
     assert checkpoint.load(tmp_path / "last.pt")["train_config"]["precision"] == "bf16"
     with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
         quick(precision="fp16")
+
+
+def test_importing_tmtlib_leaves_denormals_alone_and_training_restores_them():
+    """Denormals are flushed only while ``train`` runs: importing the library changes nothing global."""
+    import subprocess
+    import sys
+
+    probe = "import torch, tmtlib, tmtlib.train; print(float(torch.tensor([1e-40]) * 1.0))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert float(out) > 0.0
+    from tmtlib.train import flush_denormals
+
+    with flush_denormals():
+        assert float(torch.tensor([1e-40]) * 1.0) == 0.0
+    assert float(torch.tensor([1e-40]) * 1.0) > 0.0

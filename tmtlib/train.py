@@ -21,8 +21,8 @@ import os
 import random
 import time
 import warnings
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -379,6 +379,21 @@ class _Run:
             self.progress.stale_evals += 1
 
 
+@contextmanager
+def flush_denormals() -> Iterator[None]:
+    """Flush denormal floats to zero while a run trains, and switch it off again afterwards.
+
+    Denormals cost 10-100x more on x86 CPUs, and the tiny gradients and Adam moments of a converging
+    model fall into that range (a VAE overfit ran 25x slower). The switch is process-wide and torch
+    has no way to read it, so it is on only inside ``train`` and back at torch's default (off) after.
+    """
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def train(model: torch.nn.Module, objective: Objective, examples: Sequence[Example],
           config: TrainConfig = TrainConfig(), *, valid: Sequence[Example] | None = None,
           evaluate: Evaluator | None = None, out_dir: str | os.PathLike | None = None,
@@ -394,6 +409,6 @@ def train(model: torch.nn.Module, objective: Objective, examples: Sequence[Examp
     (``checkpoint.run_folder_lock``): a second process on it is refused. Returns the metrics history.
     """
     check_run(config, examples, valid, evaluate)
-    with checkpoint.run_folder_lock(out_dir) if out_dir is not None else nullcontext():
+    with checkpoint.run_folder_lock(out_dir) if out_dir is not None else nullcontext(), flush_denormals():
         return _Run(model, objective, list(examples), config, valid, evaluate, out_dir, param_groups,
                     callbacks, metadata).run()
