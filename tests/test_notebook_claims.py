@@ -12,15 +12,15 @@ from __future__ import annotations
 import json
 import re
 from functools import cache
-from pathlib import Path
+from itertools import pairwise
 
 import matplotlib
 import pytest
 
 matplotlib.use("Agg")
 
-from tmtlib import experiments  # noqa: E402
-from tmtlib.settings import REPO_ROOT  # noqa: E402
+from tmtlib import experiments
+from tmtlib.settings import REPO_ROOT
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 RESULTS = REPO_ROOT / "data" / "results"
@@ -212,7 +212,7 @@ def test_07_prose_numbers_come_from_the_outputs_and_records():
         assert saved["validation"]["at_step"] == 250
     assert (f"{dae['validation']['best_val_bleu_greedy']:.1f} against {weak['validation']['best_val_bleu_greedy']:.1f} "
             "validation BLEU (greedy) at step 250") in text
-    steps, readme = readme_30_minute_run()
+    _, readme = readme_30_minute_run()
     says(text, readme)
     assert "8.8" not in text and "11.1" not in text, "numbers that appear in no output"
 
@@ -261,8 +261,8 @@ def test_08_only_the_last_gap_stands_out_from_seed_noise():
 
     noise = statistics.stdev(scratch)
     ranked = sorted((saved["test"]["bleu"]["score"] for saved in strategies.values()), reverse=True)
-    gaps = [(high - low) / noise for high, low in zip(ranked, ranked[1:])]
-    assert max(gaps[:-1]) < 2 < 3 < gaps[-1]
+    gaps = [(high - low) / noise for high, low in pairwise(ranked)]
+    assert max(gaps[:-1]) < 2 and gaps[-1] > 3
     assert "only the last gap is clearly larger" in prose("08", "6a52423d")
 
 
