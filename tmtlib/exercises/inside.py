@@ -22,8 +22,8 @@ import torch
 from sacrebleu.metrics import BLEU
 
 from .. import data
-from ..settings import REPO_ROOT
 from ..models import Seq2Seq, attend, attention_mask, model_config, split_heads
+from ..settings import REPO_ROOT
 from ..tokenize import course_tokenizer
 from . import Verdict, expect, run_check
 
