@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 
-from tmtlib.plot import score_curves  # noqa: E402
+from tmtlib.plot import beam_tree, score_curves  # noqa: E402
 
 
 def test_score_curves_error_bars_are_sample_standard_deviations():
@@ -52,3 +52,14 @@ def test_attention_heatmaps_share_one_scale_and_show_it():
     (image,) = ax.images
     assert image.get_clim() == (0.0, 1.0) and image.colorbar is not None
     assert image.colorbar.ax.get_ylabel() == "attention weight"
+def test_beam_tree_joins_each_hypothesis_to_its_parent_and_marks_the_result():
+    nodes = [dict(id=0, parent=None, step=0, label="<2de>", score=0.0, finished=False, best=True),
+             dict(id=1, parent=0, step=1, label="Ein", score=-0.5, finished=False, best=True),
+             dict(id=2, parent=0, step=1, label="Eine", score=-1.2, finished=False, best=False),
+             dict(id=3, parent=1, step=2, label="EOS", score=-0.9, finished=True, best=True)]
+    ax = beam_tree(nodes)
+    edges = [line.get_xydata().tolist() for line in ax.lines]
+    assert edges == [[[0, 0], [1, 0]], [[0, 0], [1, -1]], [[1, 0], [2, 0]]]  # one edge per child, rows by id
+    red = [line for line in ax.lines if line.get_color() == "tab:red"]
+    assert len(red) == 2  # the result's path: <2de> -> Ein -> EOS
+    assert [text.get_text() for text in ax.texts] == ["<2de>", "Ein\n-0.50", "Eine\n-1.20", "EOS\n-0.90"]

@@ -154,3 +154,39 @@ def bars(values: Mapping[str, float | Sequence[float]], ax: Axes | None = None, 
     for label in ax.get_xticklabels():
         label.set_horizontalalignment("right")
     return ax
+
+
+def beam_tree(nodes: Sequence[Mapping], ax: Axes | None = None) -> Axes:
+    """A beam search drawn as a tree: one column per step, one box per hypothesis kept at that step.
+
+    Each node is a mapping with ``id``, ``parent`` (an id, or None for the start), ``step``,
+    ``label`` (the piece it adds), ``score`` (its summed log-probability), ``finished`` (it ended
+    with EOS or at the length limit) and ``best`` (on the path of the returned translation). Edges
+    join a hypothesis to the one it extends; the returned translation's path is drawn in red.
+    """
+    steps = max(node["step"] for node in nodes) + 1
+    rows: dict[int, int] = {}
+    for node in nodes:
+        rows[node["id"]] = sum(1 for other in nodes if other["step"] == node["step"] and other["id"] < node["id"])
+    height = max(rows.values()) + 1
+    ax = _axes(ax, (1.45 * steps + 1, 0.55 * height + 1.2))
+    place = {node["id"]: (node["step"], -rows[node["id"]]) for node in nodes}
+    for node in nodes:
+        if node["parent"] is not None:
+            (x0, y0), (x1, y1) = place[node["parent"]], place[node["id"]]
+            ax.plot([x0, x1], [y0, y1], color="tab:red" if node["best"] else "0.75",
+                    linewidth=2.0 if node["best"] else 0.8, zorder=1)
+    for node in nodes:
+        x, y = place[node["id"]]
+        style = dict(boxstyle="round,pad=0.25", facecolor="mistyrose" if node["best"] else "white",
+                     edgecolor="tab:red" if node["best"] else ("tab:green" if node["finished"] else "0.5"),
+                     linestyle="--" if node["finished"] and not node["best"] else "-")
+        text = node["label"] if node["parent"] is None else f"{node['label']}\n{node['score']:.2f}"
+        ax.text(x, y, text, ha="center", va="center", fontsize=7, bbox=style, zorder=2)
+    ax.set(xlim=(-0.6, steps - 0.4), ylim=(-height + 0.4, 0.6), xlabel="step (pieces generated)",
+           title="beam search: kept hypotheses with their log-probability (red: the result; green: finished)")
+    ax.set_xticks(range(steps))
+    ax.set_yticks([])
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    return ax
