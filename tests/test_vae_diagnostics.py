@@ -139,3 +139,12 @@ def test_vae_diagnostics_family_records_each_vae(corpus, tmp_path, capsys):
     assert "IW bound, k=5" in (folder / "summary.md").read_text()
     assert main(["experiment", "vae-diagnostics", "--seeds", "1"]) == 2
     assert "does not take --seeds" in capsys.readouterr().err
+
+
+def test_training_on_one_memory_vector_leaves_query_and_key_where_they_started():
+    examples = sentences(8)
+    initial = vae_model(latent_dim=8)
+    change = vd.cross_attention_change(trained_to_read_z(examples, steps=20), initial)
+    # their gradient is rounding noise (~1e-8), which Adam's per-coordinate scaling turns into small random steps
+    assert change["value"] > 0.05 and change["output"] > 0.05
+    assert change["query"] < 0.1 * change["value"] and change["key"] < 0.1 * change["value"]

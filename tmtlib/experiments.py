@@ -421,7 +421,8 @@ DIAGNOSTIC_SAMPLES = {"samples": 2, "iw_sentences": 20, "iw_samples": 5, "iw_k":
 def vae_diagnostics_record(name: str) -> dict[str, Any]:
     """``tmtlib.vae_diagnostics.measure`` of the pretraining run ``name`` (one of ``VAE_RUNS``,
     trained first if missing) on its validation captions, from its selected checkpoint, and the
-    gradient each cross-attention projection gets from its loss on 64 of them."""
+    gradient each cross-attention projection gets from its loss on 64 of them, and how far each
+    moved from its initialisation."""
     spec, tokenizer = vae_specs()[name], course.tokenizer()
     model, _, folder = pipeline.cached_run(spec, tokenizer)
     examples = pipeline.pretraining_examples(spec, tokenizer)[1]
@@ -430,10 +431,12 @@ def vae_diagnostics_record(name: str) -> dict[str, Any]:
     objective = pipeline.build_objective(spec, tokenizer)
     torch.manual_seed(0)  # word dropout and z are drawn from the global generator
     gradients = vae_diagnostics.cross_attention_gradients(model, objective, examples[:64])
+    torch.manual_seed(spec.train.seed)  # the initialisation the run started from (tmtlib.pipeline.pretrain)
+    change = vae_diagnostics.cross_attention_change(model, type(model)(model.config))
     return {"run": name, "run_folder": folder.name,
             "checkpoint_step": checkpoint.load(folder / "best.pt")["progress"]["step"],
             "examples": f"the run's validation captions ({', '.join(spec.langs)}; task-2 val, the first 500 per language)",
-            **measured, "cross_attention_gradient_norm": gradients,
+            **measured, "cross_attention_gradient_norm": gradients, "cross_attention_change_from_init": change,
             "seconds": round(time.perf_counter() - started, 1), "machine": machine()}
 
 

@@ -17,7 +17,10 @@ properly, on a fixed list of examples (each with a source equal to its target, a
   the reconstruction would not change;
 * ``cross_attention_gradients``: the gradient each cross-attention projection gets from the VAE
   loss. The latent memory is one vector, so softmax over one key is 1 and the query and key
-  projections get no gradient at all: only the value and output projections learn.
+  projections get no gradient (only rounding noise, ~1e-8): only the value and output projections
+  learn. ``cross_attention_change``: how far each moved from its initialisation (Adam, which
+  scales each coordinate's step by its gradient's running size, turns the noise into small
+  random steps; weight decay shrinks them).
 
 Per-token figures are divided by the real target tokens (EOS included), as in training.
 """
@@ -25,7 +28,7 @@ Per-token figures are divided by the real target tokens (EOS included), as in tr
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -198,26 +201,46 @@ def measure(model: Seq2Seq, examples: Sequence[Example], samples: int = 10, iw_s
                                     "nll_bound": {str(k): importance_weighted_nll(iw_draws, k) for k in iw_k}}}
 
 
+def _cross_attention_parts(model: Seq2Seq, of: Callable[[Tensor], Tensor]) -> dict[str, list[Tensor]]:
+    """``of(parameter)`` (the parameter's values, or its gradient) for each decoder layer's
+    cross-attention query, key, value and output projection, weights and biases (kv split in two)."""
+    d_model, parts = model.config.d_model, {"query": [], "key": [], "value": [], "output": []}
+    for layer in model.decoder.layers:
+        attention = layer.cross_attn
+        for parameter in (attention.q.weight, attention.q.bias):
+            parts["query"].append(of(parameter))
+        for parameter in (attention.kv.weight, attention.kv.bias):
+            parts["key"].append(of(parameter)[:d_model])
+            parts["value"].append(of(parameter)[d_model:])
+        for parameter in (attention.out.weight, attention.out.bias):
+            parts["output"].append(of(parameter))
+    return parts
+
+
+def _norm(tensors: list[Tensor]) -> float:
+    return math.sqrt(sum(t.double().pow(2).sum().item() for t in tensors))
+
+
 def cross_attention_gradients(model: Seq2Seq, objective: Objective, examples: Sequence[Example]) -> dict[str, float]:
     """The norm of the gradient of ``objective``'s loss on one batch of ``examples`` with respect to
     each kind of decoder cross-attention weight (query, key, value, output; weights and biases,
     all layers together). With one memory vector the attention weight softmax(q.k) over a
-    single key is 1 whatever q and k are, so query and key get exactly zero gradient."""
+    single key is 1 whatever q and k are, so query and key get no gradient: zero up to rounding
+    in the attention kernel's backward pass."""
     was_training = model.training
     model.train()
     model.zero_grad(set_to_none=True)
     objective.loss(model, collate(list(examples))).loss.backward()
-    squares = dict.fromkeys(("query", "key", "value", "output"), 0.0)
-    d_model = model.config.d_model
-    for layer in model.decoder.layers:
-        attention = layer.cross_attn
-        for part in (attention.q.weight, attention.q.bias):
-            squares["query"] += part.grad.pow(2).sum().item()
-        for part in (attention.kv.weight, attention.kv.bias):
-            squares["key"] += part.grad[:d_model].pow(2).sum().item()
-            squares["value"] += part.grad[d_model:].pow(2).sum().item()
-        for part in (attention.out.weight, attention.out.bias):
-            squares["output"] += part.grad.pow(2).sum().item()
+    gradients = {name: _norm(grads) for name, grads in _cross_attention_parts(model, lambda p: p.grad).items()}
     model.zero_grad(set_to_none=True)
     model.train(was_training)
-    return {name: math.sqrt(total) for name, total in squares.items()}
+    return gradients
+
+
+def cross_attention_change(model: Seq2Seq, initial: Seq2Seq) -> dict[str, float]:
+    """||W - W_0|| / ||W_0|| for each kind of cross-attention weight (as in
+    ``cross_attention_gradients``) between a trained ``model`` and the ``initial`` one it was
+    trained from: for a VAE, query and key moved only by rounding noise and weight decay."""
+    trained = _cross_attention_parts(model, Tensor.detach)
+    start = _cross_attention_parts(initial, Tensor.detach)
+    return {name: _norm([a - b for a, b in zip(trained[name], start[name])]) / _norm(start[name]) for name in trained}
