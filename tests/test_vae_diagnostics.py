@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -148,3 +149,29 @@ def test_training_on_one_memory_vector_leaves_query_and_key_where_they_started()
     # their gradient is rounding noise (~1e-8), which Adam's per-coordinate scaling turns into small random steps
     assert change["value"] > 0.05 and change["output"] > 0.05
     assert change["query"] < 0.1 * change["value"] and change["key"] < 0.1 * change["value"]
+
+
+PRETRAINING_RESULTS = Path(__file__).resolve().parents[1] / "data" / "results" / "pretraining"
+
+
+def test_committed_vae_measurements_hold_what_the_course_says():
+    """The recorded measurements are of the committed runs, consistent, and say what notebook 2 says."""
+    runs = json.loads((PRETRAINING_RESULTS / "vae_diagnostics.json").read_text())["runs"]
+    summary = (PRETRAINING_RESULTS / "summary.md").read_text()
+    for name, record in runs.items():
+        trained = json.loads((PRETRAINING_RESULTS / f"{name}.json").read_text())
+        assert record["run_folder"] == trained["run_folder"] and f"| {name} |" in summary
+        if record["checkpoint_step"] == trained["final_validation"]["step"]:  # the same weights as in training
+            assert record["reconstruction_at_mean"] == pytest.approx(trained["final_validation"]["val_nll"], abs=1e-4)
+        bound = record["importance_weighted"]["nll_bound"]
+        assert record["importance_weighted"]["samples"] >= 50 and bound["50"] <= bound["10"] <= bound["1"]
+        assert record["neg_elbo"] == pytest.approx(record["reconstruction"] + record["kl"])
+        assert record["mutual_information"] <= min(math.log(record["sentences"]), record["kl_per_sentence"])
+        gradients = record["cross_attention_gradient_norm"]
+        assert max(gradients["query"], gradients["key"]) < 1e-4 * min(gradients["value"], gradients["output"])
+    remedied = runs["vae_all_remedies"]
+    assert remedied["shuffled_z"]["gap"] > 0.05 and remedied["active_units"] > 0
+    assert remedied["reconstruction"] > remedied["reconstruction_at_mean"]  # sampled z decodes worse than the mean
+    if "vae_no_remedy" in runs:
+        collapsed = runs["vae_no_remedy"]
+        assert collapsed["active_units"] == 0 and abs(collapsed["shuffled_z"]["gap"]) < 0.01

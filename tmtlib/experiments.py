@@ -425,7 +425,7 @@ def vae_diagnostics_record(name: str) -> dict[str, Any]:
     moved from its initialisation."""
     spec, tokenizer = vae_specs()[name], course.tokenizer()
     model, _, folder = pipeline.cached_run(spec, tokenizer)
-    examples = pipeline.pretraining_examples(spec, tokenizer)[1]
+    examples = pipeline.pretraining_validation(spec, tokenizer)
     started = time.perf_counter()
     measured = vae_diagnostics.measure(model, examples, **DIAGNOSTIC_SAMPLES)
     objective = pipeline.build_objective(spec, tokenizer)

@@ -73,8 +73,8 @@ def reconstruction_log_likelihood(model: Seq2Seq, examples: Sequence[Example], z
         for indices in _batches(examples, max_tokens):
             batch = collate([examples[i] for i in indices])
             logits = model.decode(batch.tgt_in, model.latent_memory(z[indices]))  # [B, T, V]
-            nll = F.cross_entropy(logits.transpose(1, 2), batch.tgt_out, ignore_index=PAD_ID, reduction="none")
-            result[indices] = -nll.sum(dim=1)
+            nll = F.cross_entropy(logits.flatten(0, 1), batch.tgt_out.flatten(), ignore_index=PAD_ID, reduction="none")
+            result[indices] = -nll.view(batch.tgt_out.shape).sum(dim=1)
     return result
 
 
