@@ -63,3 +63,14 @@ def test_beam_tree_joins_each_hypothesis_to_its_parent_and_marks_the_result():
     red = [line for line in ax.lines if line.get_color() == "tab:red"]
     assert len(red) == 2  # the result's path: <2de> -> Ein -> EOS
     assert [text.get_text() for text in ax.texts] == ["<2de>", "Ein\n-0.50", "Eine\n-1.20", "EOS\n-0.90"]
+def test_vae_terms_show_validation_points_and_beta():
+    from tmtlib.plot import vae_terms
+    from tmtlib.train import History
+
+    history = History([{"step": s, "nll": 5.0, "kl": 0.5, "kl_weight": min(1.0, s / 200)} for s in range(0, 400, 5)],
+                      [{"step": s, "val_nll": 4.0, "val_kl": 0.1} for s in (100, 200, 300, 400)])
+    reconstruction, kl, beta = vae_terms({"annealing": history})
+    points = reconstruction.lines[1]
+    assert points.get_linestyle() == "None" and list(points.get_xdata()) == [100, 200, 300, 400]
+    assert list(kl.lines[1].get_ydata()) == [0.1] * 4
+    assert beta.lines[0].get_ydata()[-1] == 1.0 and beta.lines[0].get_ydata()[20] == 0.5

@@ -212,15 +212,19 @@ def cmd_experiment(args) -> None:
     from . import experiments
 
     options = {"seeds": args.seeds, "budgets": args.budgets, "inits": args.inits, "children": args.children,
-               "names": args.strategies, "targets": args.targets, "precision": args.precision}
+               "names": args.strategies, "targets": args.targets, "precision": args.precision, "runs": args.runs}
     flags = {"seeds": "--seeds", "budgets": "--budgets", "inits": "--inits", "children": "--children",
-             "names": "--strategies", "targets": "--targets", "precision": "--precision"}
+             "names": "--strategies", "targets": "--targets", "precision": "--precision", "runs": "--runs"}
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
-    family = experiments.FAMILIES.get(args.family)  # None: pretraining, which is not a grid of cells
-    accepted = inspect.signature(family).parameters if family else {}
+    family = experiments.FAMILIES.get(args.family)  # None: pretraining and the VAE measurements, not grids of cells
+    accepted = inspect.signature(family).parameters if family else {"runs"} if args.family == "vae-diagnostics" else {}
     unused = [flags[k] for k, v in options.items() if v is not None and k not in accepted]
     if unused:
         raise ValueError(f"the {args.family} family does not take {', '.join(unused)}")
+    if args.family == "vae-diagnostics":
+        records = experiments.run_vae_diagnostics(args.out, args.runs or experiments.VAE_RUNS, log=log)
+        print(experiments.vae_diagnostics_table(records))
+        return
     if family is None:
         rows = experiments.run_pretraining(args.out, log=log)
         print("\n".join(f"{row['run']}: validation loss {row['val_loss']:.3f} per token" for row in rows))
@@ -289,9 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(run=cmd_evaluate)
 
     ex = commands.add_parser("experiment", help="run an experiment family (cached, resumable) and write its results")
-    ex.add_argument("family", choices=["budgets", "crosslingual", "strategies", "full", "pretraining"],
+    ex.add_argument("family", choices=["budgets", "crosslingual", "strategies", "full", "pretraining", "vae-diagnostics"],
                     help="full: en->de on all pairs for about 60 minutes; "
-                         "pretraining: the course's pretraining runs and the VAE with/without remedies")
+                         "pretraining: the course's pretraining runs and the VAE with/without remedies; "
+                         "vae-diagnostics: those VAEs measured (sampled ELBO, IW bound, active units, I(x;z), shuffled z)")
     ex.add_argument("--seeds", type=int, nargs="+")
     ex.add_argument("--budgets", nargs="+", help="parallel pairs per cell, or 'all' (budgets family)")
     ex.add_argument("--inits", nargs="+", choices=["scratch", *course.INIT_PARTS])
@@ -299,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--strategies", nargs="+", choices=list(pipeline.STRATEGIES))
     ex.add_argument("--targets", nargs="+", choices=["de", "fr", "cs"], help="pairs en->X trained (full family)")
     ex.add_argument("--precision", choices=list(PRECISIONS), help="training precision of the full family's hour")
+    ex.add_argument("--runs", nargs="+", choices=list(course.VAE_RUNS), help="VAEs measured (vae-diagnostics)")
     ex.add_argument("--out", type=Path, help="results folder (default data/results; quick mode: the cache)")
     ex.set_defaults(run=cmd_experiment)
     return parser

@@ -101,6 +101,8 @@ VAE_VARIANTS = {
     "annealing": "KL annealing",
     "all_remedies": "annealing + word dropout + free bits",
 }
+# every VAE of the course by its name in the pretraining records: notebook 2's three, notebook 3's one
+VAE_RUNS = (*(f"vae_{key}" for key in VAE_VARIANTS), "vae")
 
 
 def vae_collapse_specs() -> dict[str, PretrainSpec]:

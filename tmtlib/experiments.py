@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import statistics
+import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -39,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import checkpoint, course, data, pipeline, plot, settings
+from . import checkpoint, course, data, pipeline, plot, settings, vae_diagnostics
 from .evaluate import paired_bootstrap
 from .train import History
 
@@ -523,6 +524,12 @@ def pretraining_specs() -> dict[str, pipeline.PretrainSpec]:
     return specs | {init: course.denoised_parent_spec(init, ("en", "de")) for init in course.DENOISED_PARENTS}
 
 
+def vae_specs() -> dict[str, pipeline.PretrainSpec]:
+    """The VAE runs of ``pretraining_specs`` (without building the others' specs, which trains the
+    parent they start from), keyed as ``VAE_RUNS``."""
+    return {f"vae_{key}": spec for key, spec in course.vae_collapse_specs().items()} | {"vae": course.pretrain_spec("vae")}
+
+
 def pretraining_record(name: str, folder: Path) -> dict[str, Any]:
     last = checkpoint.load(folder / "last.pt")
     progress, history = last["progress"], last["history"]
@@ -550,17 +557,101 @@ def run_pretraining(out: Path | None = None, log=print) -> list[dict[str, Any]]:
         rows.append({"run": name, "steps": saved["training"]["steps"], "minutes": saved["training"]["seconds"] / 60,
                      **{key: final[key] for key in ("val_loss", "val_nll", "val_kl") if key in final}})
     checkpoint.write_json_atomic({"rows": rows, "machine": machine()}, folder / "summary.json")
-    lines = ["| run | steps | training minutes | val loss | val NLL | val KL |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['run']} | {r['steps']} | {r['minutes']:.1f} | {r['val_loss']:.3f} | {r.get('val_nll', float('nan')):.3f} "
-              f"| {r.get('val_kl', float('nan')):.4f} |" for r in rows]
-    checkpoint.write_text_atomic("\n".join(lines) + "\n\nper token, on the held-out captions\n", folder / "summary.md")
+    run_vae_diagnostics(out, log=log)
     fig, ax = _figure((6.5, 4))
     # the longer denoising stage first: the shorter one, identical up to its last step, is drawn over it
     curves = (*course.PRETRAIN_OBJECTIVES, *reversed(course.DENOISED_PARENTS))
     plot.learning_curves({name: histories[name] for name in curves}, key="val_loss", evals=True, ax=ax,
                          title="pretraining: validation loss per token (course model)")
     _save(fig, folder / "pretraining_curves.png")
-    fig, axes = _figure((11, 3.8), columns=2)
+    fig, axes = _figure((15, 3.8), columns=3)
     plot.vae_terms({course.VAE_VARIANTS[key]: histories[f"vae_{key}"] for key in course.VAE_VARIANTS}, axes=axes)
     _save(fig, folder / "vae_collapse.png")
     return rows
+
+
+# --- the VAEs, measured ------------------------------------------------------------------------------
+
+VAE_RUNS = course.VAE_RUNS
+# draws z ~ q(z|x) per sentence: for the ELBO on every validation caption, and for the importance-
+# weighted bound (k up to 50) on the first 200
+DIAGNOSTIC_SAMPLES = {"samples": 2, "iw_sentences": 20, "iw_samples": 5, "iw_k": (1, 5)} if course.QUICK else {
+    "samples": 10, "iw_sentences": 200, "iw_samples": 50, "iw_k": (1, 10, 50)}
+
+
+def vae_diagnostics_record(name: str) -> dict[str, Any]:
+    """``tmtlib.vae_diagnostics.measure`` of the pretraining run ``name`` (one of ``VAE_RUNS``,
+    trained first if missing) on its validation captions, from its selected checkpoint, and the
+    gradient each cross-attention projection gets from its loss on 64 of them, and how far each
+    moved from its initialisation."""
+    spec, tokenizer = vae_specs()[name], course.tokenizer()
+    model, _, folder = pipeline.cached_run(spec, tokenizer)
+    examples = pipeline.pretraining_validation(spec, tokenizer)
+    started = time.perf_counter()
+    measured = vae_diagnostics.measure(model, examples, **DIAGNOSTIC_SAMPLES)
+    objective = pipeline.build_objective(spec, tokenizer)
+    torch.manual_seed(0)  # word dropout and z are drawn from the global generator
+    gradients = vae_diagnostics.cross_attention_gradients(model, objective, examples[:64])
+    torch.manual_seed(spec.train.seed)  # the initialisation the run started from (tmtlib.pipeline.pretrain)
+    change = vae_diagnostics.cross_attention_change(model, type(model)(model.config))
+    return {"run": name, "run_folder": folder.name,
+            "checkpoint_step": checkpoint.load(folder / "best.pt")["progress"]["step"],
+            "examples": f"the run's validation captions ({', '.join(spec.langs)}; task-2 val, the first 500 per language)",
+            **measured, "cross_attention_gradient_norm": gradients, "cross_attention_change_from_init": change,
+            "seconds": round(time.perf_counter() - started, 1), "machine": machine()}
+
+
+def run_vae_diagnostics(out: Path | None = None, runs: Iterable[str] = VAE_RUNS, log=print) -> dict[str, dict]:
+    """Measure each VAE of ``runs`` and keep its record in ``pretraining/vae_diagnostics.json``
+    (records of other runs already there are kept), then rewrite ``summary.md``."""
+    folder = (out or results_dir()) / "pretraining"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "vae_diagnostics.json"
+    records = json.loads(path.read_text())["runs"] if path.exists() else {}
+    for name in runs:
+        log(f"measuring {name}")
+        records[name] = vae_diagnostics_record(name)
+    records = {name: records[name] for name in VAE_RUNS if name in records}
+    checkpoint.write_json_atomic({"runs": records}, path)
+    write_pretraining_summary(folder)
+    return records
+
+
+def write_pretraining_summary(folder: Path) -> Path:
+    """``summary.md`` of the pretraining folder from its records: validation figures per run
+    (``summary.json``), then the VAE measurements (``vae_diagnostics.json``), whichever exist."""
+    parts = []
+    if (folder / "summary.json").exists():
+        rows = json.loads((folder / "summary.json").read_text())["rows"]
+        lines = ["| run | steps | training minutes | val loss | val NLL | val KL |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['run']} | {r['steps']} | {r['minutes']:.1f} | {r['val_loss']:.3f} "
+                  f"| {r.get('val_nll', float('nan')):.3f} | {r.get('val_kl', float('nan')):.4f} |" for r in rows]
+        parts.append("\n".join(lines) + "\n\nper token, on the held-out captions; for a VAE the NLL is at z = mu, "
+                     "so val loss is not -ELBO (see below)")
+    if (folder / "vae_diagnostics.json").exists():
+        parts.append(vae_diagnostics_table(json.loads((folder / "vae_diagnostics.json").read_text())["runs"]))
+    return checkpoint.write_text_atomic("\n\n".join(parts) + "\n", folder / "summary.md")
+
+
+def vae_diagnostics_table(records: dict[str, dict]) -> str:
+    """The VAE measurements as a markdown table with a note on units."""
+    first = next(iter(records.values()))
+    iw = first["importance_weighted"]
+    k = max(iw["nll_bound"], key=int)
+    lines = ["| run | step | -ELBO | E_q[-log p(x\\|z)] | -log p(x\\|mu) | KL | -ELBO (subset) "
+             f"| IW bound, k={k} (subset) | active units | I(x;z) | KL per sentence | NLL from another's z | gap |",
+             "|---" * 13 + "|"]
+    for name, r in records.items():
+        shuffled, bound = r["shuffled_z"], r["importance_weighted"]
+        lines.append(f"| {name} | {r['checkpoint_step']} | {r['neg_elbo']:.3f} | {r['reconstruction']:.3f} "
+                     f"| {r['reconstruction_at_mean']:.3f} | {r['kl']:.4f} | {bound['neg_elbo']:.3f} "
+                     f"| {bound['nll_bound'][k]:.3f} | {r['active_units']} / {r['latent_dim']} "
+                     f"| {r['mutual_information']:.2f} | {r['kl_per_sentence']:.2f} | {shuffled['other_z']:.3f} "
+                     f"| {shuffled['gap']:+.3f} ({100 * shuffled['relative_gap']:+.1f}%) |")
+    return ("\n".join(lines) + f"\n\nVAE diagnostics (`tmtlib.vae_diagnostics`) on {first['examples']}, from the "
+            "selected checkpoint; nats per token except I(x;z) and KL per sentence (nats). -ELBO = E_q[-log p(x|z)] "
+            f"({first['samples']} samples z ~ q(z|x) per sentence) + KL; -log p(x|mu) is what training's validation "
+            f"reports. On the fixed subset of the first {iw['sentences']} captions, from {iw['samples']} samples each: "
+            "-ELBO and the importance-weighted upper bound on -log p(x) (Burda et al. 2016). Active units: "
+            "Cov_x(E_q[z_d]) > 0.01 (Burda et al. 2016); I(x;z) as He et al. (2019), at most log N. Shuffled z: "
+            "each sentence decoded from another sentence's posterior mean instead of its own; gap: how much worse.")

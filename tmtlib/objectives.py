@@ -188,6 +188,11 @@ class VAE(Objective):
     KL annealing (``schedule``), free bits (Kingma et al. 2016: each latent dimension's KL,
     averaged over the batch, counts at least ``free_bits`` nats) and word dropout (Bowman et al.
     2016: decoder inputs replaced by <unk> with probability ``word_dropout``).
+
+    In eval mode (validation) the decoder reads z = mu and no word is dropped: the reported NLL is
+    then -log p(x | mu), a deterministic point estimate that is not the ELBO's expectation over
+    q(z|x) (``tmtlib.vae_diagnostics`` estimates that with sampled z). Free bits and word dropout
+    change what is optimised, so with them the training loss is not -ELBO either.
     """
 
     name = "variational autoencoder"

@@ -144,17 +144,24 @@ def _metadata(config: ModelConfig, tokenizer: Tokenizer, spec) -> dict[str, Any]
 
 
 def pretraining_examples(spec: PretrainSpec, tokenizer: Tokenizer):
-    """(train, valid) examples: each language's pool, and its task-2 validation captions."""
-    train_examples, valid_examples = [], []
+    """(train, valid) examples: each language's pool, and its validation captions."""
+    train_examples = []
     for lang in spec.langs:
         pool = data.pretraining_corpus(lang, include_task1_train=spec.include_task1_train)
         pool = pool[: spec.sentences_per_lang] if spec.sentences_per_lang else pool
+        train_examples += monolingual_examples(tokenizer, pool, lang, with_source=spec.objective != "lm")
+    return train_examples, pretraining_validation(spec, tokenizer)
+
+
+def pretraining_validation(spec: PretrainSpec, tokenizer: Tokenizer):
+    """The validation examples of a pretraining run: each language's first 500 task-2 validation
+    captions (task-1 validation sentences for a language without task 2)."""
+    valid_examples = []
+    for lang in spec.langs:
         in_task2 = lang in data.TASK2_LANGS
         valid_text = (data.load_monolingual(lang, "val") if in_task2 else data.read_lines(1, "val", lang))[:500]
-        with_source = spec.objective != "lm"
-        train_examples += monolingual_examples(tokenizer, pool, lang, with_source=with_source)
-        valid_examples += monolingual_examples(tokenizer, valid_text, lang, with_source=with_source)
-    return train_examples, valid_examples
+        valid_examples += monolingual_examples(tokenizer, valid_text, lang, with_source=spec.objective != "lm")
+    return valid_examples
 
 
 def build_objective(spec: PretrainSpec, tokenizer: Tokenizer):

@@ -68,11 +68,21 @@ def learning_curves(histories: Mapping[str, History], key: str = "nll", evals: b
 
 
 def vae_terms(histories: Mapping[str, History], axes: Sequence[Axes] | None = None) -> Sequence[Axes]:
-    """Reconstruction NLL and KL per token over training, side by side, one line per run."""
+    """Reconstruction NLL and KL per token over training, one colour per run: the training values
+    (noisy: one batch each, z sampled, words dropped) as thin lines, the validation values (the
+    held-out captions, z = mu) as points; and the KL weight beta the loss put on the KL."""
     if axes is None:
-        axes = plt.subplots(1, 2, figsize=(11, 3.5), constrained_layout=True)[1]
-    learning_curves(histories, "nll", ax=axes[0], title="reconstruction: -log p(x|z) per token")
-    learning_curves(histories, "kl", ax=axes[1], title="KL(q(z|x) || p(z)) per token")
+        axes = plt.subplots(1, 3, figsize=(15, 3.8), constrained_layout=True)[1]
+    titles = {"nll": "reconstruction: -log p(x|z) per token", "kl": "KL(q(z|x) || p(z)) per token"}
+    for ax, (key, title) in zip(axes, titles.items()):
+        for number, (name, history) in enumerate(histories.items()):
+            color = plt.cm.tab10(number)
+            ax.plot(*history.column(key), color=color, alpha=0.45, linewidth=1, label=f"{name}, training")
+            ax.plot(*history.column(f"val_{key}", evals=True), "o", color=color, label=f"{name}, validation")
+        ax.set(xlabel="optimiser step", title=title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    learning_curves(histories, "kl_weight", ax=axes[2], title="β, the weight of the KL term")
     return axes
 
 

@@ -169,7 +169,12 @@ def check_run(config: TrainConfig, examples: Sequence[Example], valid: Sequence[
 @torch.no_grad()
 def validation_loss(model: torch.nn.Module, objective: Objective, examples: Sequence[Example],
                     max_tokens: int = 8192, device: torch.device | str = "cpu") -> dict[str, float]:
-    """Per-token NLL and KL (zero but for a VAE; their sum is -ELBO) over ``examples``, dropout off."""
+    """Per-token NLL and KL (zero but for a VAE) over ``examples``, dropout off, and their sum.
+
+    For a VAE this sum is *not* -ELBO: in eval mode ``VAE.loss`` decodes from the posterior mean,
+    so the NLL is -log p(x | z = mu), not the ELBO's E_{q(z|x)}[-log p(x | z)]. It is a fixed,
+    noise-free figure for choosing checkpoints; ``tmtlib.vae_diagnostics`` measures the ELBO with
+    sampled z, the importance-weighted bound on -log p(x) and whether the decoder reads z."""
     was_training = model.training
     model.eval()
     nll = kl = 0.0
