@@ -1,4 +1,5 @@
-"""Quick mode shows real behaviour (issue 18): in CI too, the models a learner plays with do their job.
+"""Quick mode shows real behaviour (issue 18): in CI too, the VAE's interpolation and notebook 9's
+translators do their job.
 
 These are the course's own quick runs, cached in ``data/cache/runs``: the notebooks that run after the
 tests (nbval) reuse what these tests train, so the checks cost only their decoding.
@@ -9,18 +10,10 @@ from __future__ import annotations
 import pytest
 
 from tmtlib import course, data
-from tmtlib.decode import translate
 from tmtlib.pipeline import cached_run
 from tmtlib.widgets import interpolate
 
 pytestmark = pytest.mark.slow
-
-
-def test_the_quick_autoencoder_reconstructs_most_short_captions(tokenizer):
-    model, _, _ = cached_run(course.autoencoder_specs()["ae"], tokenizer)
-    short = [s for s in data.load_monolingual("en", "val") if len(s.split()) <= 8][:50]
-    copies = translate(model, tokenizer, short, "en", beam_size=1)
-    assert sum(copy == s for copy, s in zip(copies, short)) > len(short) / 2, list(zip(short, copies))[:5]
 
 
 def test_the_quick_vae_interpolation_changes_along_the_path(tokenizer):
@@ -30,7 +23,8 @@ def test_the_quick_vae_interpolation_changes_along_the_path(tokenizer):
     assert len(set(path)) >= 2, path
 
 
-@pytest.mark.parametrize("init, pairs", [(None, 2000), ("dae", 2000), (None, None)], ids=["scratch-2k", "dae-2k", "scratch-all"])
+@pytest.mark.parametrize("init, pairs", [(None, 2000), ("dae", 2000), (None, None)],
+                         ids=["scratch-2k", "dae-2k", "scratch-29k"])
 def test_notebook_9s_quick_translators_translate(tokenizer, init, pairs):
     _, _, folder = course.translator(init, pairs=pairs)
     result = course.test_result(folder, "en", "de")
