@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 
 from .. import data, experiments
@@ -118,7 +119,7 @@ def pairs_needed(curve: dict[int, float], target_bleu: float) -> float | None:
     """How many pairs a system with this BLEU curve needs to reach ``target_bleu``: linear
     interpolation in log(pairs) between the two budgets around it; None outside the curve."""
     points = sorted(curve.items())
-    for (low_pairs, low_bleu), (high_pairs, high_bleu) in zip(points, points[1:]):
+    for (low_pairs, low_bleu), (high_pairs, high_bleu) in pairwise(points):
         if low_bleu <= target_bleu <= high_bleu and high_bleu > low_bleu:
             share = (target_bleu - low_bleu) / (high_bleu - low_bleu)
             return math.exp(math.log(low_pairs) + share * (math.log(high_pairs) - math.log(low_pairs)))
@@ -153,7 +154,7 @@ def check_pairs_needed(my_pairs_needed: Callable[[dict[int, float], float], floa
 
 def _linear_guess(curve: dict[int, float], target: float) -> float | None:
     points = sorted(curve.items())
-    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+    for (x0, y0), (x1, y1) in pairwise(points):
         if y0 <= target <= y1 and y1 > y0:
             return x0 + (target - y0) / (y1 - y0) * (x1 - x0)
     return None

@@ -15,6 +15,7 @@ from ..models import Seq2Seq, model_config
 from ..transfer import part_of, transfer
 from . import Verdict, expect, run_check
 
+
 def coverage_inputs() -> tuple[list[int], list[int]]:
     """Real pieces: the French test set's (the child's text) and the parent's German training text
     (as notebook 7 counts them), both encoded with the course's joint vocabulary."""
