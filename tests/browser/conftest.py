@@ -87,7 +87,7 @@ def lab_page(browser, lab_server):
     """One JupyterLab page for the whole session, with its console errors collected."""
     from lab_driver import BrowserLog, open_lab
 
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
     log = BrowserLog()
     log.watch(page)
     open_lab(page, lab_server)

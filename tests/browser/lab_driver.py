@@ -10,6 +10,7 @@ are driven with the mouse and the keyboard.
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -17,8 +18,11 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from playwright.sync_api import Locator, Page
+if TYPE_CHECKING:  # Playwright may be missing: the tests then skip instead of failing to import
+    from playwright.sync_api import Locator, Page
+
 
 STARTUP_LIMIT_S = 120
 
@@ -56,6 +60,9 @@ def start_lab(root: Path, state: Path, env: dict[str, str]) -> LabServer:
     """Start JupyterLab serving ``root``; its settings, workspaces and logs go to ``state``."""
     port = free_port()
     log = state / "jupyterlab.log"
+    news = state / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True, exist_ok=True)
+    news.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))  # no pop-up over the widgets
     command = [
         sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
@@ -121,7 +128,7 @@ class NotebookTab:
             "async path => { const w = await window.jupyterapp.commands.execute('docmanager:open', {path}); "
             "await w.context.ready; await w.sessionContext.ready; return w.id; }", self.path)
         self.node = self.page.locator(f"[id='{panel_id}']")
-        self.page.evaluate(f"id => window.jupyterapp.shell.activateById(id)", panel_id)
+        self.page.evaluate("id => window.jupyterapp.shell.activateById(id)", panel_id)
         self.wait_idle(limit_s)
 
     def _eval(self, body: str):
@@ -168,9 +175,11 @@ class NotebookTab:
         return self.node.locator(".jp-Notebook .jp-Cell").nth(index)
 
     def error_outputs(self) -> list[str]:
-        """Text of every error or stderr output in the notebook (tracebacks, warnings)."""
-        return self.node.locator(
-            ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
+        """Every error (traceback) or stderr (warning) output of the notebook's cells, as 'cell N: text'."""
+        return self._eval(
+            "return panel.content.widgets.flatMap((cell, index) => cell.model.type !== 'code' ? [] : "
+            "cell.model.outputs.toJSON().filter(o => o.output_type === 'error' || o.name === 'stderr')"
+            ".map(o => `cell ${index}: ` + (o.output_type === 'error' ? o.traceback.join('\\n') : JSON.stringify(o.text))))")
 
     def close(self) -> None:
         """Close the tab without saving and shut its kernel down."""

@@ -12,13 +12,18 @@ import re
 import time
 
 import pytest
-from conftest import NOTEBOOKS, TIMINGS
 from lab_driver import NotebookTab
-from notebook_widgets import WIDGET_VIEW, is_widget_notebook, read, widget_cells
+from notebook_widgets import is_widget_notebook, read, widget_cells
 from widget_drivers import DRIVERS, Driver, WidgetFailure
+
+from conftest import NOTEBOOKS, TIMINGS
+
+pytestmark = pytest.mark.browser
 
 OPEN_LIMIT_S = 120
 RUN_ALL_LIMIT_S = 300  # quick mode, models already cached by nbval; includes training them where they are not
+# a widget the frontend drew (without the widget extension, the output is the widget's text/plain repr instead)
+WIDGET_DRAWN = ".jp-Cell-outputArea > .jp-OutputArea-child > .jp-OutputArea-output > .jupyter-widgets"
 ALL_NOTEBOOKS = sorted(path.name for path in NOTEBOOKS.glob("*.ipynb"))
 WIDGET_NOTEBOOKS = [name for name in ALL_NOTEBOOKS if is_widget_notebook(read(NOTEBOOKS / name))]
 
@@ -70,9 +75,9 @@ def test_widgets_respond_in_jupyterlab(name, lab_page, artefacts):
 
 def drive(name: str, tab: NotebookTab, cell, page, artefacts) -> None:
     """Check that the widget of ``cell`` is drawn, drive all its controls, and save its screenshot."""
-    views = tab.cell(cell.index).locator(f".jp-OutputArea-output[data-mime-type='{WIDGET_VIEW}']")
+    views = tab.cell(cell.index).locator(WIDGET_DRAWN)
     if views.count() == 0:
-        shown = tab.cell(cell.index).locator(".jp-OutputArea").inner_text()
+        shown = tab.cell(cell.index).locator(".jp-Cell-outputArea").inner_text()
         raise WidgetFailure(f"{name} · {cell.builder}: cell {cell.index} shows no widget, only {shown[:200]!r} "
                             "(is the ipywidgets frontend extension installed and in step with ipywidgets?)")
     if cell.builder not in DRIVERS:

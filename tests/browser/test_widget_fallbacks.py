@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pytest
 from jupyter_client.kernelspec import KernelSpecManager
-from conftest import NOTEBOOKS
 from notebook_widgets import fallback_cell, is_fallback, read, widget_cells
+
+from conftest import NOTEBOOKS
 
 ALL_NOTEBOOKS = sorted(NOTEBOOKS.glob("*.ipynb"))
 
