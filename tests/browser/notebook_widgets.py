@@ -135,33 +135,17 @@ def _output_lines(output: dict) -> list[str]:
         return "".join(output["text"]).splitlines()
     data = output.get("data", {})
     if "image/png" in data:
-        return ["(figure: see the image below)"]
+        return ["(a figure: drawn by the live widget only)"]
     return "".join(data.get("text/plain", "")).splitlines()
-
-
-def _images(state: dict, model_id: str) -> list[str]:
-    """The base64 PNGs the widget ``model_id`` shows, in order."""
-    model = state[model_id]["state"]
-    children = [c.removeprefix("IPY_MODEL_") for c in model.get("children", [])]
-    own = [o["data"]["image/png"] for o in model.get("outputs", []) if "image/png" in o.get("data", {})]
-    return own + [image for child in children for image in _images(state, child)]
 
 
 def fallback_cell(notebook: dict, cell: WidgetCell) -> dict:
     """The markdown fallback for ``cell``, rendered from the notebook's committed widget state."""
     state = notebook["metadata"]["widgets"][WIDGET_STATE]["state"]
     text = "\n".join(_lines(state, cell.model_id))
-    images = _images(state, cell.model_id)
     source = f"{FALLBACK_INTRO}\n\n```text\n{text}\n```"
-    attachments = {}
-    for number, image in enumerate(images, 1):
-        attachments[f"widget-{number}.png"] = {"image/png": "".join(image)}
-        source += f"\n\n![the widget's figure {number}](attachment:widget-{number}.png)"
-    fallback = {"cell_type": "markdown", "id": f"{notebook['cells'][cell.index].get('id', 'cell')[:8]}-fallback",
-                "metadata": {"tags": [FALLBACK_TAG]}, "source": source.splitlines(keepends=True)}
-    if attachments:
-        fallback["attachments"] = attachments
-    return fallback
+    return {"cell_type": "markdown", "id": f"{notebook['cells'][cell.index].get('id', 'cell')[:8]}-fallback",
+            "metadata": {"tags": [FALLBACK_TAG]}, "source": source.splitlines(keepends=True)}
 
 
 def is_fallback(cell: dict) -> bool:
