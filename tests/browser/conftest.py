@@ -1,0 +1,109 @@
+"""Fixtures of the browser test: Chromium from the system, a JupyterLab server on a copy of the notebooks.
+
+Skipped, with the reason printed, where Playwright or a Chromium cannot be found. Chromium is the
+operating system's (``apt-get install chromium``), not Playwright's own download: ``TMT_CHROMIUM``
+names another executable. Screenshots and timings go to ``TMT_BROWSER_ARTEFACTS`` (default: a
+folder under pytest's temporary directory, printed at the end of the run).
+
+The notebooks are copied to a temporary folder, so neither the test nor JupyterLab's autosave ever
+writes into them. The kernels share the checkout's git-ignored run cache (``data/cache`` under
+``TMT_HOME``) with nbval, and these tests run after nbval's, so the models they load are already
+trained there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOKS = REPO / "notebooks"
+HERE = Path(__file__).resolve().parent
+TIMINGS: list[dict] = []  # filled by the tests, printed in the terminal summary
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the browser tests last: after nbval has trained (and cached) the quick-mode models."""
+    items.sort(key=lambda item: Path(str(item.path)).is_relative_to(HERE))
+
+
+def chromium_executable() -> str | None:
+    """``TMT_CHROMIUM``, else the first Chromium on the PATH."""
+    names = [os.environ.get("TMT_CHROMIUM", ""), "chromium", "chromium-browser", "google-chrome"]
+    return next((shutil.which(name) for name in names if name and shutil.which(name)), None)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    path = chromium_executable()
+    if path is None:
+        pytest.skip("no Chromium found (apt-get install chromium, or set TMT_CHROMIUM): browser test skipped")
+    return path
+
+
+@pytest.fixture(scope="session")
+def playwright_api(chromium):
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="Playwright not installed (pip install -r requirements-test.txt)")
+    with sync_api.sync_playwright() as api:
+        yield api
+
+
+@pytest.fixture(scope="session")
+def artefacts(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("TMT_BROWSER_ARTEFACTS") or tmp_path_factory.getbasetemp() / "browser-artefacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def lab_server(playwright_api, tmp_path_factory):
+    """JupyterLab on a temporary copy of the notebooks, kernels in quick mode importing this checkout."""
+    from lab_driver import start_lab
+
+    root, state = tmp_path_factory.mktemp("lab-notebooks"), tmp_path_factory.mktemp("lab-state")
+    for notebook in NOTEBOOKS.glob("*.ipynb"):
+        shutil.copy(notebook, root / notebook.name)
+    env = dict(os.environ, TMT_QUICK="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    server = start_lab(root, state, env)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_api, chromium):
+    browser = playwright_api.chromium.launch(executable_path=chromium, headless=True)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture(scope="session")
+def lab_page(browser, lab_server):
+    """One JupyterLab page for the whole session, with its console errors collected."""
+    from lab_driver import BrowserLog, open_lab
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    log = BrowserLog()
+    log.watch(page)
+    open_lab(page, lab_server)
+    startup_errors = log.take()
+    assert not startup_errors, f"JupyterLab logged errors while starting: {startup_errors}"
+    yield page, log
+    page.close()
+
+
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    if not TIMINGS:
+        return
+    terminalreporter.section("browser test: seconds per notebook and per interaction")
+    for row in TIMINGS:
+        terminalreporter.write_line(f"{row['notebook']:40} {row['what']:55} {row['seconds']:6.1f} s"
+                                    f"  (limit {row['limit_s']:.0f} s)")
+    folder = Path(TIMINGS[0]["artefacts"])
+    (folder / "timings.json").write_text(json.dumps(TIMINGS, indent=1))
+    terminalreporter.write_line(f"screenshots and timings.json in {folder}")
