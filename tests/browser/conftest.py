@@ -6,9 +6,9 @@ names another executable. Screenshots and timings go to ``TMT_BROWSER_ARTEFACTS`
 folder under pytest's temporary directory, printed at the end of the run).
 
 The notebooks are copied to a temporary folder, so neither the test nor JupyterLab's autosave ever
-writes into them. The kernels share the checkout's git-ignored run cache (``data/cache`` under
-``TMT_HOME``) with nbval, and these tests run after nbval's, so the models they load are already
-trained there.
+writes into them. The kernels share the test session's run cache (``cache/runs`` under ``TMT_HOME``, a temporary
+home unless set; see the root ``conftest.py``) with nbval, and these tests run after nbval's, so the
+models they load are already trained there.
 """
 
 from __future__ import annotations
