@@ -2,6 +2,7 @@
 
 import torch
 
+from tmtlib.decode import nucleus
 from tmtlib.exercises import decoding
 from tmtlib.tokenize import EOS_ID
 
@@ -27,7 +28,7 @@ def test_greedy():
 
 
 def test_top_p_filter():
-    assert decoding.check_top_p(decoding.top_p_filter)
+    assert decoding.check_top_p(nucleus)
 
     def drops_crossing_token(logits, p):
         probs, order = logits.softmax(-1).sort(-1, descending=True)
@@ -40,7 +41,7 @@ def test_top_p_filter():
 def test_top_p_sampling():
     def sample(model, src_ids, start_id, max_len, p, generator):
         draw = lambda logits: int(torch.multinomial(
-            decoding.top_p_filter(logits[None], p).softmax(-1), 1, generator=generator))
+            nucleus(logits[None], p).softmax(-1), 1, generator=generator))
         return greedy_by_hand(model, src_ids, start_id, max_len, choose=draw)
     assert decoding.check_top_p_sampling(sample)
     greedy_only = decoding.check_top_p_sampling(lambda m, s, st, ml, p, g: greedy_by_hand(m, s, st, ml))

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from tmtlib.exercises.inside import check_brevity_penalty, check_causal_attention, check_top_p, nucleus
+from tmtlib.exercises.inside import check_brevity_penalty, check_causal_attention, check_top_p, nucleus_mask
 
 
 def brevity_penalty(c: int, r: int) -> float:
@@ -20,7 +20,7 @@ def causal_attention(q, k, v):
 
 
 def top_p(logits, p):
-    return logits.masked_fill(~nucleus(logits, p), float("-inf"))
+    return logits.masked_fill(~nucleus_mask(logits, p), float("-inf"))
 
 
 def test_right_answers_pass():

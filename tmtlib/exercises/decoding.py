@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from .. import course, data
-from ..decode import _generate, _Prefixes, evaluating, greedy
+from ..decode import _generate, _Prefixes, evaluating, greedy, nucleus
 from ..models import Seq2Seq, model_config
 from ..tokenize import EOS_ID
 from . import Verdict, describe, expect, run_check
@@ -92,17 +92,6 @@ def check_greedy(my_greedy: Callable[[Seq2Seq, list[int], int, int], list[int]])
     return run_check("greedy search by hand", attempt)
 
 
-def top_p_filter(logits: Tensor, p: float) -> Tensor:
-    """Nucleus filtering (Holtzman et al. 2020): keep the most probable tokens until their
-    probability mass reaches ``p`` (a token is kept when the mass of the tokens ranked above it is
-    below ``p``, so the top token always is), and set the other logits to -inf. ``logits``: [B, V]."""
-    probs, order = logits.softmax(dim=-1).sort(dim=-1, descending=True)
-    mass_above = probs.cumsum(dim=-1) - probs  # [B, V]: mass of the tokens ranked higher
-    drop_sorted = mass_above >= p
-    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-    return logits.masked_fill(drop, float("-inf"))
-
-
 def filter_cases() -> list[tuple[Tensor, float]]:
     """Flat, peaked and very peaked distributions over the course's vocabulary, at several p."""
     generator = torch.Generator().manual_seed(0)
@@ -115,14 +104,14 @@ def filter_cases() -> list[tuple[Tensor, float]]:
 
 
 def check_top_p(my_top_p: Callable[[Tensor, float], Tensor]) -> Verdict:
-    """Compare ``my_top_p(logits [B, V], p) -> filtered logits`` with :func:`top_p_filter`: the same
+    """Compare ``my_top_p(logits [B, V], p) -> filtered logits`` with the library's :func:`tmtlib.decode.nucleus`: the same
     tokens kept (logits unchanged) and the others at -inf."""
 
     def attempt() -> str:
         kept = []
         for logits, p in filter_cases():
             got = my_top_p(logits.clone(), p)
-            expected = top_p_filter(logits, p)
+            expected = nucleus(logits, p)
             expect(isinstance(got, Tensor) and got.shape == logits.shape,
                    f"return filtered logits of shape {tuple(logits.shape)}, not {describe(got)}")
             mine, theirs = torch.isfinite(got), torch.isfinite(expected)
@@ -146,7 +135,7 @@ def reference_top_p_sample(model: Seq2Seq, src_ids: list[int], start_id: int, ma
     """Sampling from the top-p filtered distribution, one ``torch.multinomial`` draw per step, with
     the search loop of ``tmtlib.decode`` (with its decoder cache)."""
     def choose(logits: Tensor) -> Tensor:
-        return torch.multinomial(top_p_filter(logits, p).softmax(dim=-1), 1, generator=generator).squeeze(1)
+        return torch.multinomial(nucleus(logits, p).softmax(dim=-1), 1, generator=generator).squeeze(1)
 
     with evaluating(model):
         memory, memory_pad = model.encode(torch.tensor([src_ids]))

@@ -21,7 +21,7 @@ from functools import cache
 import torch
 from sacrebleu.metrics import BLEU
 
-from .. import data
+from .. import data, decode
 from ..models import Seq2Seq, attend, attention_mask, model_config, split_heads
 from ..settings import REPO_ROOT
 from ..tokenize import course_tokenizer
@@ -175,15 +175,11 @@ def check_causal_attention(attention: Callable[[torch.Tensor, torch.Tensor, torc
 # --- exercise 3: top-p (nucleus) filtering ---------------------------------------------------------
 
 
-def nucleus(logits: torch.Tensor, p: float) -> torch.Tensor:
+def nucleus_mask(logits: torch.Tensor, p: float) -> torch.Tensor:
     """The reference: True for the tokens of the smallest set whose probability reaches ``p``
-    (Holtzman et al. 2020, eq. 2), per row of ``logits`` [b, V]. Tokens are taken in order of
-    probability while the mass taken *before* them is below p, so the most likely is always in."""
-    probs = logits.softmax(dim=-1)
-    sorted_probs, order = probs.sort(dim=-1, descending=True)
-    before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass of the more likely tokens
-    keep_sorted = before < p
-    return torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+    (Holtzman et al. 2020, eq. 2), per row of ``logits`` [b, V]: the tokens the library's
+    :func:`tmtlib.decode.nucleus` keeps."""
+    return decode.nucleus(logits, p).isfinite()
 
 
 @cache
@@ -221,7 +217,7 @@ def check_top_p(top_p: Callable[[torch.Tensor, float], torch.Tensor]) -> Verdict
                    "and set the others to -inf")
             probs = logits.softmax(-1)
             mass = (probs * kept).sum(-1)
-            reference = nucleus(logits, p)
+            reference = nucleus_mask(logits, p)
             for row in range(len(logits)):
                 mine_n, ref_n = int(kept[row].sum()), int(reference[row].sum())
                 expect(bool(mass[row] >= p - 1e-6),
