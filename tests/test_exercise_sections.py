@@ -83,3 +83,10 @@ def test_every_code_exercise_has_a_check_and_an_asserted_solution(name):
         assert callable(getattr(importlib.import_module(f"tmtlib.exercises.{modules[0]}"), check))
         assert re.search(rf"verdict = {check}\(\w+\)\n(?:print\(verdict\)\n)?assert verdict", solutions), \
             f"{name}: the solutions notebook does not assert {check}"
+
+
+def test_readme_lists_every_notebook_with_its_exercise_count():
+    readme = (NOTEBOOKS.parent / "README.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `(\d\d_\w+)` \|.*\| (\d+) \| [^|]* \|$", readme, re.MULTILINE))
+    assert {name: int(count) for name, count in rows.items()} == {
+        name: len(exercise_numbers(name)) for name in COURSE}
