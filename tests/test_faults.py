@@ -394,3 +394,11 @@ def test_a_vocabulary_mismatch_names_the_tensor_and_both_sizes():
         with pytest.raises(TransferError, match="mismatch on embed.weight: the source has a vocabulary of 60 "
                                                 "pieces, this model 40"):
             transfer(model, parent, tokenizer_fingerprint=fingerprint)
+
+
+def test_an_unwritable_experiment_out_is_refused_before_training(mount, capsys, monkeypatch):
+    read_only = mount(ro=True)
+    monkeypatch.setattr(pipeline, "cached_run", lambda *a, **k: pytest.fail("trained before checking --out"))
+    err = _error(["experiment", "budgets", "--budgets", "1000", "--inits", "scratch", "--seeds", "0",
+                  "--out", str(read_only / "results")], capsys)
+    assert str(read_only / "results") in err
