@@ -221,7 +221,6 @@ def cmd_experiment(args) -> None:
     unused = [flags[k] for k, v in options.items() if v is not None and k not in accepted]
     if unused:
         raise ValueError(f"the {args.family} family does not take {', '.join(unused)}")
-    checkpoint.check_writable((args.out or experiments.results_dir()) / "summary.json")  # before any training
     if args.family == "vae-diagnostics":
         records = experiments.run_vae_diagnostics(args.out, args.runs or experiments.VAE_RUNS, log=log)
         print(experiments.vae_diagnostics_table(records))
