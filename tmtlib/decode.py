@@ -166,6 +166,8 @@ def nucleus(scores: Tensor, top_p: float) -> Tensor:
     -inf. The kept scores are unchanged, and the most likely token is always kept."""
     if not 0.0 < top_p <= 1.0:
         raise ValueError(f"top_p must lie in (0, 1], not {top_p}")
+    if top_p == 1.0:  # every token: float32 sums may reach 1 before the tail, which must not be cut
+        return scores
     sorted_scores, order = scores.sort(dim=-1, descending=True)
     probs = sorted_scores.softmax(dim=-1)
     before = probs.cumsum(dim=-1) - probs  # the probability of the tokens ranked above each token

@@ -92,7 +92,7 @@ class Driver:
     def choose(self, description: str, option_index: int) -> str:
         """Pick option ``option_index`` of a dropdown; return its label."""
         select = self.control("dropdown", description).locator("select")
-        label = select.locator("option").nth(option_index).inner_text()
+        label = select.locator("option").nth(option_index).text_content().strip()  # a closed <select> renders none
         select.select_option(index=option_index)
         return label
 
@@ -141,6 +141,11 @@ class Driver:
     def new_image(self) -> bool:
         return self.root.locator("img:not([data-seen])").count() > 0
 
+    def image_source(self) -> str:
+        """The data of the last image shown (a heatmap), to tell a redrawn one from a different one."""
+        images = self.root.locator("img")
+        return images.last.get_attribute("src") or "" if images.count() else ""
+
 
 # --- one driver per widget builder ------------------------------------------------------------
 
@@ -155,7 +160,7 @@ def drive_noise_explorer(d: Driver) -> None:
 
 def drive_interpolation_slider(d: Driver) -> None:
     """Drag t to the middle, then to 1: each time a different sentence must be decoded."""
-    decoded = d.root.locator(".widget-label").last
+    decoded = d.root.locator(".widget-html").last  # the decoded line, below the slider
 
     for fraction in (0.5, 1.0):
         before = decoded.inner_text()
@@ -164,22 +169,28 @@ def drive_interpolation_slider(d: Driver) -> None:
 
 
 def drive_translator(d: Driver) -> None:
-    """Type a sentence, add a reference, move the beam, switch the model: new text and a new heatmap each time."""
+    """Type a sentence, add a reference, move the beam, switch the model: a new heatmap each time, and
+    new text for a new sentence; another model must draw another heatmap (its attention differs even
+    where two quick models agree on the words)."""
     translation = lambda: d.output_text().splitlines()[0] if d.output_text() else ""
 
-    def retranslated(expect_new_text: bool, old: str) -> Callable[[], bool]:
-        return lambda: d.new_image() and translation() != "" and (translation() != old or not expect_new_text)
+    def retranslated(new_text: bool, new_map: bool, old_text: str, old_map: str) -> Callable[[], bool]:
+        return lambda: (d.new_image() and translation() != "" and (translation() != old_text or not new_text)
+                        and (d.image_source() != old_map or not new_map))
 
-    for control, action, new_text in [
-        ("source", lambda: d.type_text("source", "Two dogs are running through the snow.") or "typing a sentence", True),
-        ("reference", lambda: d.type_text("reference", "Zwei Hunde rennen durch den Schnee.") or "typing a reference", False),
-        ("beam", lambda: f"dragging it to {d.drag_slider('beam', 0.0)}", False),
-        ("model", lambda: f"choosing '{d.choose('model', 1)}'", True),
+    for control, action, new_text, new_map in [
+        ("source", lambda: d.type_text("source", "Two dogs are running through the snow.") or "typing a sentence",
+         True, True),
+        ("reference", lambda: d.type_text("reference", "Zwei Hunde rennen durch den Schnee.") or "typing a reference",
+         False, False),
+        ("beam", lambda: f"dragging it to {d.drag_slider('beam', 0.0)}", False, False),
+        ("model", lambda: f"choosing '{d.choose('model', 1)}'", False, True),
     ]:
-        old = translation()
+        old_text, old_map = translation(), d.image_source()
         d.mark_images()
-        d.expect(control, action, "a new translation and a new heatmap" if new_text else "a new heatmap",
-                 retranslated(new_text, old))
+        expectation = ("a new translation" if new_text else "a redrawn output") + (" and a different heatmap"
+                                                                                   if new_map else "")
+        d.expect(control, action, expectation, retranslated(new_text, new_map, old_text, old_map))
     if "chrF against the reference" not in d.output_text():
         raise WidgetFailure(f"{d.where('reference')}: no chrF line after typing a reference:\n{d.output_text()}")
 

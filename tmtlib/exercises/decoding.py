@@ -8,7 +8,9 @@ layer is tied to the embeddings), which exercises the stopping rule as well as t
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
+from itertools import pairwise
 
 import torch
 from torch import Tensor
@@ -17,7 +19,7 @@ from .. import course, data
 from ..decode import _generate, _Prefixes, evaluating, greedy, nucleus
 from ..models import Seq2Seq, model_config
 from ..tokenize import EOS_ID
-from . import Verdict, describe, expect, run_check
+from . import Verdict, describe, expect, run_check, samples
 
 MAX_LEN = 12
 SENTENCES = (0, 1, 2, 3)
@@ -92,42 +94,63 @@ def check_greedy(my_greedy: Callable[[Seq2Seq, list[int], int, int], list[int]])
     return run_check("greedy search by hand", attempt)
 
 
-def filter_cases() -> list[tuple[Tensor, float]]:
-    """Flat, peaked and very peaked distributions over the course's vocabulary, at several p."""
-    generator = torch.Generator().manual_seed(0)
-    vocab = course.tokenizer().vocab_size
-    cases = []
-    for scale in (0.5, 3.0, 8.0):
-        logits = torch.randn(3, vocab, generator=generator) * scale
-        cases += [(logits, p) for p in (0.5, 0.9, 1.0)]
-    return cases
+def next_piece_scores() -> Tensor:
+    """Real next-token distributions [96, V]: the log-frequencies of the piece that follows each of the
+    32 most frequent pieces in German validation captions (add-0.001 smoothed, so the tails are long
+    and tied), as they are and sharpened or flattened (temperatures 0.5 and 2)."""
+    tok, sentences = samples.tokenizer(), samples.caption_ids("de")
+    follows = Counter((a, b) for ids in sentences for a, b in pairwise(ids))
+    firsts = [piece for piece, _ in Counter(a for a, _ in follows.elements()).most_common(32)]
+    counts = torch.full((len(firsts), tok.vocab_size), 1e-3)
+    for (a, b), n in follows.items():
+        if a in firsts:
+            counts[firsts.index(a), b] += n
+    return torch.cat([counts.log() / temperature for temperature in (1.0, 0.5, 2.0)])
+
+
+def nucleus_slip(kept: Tensor, probs: Tensor, p: float, tolerance: float = 1e-4) -> str | None:
+    """What is wrong with the kept set ``kept`` [V] of one row of ``probs`` (float64) as the nucleus of
+    mass ``p`` (Holtzman et al. 2020, eq. 3), or None. Judged by the definition, not by one sort order:
+    ties may be broken either way, and a token whose mass-before lies within ``tolerance`` of p may go
+    either way (float32 sums differ in their last bits between machines)."""
+    if not kept.any():
+        return "no token is left: the most likely token must always stay (the nucleus is never empty)"
+    if (~kept).any() and probs[~kept].max() > probs[kept].min():
+        return "a dropped token is more likely than a kept one: keep the most probable tokens, in order"
+    mass, smallest = float(probs[kept].sum()), float(probs[kept].min())
+    if mass < p - tolerance:
+        return f"the kept tokens hold {mass:.4f} < p: keep the token that crosses p too (the kept mass must reach p)"
+    if mass - smallest >= p + tolerance:
+        return (f"the kept tokens hold {mass:.4f}, and {mass - smallest:.4f} >= p without the least likely one: "
+                "one too many, stop as soon as the mass reaches p")
+    return None
 
 
 def check_top_p(my_top_p: Callable[[Tensor, float], Tensor]) -> Verdict:
-    """Compare ``my_top_p(logits [B, V], p) -> filtered logits`` with the library's :func:`tmtlib.decode.nucleus`: the same
-    tokens kept (logits unchanged) and the others at -inf."""
+    """Compare ``my_top_p(logits [B, V], p) -> filtered logits`` with the definition of the nucleus
+    (the library's :func:`tmtlib.decode.nucleus`) on real next-piece distributions: the kept logits
+    unchanged, the others -inf, the kept set the smallest top set whose mass reaches p."""
 
     def attempt() -> str:
-        kept = []
-        for logits, p in filter_cases():
+        logits = next_piece_scores()
+        probs = logits.double().softmax(dim=-1)
+        sizes = []
+        for p in (0.1, 0.5, 0.9, 0.99, 1.0):
             got = my_top_p(logits.clone(), p)
-            expected = nucleus(logits, p)
             expect(isinstance(got, Tensor) and got.shape == logits.shape,
                    f"return filtered logits of shape {tuple(logits.shape)}, not {describe(got)}")
-            mine, theirs = torch.isfinite(got), torch.isfinite(expected)
-            if not torch.equal(mine, theirs):
-                difference = int(mine.sum(-1)[0] - theirs.sum(-1)[0])
-                hint = ("you drop the token that crosses p: keep it (the kept mass must reach p)"
-                        if difference == -1 else "keep the most probable tokens until their probability mass "
-                        "reaches p: sort the softmax probabilities, not the logits' values alone")
-                expect(False, f"at p = {p}, you keep {int(mine.sum(-1)[0])} tokens of the first row, the reference "
-                       f"{int(theirs.sum(-1)[0])}: {hint}")
-            expect(torch.allclose(got[theirs], expected[theirs]), "the kept tokens' logits changed: leave them as "
-                   "they are and set the others to -inf (softmax renormalises)")
-            kept.append(int(theirs.sum(-1)[0]))
-        return f"your filter keeps the same tokens as the reference ({min(kept)} to {max(kept)} per row)"
+            kept = torch.isfinite(got)
+            expect(torch.equal(got[kept], logits[kept]), f"with p = {p} the kept tokens' logits changed: leave them "
+                   "as they are and set the others to -inf (softmax renormalises)")
+            for row in range(len(logits)):
+                slip = nucleus_slip(kept[row], probs[row], p)
+                expect(slip is None, f"with p = {p}, distribution {row}: you keep {int(kept[row].sum())} tokens, "
+                       f"the library {int(nucleus(logits[row:row + 1], p).isfinite().sum())}; {slip}")
+            sizes.append(f"{p}: {float(kept.sum(-1).double().mean()):.0f}")
+        return (f"your filter keeps the nucleus on {len(logits)} real next-piece distributions (mean tokens kept "
+                f"per p: {', '.join(sizes)} of {logits.shape[1]:,})")
 
-    return run_check("top-p filter", attempt)
+    return run_check("top-p (nucleus) filter", attempt)
 
 
 def reference_top_p_sample(model: Seq2Seq, src_ids: list[int], start_id: int, max_len: int, p: float,

@@ -4,8 +4,8 @@
   sacreBLEU's, on the course's recorded test-set translations;
 * ``check_causal_attention(attention)``: causal scaled dot-product attention (Vaswani et al. 2017,
   eq. 1) against ``tmtlib.models.attend`` on the projected states of real test sentences;
-* ``check_top_p(top_p)``: the nucleus of top-p sampling (Holtzman et al. 2020, §3.1) against a
-  reference on real next-piece distributions, with the invariants it must keep.
+* ``check_top_p(top_p)``: the nucleus of top-p sampling (Holtzman et al. 2020, §3.1), the same
+  check as notebook 09's (``tmtlib.exercises.decoding``).
 
 Each check says what is wrong (which input, which value, the likely slip), not just that it is.
 """
@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
 from collections.abc import Callable
 from functools import cache
 
 import torch
 from sacrebleu.metrics import BLEU
 
-from .. import data, decode
+from .. import data
 from ..models import Seq2Seq, attend, attention_mask, model_config, split_heads
 from ..settings import REPO_ROOT
 from ..tokenize import course_tokenizer
 from . import Verdict, expect, run_check
+from .decoding import check_top_p  # noqa: F401 (re-exported: the same filter as notebook 09's exercise)
 
 # a kept record of the course (under data/results) whose 1,000 test_2016_flickr translations are stored with it
 RECORD = "budgets/en-de_parent_dae_long_10000_seed2.json"
@@ -170,65 +170,3 @@ def check_causal_attention(attention: Callable[[torch.Tensor, torch.Tensor, torc
         return f"equal to tmtlib.models.attend on {q.size(0)} real test sentences of {T} pieces, {q.size(1)} heads"
 
     return run_check("causal attention", attempt)
-
-
-# --- exercise 3: top-p (nucleus) filtering ---------------------------------------------------------
-
-
-def nucleus_mask(logits: torch.Tensor, p: float) -> torch.Tensor:
-    """The reference: True for the tokens of the smallest set whose probability reaches ``p``
-    (Holtzman et al. 2020, eq. 2), per row of ``logits`` [b, V]: the tokens the library's
-    :func:`tmtlib.decode.nucleus` keeps."""
-    return decode.nucleus(logits, p).isfinite()
-
-
-@cache
-def _piece_distributions() -> torch.Tensor:
-    """Real next-piece log-probabilities [3, V]: the unigram distribution of pieces in the German
-    test references (add-0.1 smoothed), then sharpened and flattened (temperatures 0.5, 1, 2)."""
-    tokenizer = course_tokenizer()
-    _, refs = recorded_translations()
-    counts = Counter(piece for ids in tokenizer.encode(list(refs)) for piece in ids)
-    frequency = torch.full((tokenizer.vocab_size,), 0.1)
-    for piece, count in counts.items():
-        frequency[piece] += count
-    log_probs = (frequency / frequency.sum()).log()
-    return torch.stack([log_probs / t for t in (0.5, 1.0, 2.0)])
-
-
-def check_top_p(top_p: Callable[[torch.Tensor, float], torch.Tensor]) -> Verdict:
-    """Exercise: ``top_p(logits, p)`` on [b, V] logits must return logits of the same shape with
-    every token outside the nucleus set to -inf and the others unchanged (sampling from their
-    softmax is then nucleus sampling). Checked on real piece distributions for several p."""
-
-    logits = _piece_distributions()
-
-    def attempt() -> str:
-        for p in (0.1, 0.5, 0.9, 0.99):
-            mine = top_p(logits.clone(), p)
-            expect(isinstance(mine, torch.Tensor) and mine.shape == logits.shape,
-                   f"top_p(logits, {p}) returned {getattr(mine, 'shape', type(mine).__name__)}; it should keep "
-                   f"the shape {tuple(logits.shape)}")
-            kept = torch.isfinite(mine)
-            expect(bool(kept.any(dim=-1).all()), f"with p = {p} a row has no token left: the most likely token "
-                                                 "must always stay (the nucleus is never empty)")
-            expect(torch.equal(mine[kept], logits[kept]),
-                   f"with p = {p} the kept tokens' logits changed: leave them as they are (softmax renormalises) "
-                   "and set the others to -inf")
-            probs = logits.softmax(-1)
-            mass = (probs * kept).sum(-1)
-            reference = nucleus_mask(logits, p)
-            for row in range(len(logits)):
-                mine_n, ref_n = int(kept[row].sum()), int(reference[row].sum())
-                expect(bool(mass[row] >= p - 1e-6),
-                       f"with p = {p}, row {row}: you keep {mine_n} tokens holding probability {mass[row]:.4f} < p; "
-                       f"the nucleus holds {ref_n} tokens" + (" — keep the token whose cumulative probability "
-                                                              "crosses p too" if ref_n == mine_n + 1 else ""))
-                expect(torch.equal(kept[row], reference[row]),
-                       f"with p = {p}, row {row}: you keep {mine_n} tokens, the nucleus has {ref_n}" +
-                       (" — you keep one token too many: stop as soon as the mass reaches p"
-                        if mine_n == ref_n + 1 else " — keep the most probable tokens, in order, until their mass "
-                                                    "reaches p"))
-        return "equal to the nucleus on 3 real piece distributions for p = 0.1, 0.5, 0.9, 0.99"
-
-    return run_check("top-p filter", attempt)

@@ -4,18 +4,17 @@ filtering for sampling, and which parts of the network each objective trains."""
 from __future__ import annotations
 
 import random
-from collections import Counter
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
 from ..batching import Example, collate
-from ..decode import nucleus
 from ..objectives import make_objective
 from ..tokenize import EOS_ID
 from ..transfer import part_of
 from . import Verdict, describe, expect, run_check, samples
+from .decoding import check_top_p  # noqa: F401 (re-exported: the same filter as notebook 09's exercise)
 
 
 def _lm_attempt(my_example: Callable[[Sequence[int], int], tuple[list[int], list[int]]]) -> str:
@@ -41,48 +40,6 @@ def _lm_attempt(my_example: Callable[[Sequence[int], int], tuple[list[int], list
 def check_lm_example(my_example: Callable[[Sequence[int], int], tuple[list[int], list[int]]]) -> Verdict:
     """``my_example(ids, tag)`` -> (decoder inputs, targets) for the causal language model."""
     return run_check("language-model example", lambda: _lm_attempt(my_example))
-
-
-def next_piece_scores(contexts: int = 32) -> torch.Tensor:
-    """Log-frequencies [contexts, V] of the piece that follows each of the ``contexts`` most frequent
-    pieces in German validation captions (add-0.001 smoothing): real next-token distributions."""
-    tok, sentences = samples.tokenizer(), samples.caption_ids("de")
-    follows = Counter((a, b) for ids in sentences for a, b in zip(ids, ids[1:]))
-    firsts = [piece for piece, _ in Counter(a for a, _ in follows.elements()).most_common(contexts)]
-    counts = torch.full((contexts, tok.vocab_size), 1e-3)
-    for (a, b), n in follows.items():
-        if a in firsts:
-            counts[firsts.index(a), b] += n
-    return counts.log()
-
-
-def _top_p_attempt(my_top_p: Callable[[torch.Tensor, float], torch.Tensor]) -> str:
-    scores = next_piece_scores()
-    sizes = []
-    for top_p in (0.5, 0.9, 0.95):
-        expected, got = nucleus(scores, top_p), my_top_p(scores.clone(), top_p)
-        expect(torch.is_tensor(got) and got.shape == scores.shape,
-               f"return scores of shape {tuple(scores.shape)}, not {describe(got)}")
-        kept, should = got.isfinite(), expected.isfinite()
-        expect(bool(kept.any(-1).all()), f"top_p = {top_p}: some row keeps no token at all; keep the most likely one")
-        expect(torch.equal(got[kept], scores[kept]), "the kept scores changed: leave them as they are (sampling "
-                                                     "renormalises) and set the others to -inf")
-        for row in range(len(scores)):
-            if not torch.equal(kept[row], should[row]):
-                n, m = int(kept[row].sum()), int(should[row].sum())
-                mass = float(scores[row].softmax(-1)[kept[row]].sum())
-                hint = ("too few: keep the token that makes the mass reach top_p" if n < m else
-                        "too many: stop at the first token where the mass reaches top_p")
-                expect(False, f"top_p = {top_p}, context {row}: you keep {n} tokens (mass {mass:.3f}), the nucleus "
-                              f"has {m}; {hint}")
-        sizes.append(f"{top_p}: {float(should.sum(-1).float().mean()):.0f}")
-    return ("the same nucleus as tmtlib.decode.nucleus on 32 real next-piece distributions (mean tokens kept per "
-            f"top_p: {', '.join(sizes)} of {scores.shape[1]:,})")
-
-
-def check_top_p(my_top_p: Callable[[torch.Tensor, float], torch.Tensor]) -> Verdict:
-    """``my_top_p(scores [b, V], top_p)`` -> the scores with every token outside the nucleus set to -inf."""
-    return run_check("top-p (nucleus) filtering", lambda: _top_p_attempt(my_top_p))
 
 
 def parts_with_gradient(model: nn.Module) -> set[str]:
