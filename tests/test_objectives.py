@@ -158,3 +158,18 @@ def test_make_objective_and_examples(tokenizer):
     assert max(len(examples[1].src), len(examples[1].tgt)) == 63
     mono = monolingual_examples(tokenizer, ["A dog.", ""], "en", with_source=False)
     assert len(mono) == 1 and mono[0].src is None and not math.isnan(mono[0].size)
+
+
+def test_the_vae_trains_only_the_value_and_output_of_its_cross_attention():
+    """Over the VAE's one-vector memory the attention softmax is 1 whatever the query and key, so their
+    projections get no true gradient, only float rounding (notebooks 03 and 05 say so); values and
+    output do learn."""
+    torch.manual_seed(0)
+    model = Seq2Seq(model_config("tiny", vocab_size=32, d_model=64, d_ff=128, latent_dim=16))
+    VAE(KLSchedule("constant", max_beta=1.0)).loss(model, collate(data()), 0).loss.backward()
+    d = model.config.d_model
+    for layer in model.decoder.layers:
+        cross = layer.cross_attn
+        learning = min(float(cross.kv.weight.grad[d:].abs().max()), float(cross.out.weight.grad.abs().max()))
+        untrained = [cross.q.weight.grad, cross.q.bias.grad, cross.kv.weight.grad[:d], cross.kv.bias.grad[:d]]
+        assert learning > 1e-4 and max(float(g.abs().max()) for g in untrained) < 1e-6 * learning
