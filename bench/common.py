@@ -31,7 +31,8 @@ from tmtlib import data
 from tmtlib.batching import Batch, collate, token_batches
 from tmtlib.models import PRESETS, Seq2Seq, autocast, model_config
 from tmtlib.objectives import Translation, translation_examples
-from tmtlib.tokenize import BOS_ID, EOS_ID, PAD_ID, course_tokenizer
+from tmtlib.pipeline import course_tokenizer
+from tmtlib.subwords import BOS_ID, EOS_ID, PAD_ID
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SIZE = PRESETS["course"]

@@ -26,7 +26,7 @@ from tmtlib.batching import pad, token_batches
 from tmtlib.decode import translate
 from tmtlib.evaluate import bleu
 from tmtlib.models import autocast
-from tmtlib.tokenize import EOS_ID
+from tmtlib.subwords import EOS_ID
 
 
 DECODERS = [engine for engine in common.ENGINE_CHOICES if not engine.startswith("torch")]  # torch has no search

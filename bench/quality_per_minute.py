@@ -31,7 +31,7 @@ from tmtlib import data, pipeline
 from tmtlib.batching import collate
 from tmtlib.evaluate import bleu
 from tmtlib.objectives import translation_examples
-from tmtlib.tokenize import PAD_ID
+from tmtlib.subwords import PAD_ID
 from tmtlib.train import TrainConfig
 
 VALID_SENTENCES = 400

@@ -20,7 +20,7 @@ def corpus() -> None:
 @pytest.fixture(scope="session")
 def tokenizer(corpus):
     """The course's joint en/de/fr/cs SentencePiece model (trained once, then cached)."""
-    from tmtlib.tokenize import course_tokenizer
+    from tmtlib.pipeline import course_tokenizer
 
     return course_tokenizer()
 

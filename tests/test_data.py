@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tmtlib import data
-from tmtlib.tokenize import normalize
+from tmtlib.subwords import normalize
 
 
 def test_registry_lists_every_split_and_language():

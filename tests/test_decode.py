@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from tmtlib.decode import beam_search, decode_latent, greedy, nucleus, sample, translate
 from tmtlib.models import Seq2Seq, autocast, model_config
-from tmtlib.tokenize import EOS_ID, PAD_ID, TokenizerSettings, train_tokenizer
+from tmtlib.subwords import EOS_ID, PAD_ID, TokenizerSettings, train_tokenizer
 
 V, TAG = 20, 4  # content ids 5..19; 4 plays the target-language tag
 

@@ -4,7 +4,7 @@ import torch
 
 from tmtlib.decode import nucleus
 from tmtlib.exercises import decoding
-from tmtlib.tokenize import EOS_ID
+from tmtlib.subwords import EOS_ID
 
 
 def greedy_by_hand(model, src_ids, start_id, max_len, position=-1, choose=None):

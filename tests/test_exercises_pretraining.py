@@ -6,7 +6,7 @@ import pytest
 
 from tmtlib.decode import nucleus
 from tmtlib.exercises import pretraining as checks
-from tmtlib.tokenize import EOS_ID
+from tmtlib.subwords import EOS_ID
 
 pytestmark = pytest.mark.usefixtures("tokenizer")
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from tmtlib.models import PRESETS, DecoderCache, ModelConfig, Seq2Seq, attend, autocast, model_config
-from tmtlib.tokenize import EOS_ID, PAD_ID
+from tmtlib.subwords import EOS_ID, PAD_ID
 
 V = 50
 

@@ -16,7 +16,7 @@ from tmtlib.objectives import (
     VAE, Autoencoder, KLSchedule, LanguageModel, Translation, gaussian_kl, make_objective,
     monolingual_examples, reparameterize, token_nll, translation_examples,
 )
-from tmtlib.tokenize import PAD_ID, UNK_ID
+from tmtlib.subwords import PAD_ID, UNK_ID
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -18,7 +18,7 @@ from tmtlib import checkpoint
 from tmtlib.batching import Example, collate, shard, token_batches
 from tmtlib.models import Seq2Seq, model_config
 from tmtlib.objectives import make_objective
-from tmtlib.tokenize import EOS_ID, PAD_ID
+from tmtlib.subwords import EOS_ID, PAD_ID
 from tmtlib.train import History, TrainConfig, learning_rate_factor, train
 
 SCRIPT = Path(__file__).parent / "scripts" / "tiny_run.py"

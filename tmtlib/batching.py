@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .tokenize import EOS_ID, PAD_ID
+from .subwords import EOS_ID, PAD_ID
 
 
 @dataclass(frozen=True)

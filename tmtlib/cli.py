@@ -35,7 +35,7 @@ from . import checkpoint, course, data, pipeline, settings
 from .evaluate import evaluate
 from .models import PRECISIONS
 from .objectives import KL_SCHEDULES
-from .tokenize import LANGUAGES, normalize
+from .subwords import LANGUAGES, normalize
 from .train import TrainConfig
 from .transfer import PARTS, TransferError
 from .validation import SettingError, from_plain

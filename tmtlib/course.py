@@ -22,9 +22,9 @@ from pathlib import Path
 
 from . import checkpoint, pipeline
 from .models import Seq2Seq
-from .pipeline import FinetuneSpec, PretrainSpec, cached_run
+from .pipeline import FinetuneSpec, PretrainSpec, cached_run, course_tokenizer
 from .settings import quick_mode
-from .tokenize import Tokenizer, course_tokenizer
+from .subwords import Tokenizer
 from .train import History, TrainConfig
 from .transfer import DEFAULT_PARTS
 

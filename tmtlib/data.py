@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import settings
-from .tokenize import normalize
+from .subwords import normalize
 
 BASE_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/"
 MIRROR_ENV = "TMT_MULTI30K_MIRROR"

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from .batching import pad, token_batches
 from .models import DecoderCache, Seq2Seq, autocast
-from .tokenize import EOS_ID
+from .subwords import EOS_ID
 
 
 @contextmanager

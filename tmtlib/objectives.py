@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from .batching import Batch, Example
 from .noise import NoiseConfig, apply_noise
-from .tokenize import PAD_ID, UNK_ID, Tokenizer
+from .subwords import PAD_ID, UNK_ID, Tokenizer
 
 
 @dataclass

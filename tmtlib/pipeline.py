@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from .evaluate import Score, bleu, evaluate
 from .models import PRESETS, ModelConfig, Seq2Seq, model_config
 from .noise import NoiseConfig
 from .objectives import KL_SCHEDULES, OBJECTIVES, KLSchedule, make_objective, monolingual_examples, translation_examples
-from .tokenize import LANGUAGES, Tokenizer, course_tokenizer
+from .subwords import LANGUAGES, Tokenizer, TokenizerSettings, train_tokenizer
 from .train import LOSS_METRICS, History, TrainConfig, check_run, train
 from .transfer import DEFAULT_PARTS, PARTS, GradualUnfreezing, TransferReport, freeze, parameter_groups, transfer
 from .validation import SettingError, check_fields, from_plain, setting
@@ -37,6 +38,21 @@ PARAPHRASE_VALID_IMAGES = 500  # task-2 val images 0..499 select models; the res
 
 PRETRAINING_OBJECTIVES = tuple(name for name in OBJECTIVES if name != "translation")
 PRESET_NAMES = tuple(PRESETS)
+
+
+def course_tokenizer(langs: Sequence[str] = LANGUAGES, options: TokenizerSettings | None = None) -> Tokenizer:
+    """The course's joint vocabulary: trained on the task-1 training sentences of ``langs``.
+
+    Only training text is used (never validation or test sentences); ``options`` default to
+    ``TokenizerSettings()``. Cached after the first call. It lives here, not in ``subwords``,
+    because ``data`` needs ``subwords.normalize``: the tokenizer module stays below ``data`` and
+    this function, which needs both, sits above them.
+    """
+    unknown = set(langs) - set(LANGUAGES)
+    if unknown:
+        raise ValueError(f"unknown language(s) {sorted(unknown)}: the course has {', '.join(LANGUAGES)}")
+    return train_tokenizer([line for lang in langs for line in data.read_lines(1, "train", lang)],
+                           options or TokenizerSettings())
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from .batching import Example, collate, token_batches
 from .decode import evaluating
 from .models import Seq2Seq
 from .objectives import Objective, gaussian_kl
-from .tokenize import PAD_ID
+from .subwords import PAD_ID
 
 LOG_2PI = math.log(2 * math.pi)
 

@@ -24,7 +24,7 @@ from .evaluate import sentence_chrf
 from .models import Seq2Seq
 from .noise import NoiseConfig, apply_noise, describe
 from .plot import attention_heatmap
-from .tokenize import Tokenizer
+from .subwords import Tokenizer
 
 
 # --- denoising --------------------------------------------------------------------------------

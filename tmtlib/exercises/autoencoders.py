@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ..noise import infill_spans, mask_tokens
 from ..objectives import token_nll
-from ..tokenize import PAD_ID
+from ..subwords import PAD_ID
 from . import Verdict, describe, expect, run_check, samples
 
 

@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from .. import data
-from ..tokenize import Tokenizer, normalize
+from ..subwords import Tokenizer, normalize
 from . import Verdict, describe, expect, run_check, samples
 
 Pairs = Sequence[tuple[str, str]]
@@ -94,7 +94,7 @@ def _pool_attempt(my_pool: Callable[[str], list[str]]) -> str:
     expect(isinstance(got, list), f"return a list of sentences, not {describe(got)}")
     leaked = [s for s in got if normalize(s) in banned]
     expect(not leaked, f"{len(leaked):,} sentences of your pool are validation or test sentences, e.g. "
-                       f"{_first(leaked)}: compare *normalised* text (tmtlib.tokenize.normalize) with "
+                       f"{_first(leaked)}: compare *normalised* text (tmtlib.subwords.normalize) with "
                        "data.evaluation_sentences('de')")
     expect(len(set(got)) == len(got), f"your pool has {len(got) - len(set(got)):,} duplicates: keep the "
                                       "first occurrence of each sentence only")

@@ -18,7 +18,7 @@ from torch import Tensor
 from .. import course, data
 from ..decode import _generate, _Prefixes, evaluating, greedy, nucleus
 from ..models import Seq2Seq, model_config
-from ..tokenize import EOS_ID
+from ..subwords import EOS_ID
 from . import Verdict, describe, expect, run_check, samples
 
 MAX_LEN = 12

@@ -22,8 +22,8 @@ from sacrebleu.metrics import BLEU
 
 from .. import data
 from ..models import Seq2Seq, attend, attention_mask, model_config, split_heads
+from ..pipeline import course_tokenizer
 from ..settings import REPO_ROOT
-from ..tokenize import course_tokenizer
 from . import Verdict, expect, run_check
 from .decoding import check_top_p  # noqa: F401 (re-exported: the same filter as notebook 09's exercise)
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..batching import Example, collate
 from ..objectives import make_objective
-from ..tokenize import EOS_ID
+from ..subwords import EOS_ID
 from ..transfer import part_of
 from . import Verdict, describe, expect, run_check, samples
 from .decoding import check_top_p  # noqa: F401 (re-exported: the same filter as notebook 09's exercise)

@@ -15,7 +15,7 @@ from .. import course, data
 from ..batching import Batch, collate
 from ..models import Seq2Seq, model_config
 from ..objectives import monolingual_examples
-from ..tokenize import Tokenizer
+from ..subwords import Tokenizer
 
 
 @cache

@@ -7,7 +7,9 @@ the language tags ``<2en>``, ``<2de>``, ... that tell the decoder which language
 ``decode(encode(x)) == normalize(x)`` holds for any text.
 
 Trained models are cached under ``data/cache/spm`` by a hash of their settings and training text,
-so a second call with the same arguments loads instead of training.
+so a second call with the same arguments loads instead of training. This module knows no corpus
+(``data`` imports ``normalize`` from it); the course's own vocabulary, trained on Multi30k, is
+``pipeline.course_tokenizer``.
 """
 
 from __future__ import annotations
@@ -167,17 +169,3 @@ def _run_trainer(writer, lines: list[str], options: TokenizerSettings) -> None:
         minloglevel=2,
     )
 
-
-def course_tokenizer(
-    langs: Sequence[str] = LANGUAGES, options: TokenizerSettings = TokenizerSettings()
-) -> Tokenizer:
-    """The course's joint vocabulary: trained on the task-1 training sentences of ``langs``.
-
-    Only training text is used (never validation or test sentences). Cached after the first call.
-    """
-    from . import data  # data imports normalize from here; import late to keep layers one-way
-
-    unknown = set(langs) - set(LANGUAGES)
-    if unknown:
-        raise ValueError(f"unknown language(s) {sorted(unknown)}: the course has {', '.join(LANGUAGES)}")
-    return train_tokenizer([line for lang in langs for line in data.read_lines(1, "train", lang)], options)

@@ -7,9 +7,9 @@ import time
 import pytest
 
 from tmtlib import data
-from tmtlib.tokenize import (
-    BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer, TokenizerSettings, course_tokenizer, lang_tag,
-    normalize, train_tokenizer,
+from tmtlib.pipeline import course_tokenizer
+from tmtlib.subwords import (
+    BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer, TokenizerSettings, lang_tag, normalize, train_tokenizer,
 )
 
 SYNTHETIC = [f"the {a} {b} sees {c} dogs near the river" for a in ("red", "big", "old") for b in

@@ -1,0 +1,149 @@
+"""The shape of ``tmtlib``: no import cycle between its modules, and no module named like the
+standard library's (a ``tmtlib/tokenize.py`` once shadowed ``tokenize`` for scripts run from
+inside the package folder, and ``tokenize`` imported ``data`` which imported ``tokenize``).
+
+Every import counts, at module level and inside functions (a late import only hides a cycle),
+except those under ``if TYPE_CHECKING:``, which never run.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent / "tmtlib"
+
+
+def module_files(package_root: Path) -> dict[str, Path]:
+    """Dotted module name -> source file, for a package folder and all its subpackages."""
+    base = package_root.parent
+    modules = {}
+    for path in sorted(package_root.rglob("*.py")):
+        parts = path.relative_to(base).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _import_nodes(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    """Every import statement in ``tree``, at any depth, but none under ``if TYPE_CHECKING:``."""
+    found, pending = [], [tree]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append(node)
+        children = node.orelse if isinstance(node, ast.If) and _is_type_checking(node.test) else (
+            ast.iter_child_nodes(node))
+        pending.extend(children)
+    return found
+
+
+def _from_base(module: str, is_package: bool, node: ast.ImportFrom) -> str:
+    """The absolute module a ``from ... import`` reads from (``from .. import x`` in a.b.c -> ``a``)."""
+    if node.level == 0:
+        return node.module or ""
+    package = module.split(".") if is_package else module.split(".")[:-1]
+    anchor = package[: len(package) - (node.level - 1)]
+    return ".".join(anchor + ([node.module] if node.module else []))
+
+
+def imported_modules(module: str, path: Path, known: set[str]) -> set[str]:
+    """The modules of ``known`` that ``module`` (source at ``path``) imports.
+
+    ``from P import x`` imports the submodule ``P.x`` when there is one, else the name ``x`` of
+    ``P``'s ``__init__``, i.e. the module ``P``."""
+    found = set()
+    for node in _import_nodes(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+            continue
+        base = _from_base(module, path.name == "__init__.py", node)
+        found |= {f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names}
+    return (found & known) - {module}
+
+
+def import_graph(package_root: Path) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports."""
+    files = module_files(package_root)
+    return {module: imported_modules(module, path, set(files)) for module, path in files.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as ``[a, b, ..., a]``, or None: depth-first search for an edge back onto the path."""
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        if node in path:
+            return path[path.index(node):] + [node]
+        if node in done:
+            return None
+        for target in sorted(graph.get(node, ())):
+            cycle = visit(target, path + [node])
+            if cycle:
+                return cycle
+        done.add(node)
+        return None
+
+    for start in sorted(graph):
+        cycle = visit(start, [])
+        if cycle:
+            return cycle
+    return None
+
+
+def test_tmtlib_has_no_import_cycle():
+    graph = import_graph(PACKAGE_ROOT)
+    assert {"tmtlib.data", "tmtlib.subwords", "tmtlib.pipeline"} <= set(graph)
+    assert "tmtlib.subwords" in graph["tmtlib.data"]  # the graph sees imports at all
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle in tmtlib: " + " -> ".join(cycle)
+
+
+def test_no_tmtlib_module_shadows_the_standard_library():
+    names = {module.rsplit(".", 1)[-1] for module in module_files(PACKAGE_ROOT) if module != "tmtlib"}
+    shadowing = sorted(names & sys.stdlib_module_names)
+    assert not shadowing, f"tmtlib modules named like standard-library modules: {', '.join(shadowing)}"
+
+
+def _fake_package(root: Path, files: dict[str, str]) -> Path:
+    for name, source in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(textwrap.dedent(source))
+    return root / "pkg"
+
+
+def test_a_cycle_through_a_late_import_is_found(tmp_path):
+    package = _fake_package(tmp_path, {
+        "pkg/__init__.py": "",
+        "pkg/words.py": "from . import settings\n\ndef course():\n    from . import data\n",
+        "pkg/data.py": "from .words import normalize\n",
+        "pkg/settings.py": "import os\n",
+    })
+    assert find_cycle(import_graph(package)) == ["pkg.data", "pkg.words", "pkg.data"]
+
+
+@pytest.mark.parametrize("line, cyclic", [
+    ("from .. import lower", True),  # a submodule of the parent package
+    ("from ..lower import thing", True),
+    ("import pkg.lower", True),
+    ("from pkg import lower", True),
+    ("from .. import NAME", False),  # a name of pkg/__init__.py: an edge to pkg, not to pkg.lower
+    ("if TYPE_CHECKING:\n    from .. import lower", False),
+    ("import typing\nif typing.TYPE_CHECKING:\n    pass\nelse:\n    from .. import lower", True),
+])
+def test_each_form_of_import_is_resolved(tmp_path, line, cyclic):
+    package = _fake_package(tmp_path, {
+        "pkg/__init__.py": "NAME = 1\n",
+        "pkg/lower.py": "from .sub.upper import thing\n",
+        "pkg/sub/__init__.py": "",
+        "pkg/sub/upper.py": f"from typing import TYPE_CHECKING\n{line}\nthing = 1\n",
+    })
+    assert (find_cycle(import_graph(package)) is not None) == cyclic
