@@ -48,7 +48,7 @@ def chromium() -> str:
 @pytest.fixture(scope="session")
 def playwright_api(chromium):
     sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="Playwright not installed (pip install -r requirements-test.txt)")
+                                   reason="Playwright not installed (pip install -r requirements.txt installs it, with the test extra)")
     with sync_api.sync_playwright() as api:
         yield api
 
