@@ -3,12 +3,15 @@ tests/test_cli.py runs the families end to end in quick mode)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from tmtlib import course, experiments
 from tmtlib.experiments import Cell, budget_table
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_cell_names_compose_variant_budget_and_seed():
@@ -106,3 +109,33 @@ def test_figures_draw_each_language_pair_in_its_own_panel_with_words_for_labels(
     assert [experiments.label(c) for c in cells[:4:2]] == ["scratch", "60-min parent"]
     assert experiments.label(Cell("strategies", "parent", 3000, 0, "en", "fr", "freeze_encoder")) == "frozen encoder"
     assert experiments.label(Cell("full", "dae", None, 0, recipe="long_bf16")) == "DAE, 60 min, bf16"
+
+
+def _strings(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def test_committed_records_hold_no_absolute_path():
+    records = sorted((REPO_ROOT / "data" / "results").rglob("*.json"))
+    assert len(records) > 50
+    found = [(path.relative_to(REPO_ROOT), s) for path in records
+             for s in _strings(json.loads(path.read_text())) if s.startswith("/") or s[1:3] == ":\\"]
+    assert not found, found[:3]
+
+
+def test_a_record_names_its_starting_checkpoint_relative_to_the_run_cache(tmp_path):
+    from tmtlib import pipeline
+    folder = tmp_path / "run"
+    folder.mkdir()
+    inside = pipeline.runs_dir() / "pretrain-0123456789ab" / "best.pt"
+    (folder / "config.json").write_text(json.dumps({"init": str(inside), "pairs": 200}))
+    assert experiments.recorded_config(folder) == {"init": "runs/pretrain-0123456789ab/best.pt", "pairs": 200}
+    (folder / "config.json").write_text(json.dumps({"init": "my/best.pt"}))
+    assert experiments.recorded_config(folder)["init"] == "my/best.pt"  # a path the user gave stays as given

@@ -153,9 +153,19 @@ def machine() -> dict[str, Any]:
             "cpu_cores": os.cpu_count(), "torch": torch.__version__, "quick_mode": course.QUICK}
 
 
+def recorded_config(folder: Path) -> dict[str, Any]:
+    """The run's ``config.json`` as a record keeps it: a starting checkpoint in the run cache is named
+    relative to it (``runs/<run folder>/best.pt``), so records hold no path of the machine that made them."""
+    config = json.loads((folder / "config.json").read_text())
+    init = config.get("init")
+    if init and Path(init).is_absolute() and Path(init).parent.parent == pipeline.runs_dir():
+        config["init"] = f"runs/{Path(init).parent.name}/{Path(init).name}"
+    return config
+
+
 def record(cell: Cell, folder: Path, test: dict) -> dict[str, Any]:
     """The machine-readable account of one finished run."""
-    config = json.loads((folder / "config.json").read_text())
+    config = recorded_config(folder)
     last = checkpoint.load(folder / "last.pt")
     progress, evals = last["progress"], last["history"]["evals"]
     best = max(evals, key=lambda e: e.get("val_bleu", float("-inf")))
@@ -533,7 +543,7 @@ def vae_specs() -> dict[str, pipeline.PretrainSpec]:
 def pretraining_record(name: str, folder: Path) -> dict[str, Any]:
     last = checkpoint.load(folder / "last.pt")
     progress, history = last["progress"], last["history"]
-    return {"run": name, "run_folder": folder.name, "config": json.loads((folder / "config.json").read_text()),
+    return {"run": name, "run_folder": folder.name, "config": recorded_config(folder),
             "training": {"steps": progress["step"], "seconds": round(progress["elapsed"], 1),
                          "tokens": progress.get("tokens") or None, "stopped": progress["stopped"]},
             "final_training_record": history["steps"][-1], "final_validation": history["evals"][-1],
