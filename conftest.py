@@ -5,6 +5,11 @@ checkout (``../shared/data/multi30k``, as on CI) is used when no other source is
 Unless ``TMT_HOME`` is set, the whole session shares one temporary home for downloads, the
 tokenizer and trained runs, so no test writes into the checkout and the tokenizer is trained once.
 The kernels nbval starts inherit this environment.
+
+The test command runs on every core (pytest-xdist, ``-n auto --dist loadfile``: a notebook's cells
+stay together in one worker); each worker, and each kernel it starts, then computes on one thread,
+so workers do not compete for cores. Runs that two workers need at once are trained once: the run
+cache makes the second wait (``tmtlib.pipeline.cached_run``).
 """
 
 import atexit
@@ -14,6 +19,8 @@ import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TMT_QUICK", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 _mirror = Path(__file__).resolve().parent.parent / "shared" / "data" / "multi30k"
 if "TMT_MULTI30K_MIRROR" not in os.environ and _mirror.is_dir():
     os.environ["TMT_MULTI30K_MIRROR"] = str(_mirror)

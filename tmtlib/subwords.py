@@ -7,7 +7,9 @@ the language tags ``<2en>``, ``<2de>``, ... that tell the decoder which language
 ``decode(encode(x)) == normalize(x)`` holds for any text.
 
 Trained models are cached under ``data/cache/spm`` by a hash of their settings and training text,
-so a second call with the same arguments loads instead of training. This module knows no corpus
+so a second call with the same arguments loads instead of training; processes that ask for the same
+model at once (two notebooks, two test workers) train it once, the others wait for it under the
+cache folder's lock. This module knows no corpus
 (``data`` imports ``normalize`` from it); the course's own vocabulary, trained on Multi30k, is
 ``pipeline.course_tokenizer``.
 """
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-from . import settings
+from . import checkpoint, settings
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 LANGUAGES = ("en", "de", "fr", "cs")
@@ -132,7 +134,9 @@ def train_tokenizer(
     folder.mkdir(parents=True, exist_ok=True)
     model_file = folder / f"{options.model_type}{options.vocab_size}-{_cache_key(lines, options)}.model"
     if not model_file.exists():
-        _train_to(model_file, lines, options)
+        with checkpoint.run_folder_lock(folder, wait=True):  # another process training it: wait, then load
+            if not model_file.exists():
+                _train_to(model_file, lines, options)
     return Tokenizer(model_file)
 
 

@@ -7,8 +7,9 @@ folder under pytest's temporary directory, printed at the end of the run).
 
 The notebooks are copied to a temporary folder, so neither the test nor JupyterLab's autosave ever
 writes into them. The kernels share the test session's run cache (``cache/runs`` under ``TMT_HOME``, a temporary
-home unless set; see the root ``conftest.py``) with nbval, and these tests run after nbval's, so the
-models they load are already trained there.
+home unless set; see the root ``conftest.py``) with nbval. Before the lab starts, ``trained_models``
+trains the models the widget notebooks load (or, when another test worker is training one, waits for
+it), so Run All meets a warm cache in any test order, with or without parallel workers.
 """
 
 from __future__ import annotations
@@ -61,7 +62,21 @@ def artefacts(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def lab_server(playwright_api, tmp_path_factory):
+def trained_models(corpus) -> None:
+    """The quick models of notebooks 1, 2, 3, 5 and 9, cached before any notebook runs."""
+    from tmtlib import course, pipeline
+
+    tokenizer = course.tokenizer()
+    for spec in (*course.autoencoder_specs().values(), *course.vae_collapse_specs().values()):
+        pipeline.cached_run(spec, tokenizer)
+    for init in (None, *course.PRETRAIN_OBJECTIVES):
+        course.translator(init, pairs=2000)
+    for init, pairs in course.SHOWCASE["runs"]:
+        course.translator(init, pairs=pairs)
+
+
+@pytest.fixture(scope="session")
+def lab_server(playwright_api, trained_models, tmp_path_factory):
     """JupyterLab on a temporary copy of the notebooks, kernels in quick mode importing this checkout."""
     from lab_driver import start_lab
 
