@@ -5,11 +5,10 @@ import math
 import pytest
 import torch
 
-from tmtlib.decode import nucleus
 from tmtlib.exercises.inside import (
     check_brevity_penalty,
     check_causal_attention,
-    check_top_p,
+    check_vaswani_learning_rate,
 )
 
 
@@ -24,13 +23,13 @@ def causal_attention(q, k, v):
     return scores.softmax(-1) @ v
 
 
-def top_p(logits, p):
-    return nucleus(logits, p)
+def vaswani_learning_rate(step: int, d_model: int, warmup: int) -> float:
+    return d_model ** -0.5 * min(step ** -0.5, step * warmup ** -1.5)
 
 
 def test_right_answers_pass():
     for verdict in (check_brevity_penalty(brevity_penalty), check_causal_attention(causal_attention),
-                    check_top_p(top_p)):
+                    check_vaswani_learning_rate(vaswani_learning_rate)):
         assert verdict.ok, verdict.message
 
 
@@ -62,13 +61,18 @@ def test_attention_slips_are_named(wrong, hint):
     assert not verdict.ok and hint in verdict.message
 
 
-def test_top_p_slips_are_named():
-    def one_too_few(logits, p):  # keeps only tokens whose cumulative mass stays within p
-        probs, order = logits.softmax(-1).sort(-1, descending=True)
-        keep = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, order, probs.cumsum(-1) <= p)
-        return logits.masked_fill(~keep, float("-inf"))
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda s, d, w: min(s ** -0.5, s * w ** -1.5), "no d_model^-0.5 factor"),
+    (lambda s, d, w: d ** -0.5 * min(s ** -0.5, s * w ** -0.5), "warmup^-0.5 instead of warmup^-1.5"),
+    (lambda s, d, w: d ** -0.5 * max(s ** -0.5, s * w ** -1.5), "max instead of min"),
+    (lambda s, d, w: vaswani_learning_rate(s + 1, d, w), "steps counted from 0"),
+    (lambda s, d, w: d ** -0.5 * s ** -0.5, "no warm-up"),
+])
+def test_learning_rate_slips_are_named(wrong, hint):
+    verdict = check_vaswani_learning_rate(wrong)
+    assert not verdict.ok and hint in verdict.message and "eq. 3 gives" in verdict.message
 
-    verdict = check_top_p(one_too_few)
-    assert not verdict.ok and ("crosses p" in verdict.message or "no token is left" in verdict.message)
-    verdict = check_top_p(lambda logits, p: top_p(logits, p).softmax(-1))
-    assert not verdict.ok and "changed" in verdict.message
+
+def test_a_learning_rate_of_another_form_gets_the_formula():
+    verdict = check_vaswani_learning_rate(lambda step, d_model, warmup: 1e-3)
+    assert not verdict.ok and "min(step^-0.5, step * warmup^-1.5)" in verdict.message

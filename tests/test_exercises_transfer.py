@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
 from tmtlib.exercises import transfer as checks
@@ -12,20 +10,24 @@ from tmtlib.transfer import freeze
 pytestmark = pytest.mark.usefixtures("tokenizer")
 
 
-def brevity_penalty(c, r):
-    return 1.0 if c >= r else math.exp(1 - r / c)
+def test_loaded_fraction_check():
+    assert checks.check_loaded_fraction(checks.loaded_fraction)
+    tensors = checks.check_loaded_fraction(lambda r: len(r.loaded) / (len(r.loaded) + len(r.initialised)))
+    assert not tensors and "tensors counted, not parameters" in tensors.message
+    with_ignored = checks.check_loaded_fraction(
+        lambda r: sum(r.sizes[n] for n in r.loaded) / (sum(r.sizes.values()) + sum(r.source_sizes[n] for n in r.ignored)))
+    assert not with_ignored and "ignored parameters in the denominator" in with_ignored.message
+    random_share = checks.check_loaded_fraction(lambda r: 1 - checks.loaded_fraction(r))
+    assert not random_share and "kept its random initialisation" in random_share.message
+    percent = checks.check_loaded_fraction(lambda r: 100 * checks.loaded_fraction(r))
+    assert not percent and "percentage" in percent.message
 
 
-def test_brevity_penalty_check():
-    assert checks.check_brevity_penalty(brevity_penalty)
-    swapped = checks.check_brevity_penalty(lambda c, r: brevity_penalty(r, c))
-    assert not swapped and "shorter than the references" in swapped.message
-    always = checks.check_brevity_penalty(lambda c, r: math.exp(1 - r / c))
-    assert not always and "no penalty" in always.message
-    inverted = checks.check_brevity_penalty(lambda c, r: math.exp(1 - c / r) if c < r else 1.0)
-    assert not inverted and "swapped" in inverted.message
-    ratio = checks.check_brevity_penalty(lambda c, r: min(1.0, c / r))
-    assert not ratio and "exp(1 - r / c)" in ratio.message
+def test_loaded_fraction_on_the_course_starts():
+    shares = {case: checks.loaded_fraction(report) for case, report in checks.transfer_reports()}
+    assert shares["the DAE start"] == shares["the VAE start"] == 1.0
+    assert 0.5 < shares["the LM start"] < 0.7  # embeddings and decoder: 4.42M of 7.58M
+    assert 0 < shares["only the encoder of a VAE"] < shares["a parent with 2 decoder layers, all parts"] < 1
 
 
 def test_clipped_precisions_check():

@@ -4,8 +4,8 @@
   sacreBLEU's, on the course's recorded test-set translations;
 * ``check_causal_attention(attention)``: causal scaled dot-product attention (Vaswani et al. 2017,
   eq. 1) against ``tmtlib.models.attend`` on the projected states of real test sentences;
-* ``check_top_p(top_p)``: the nucleus of top-p sampling (Holtzman et al. 2020, §3.1), the same
-  check as notebook 09's (``tmtlib.exercises.decoding``).
+* ``check_vaswani_learning_rate(lrate)``: the learning rate of Vaswani et al. (2017, eq. 3), in the
+  paper's absolute form, against ``tmtlib.train.learning_rate_factor`` (which scales a base rate).
 
 Each check says what is wrong (which input, which value, the likely slip), not just that it is.
 """
@@ -24,8 +24,8 @@ from .. import data
 from ..models import Seq2Seq, attend, attention_mask, model_config, split_heads
 from ..pipeline import course_tokenizer
 from ..settings import REPO_ROOT
+from ..train import TrainConfig, learning_rate_factor
 from . import Verdict, expect, run_check
-from .decoding import check_top_p  # noqa: F401 (re-exported: the same filter as notebook 09's exercise)
 
 # a kept record of the course (under data/results) whose 1,000 test_2016_flickr translations are stored with it
 RECORD = "budgets/en-de_parent_dae_long_10000_seed2.json"
@@ -170,3 +170,74 @@ def check_causal_attention(attention: Callable[[torch.Tensor, torch.Tensor, torc
         return f"equal to tmtlib.models.attend on {q.size(0)} real test sentences of {T} pieces, {q.size(1)} heads"
 
     return run_check("causal attention", attempt)
+
+
+# --- exercise 3: the learning rate of eq. 3 ---------------------------------------------------------
+
+# (d_model, warm-up steps): the base Transformer of the paper, the course model with notebook 5's
+# fine-tuning warm-up, and the paper's big Transformer
+SCHEDULES = ((512, 4000), (256, 50), (1024, 4000))
+
+
+def reference_learning_rate(step: int, d_model: int, warmup: int) -> float:
+    """Eq. 3 of Vaswani et al. (2017), d_model^-0.5 * min(step^-0.5, step * warmup^-1.5) with steps
+    counted from 1, written as the library computes it: a peak rate (d_model * warmup)^-0.5 times
+    ``tmtlib.train.learning_rate_factor`` at the 0-based optimiser step ``step - 1``."""
+    config = TrainConfig(warmup_steps=warmup, schedule="inverse_sqrt")
+    return (d_model * warmup) ** -0.5 * learning_rate_factor(step - 1, config)
+
+
+def _schedule_steps(warmup: int) -> list[int]:
+    """Steps from 1 that cover the warm-up, its last step, the peak and the long decay."""
+    return sorted({1, 2, warmup // 2, warmup - 1, warmup, warmup + 1, 2 * warmup, 10 * warmup, 100_000} - {0})
+
+
+def _schedule_slips(d_model: int, warmup: int) -> dict[str, Callable[[int], float]]:
+    """Usual slips in eq. 3, as functions of the step (from 1), so a wrong answer can be named."""
+    def eq3(scale: float = d_model ** -0.5, warmup_power: float = -1.5, pick=min, shift: int = 0):
+        return lambda step: scale * pick((step + shift) ** -0.5, (step + shift) * warmup ** warmup_power)
+
+    return {
+        "no d_model^-0.5 factor in front": eq3(scale=1.0),
+        "d_model^0.5 instead of d_model^-0.5 in front": eq3(scale=d_model ** 0.5),
+        "warmup^-0.5 instead of warmup^-1.5 in the warm-up term": eq3(warmup_power=-0.5),
+        "max instead of min: the warm-up term must win during the warm-up, the decay after it": eq3(pick=max),
+        "no warm-up: the rate must rise linearly for the first warmup steps": lambda step: (d_model * step) ** -0.5,
+        "steps counted from 0 (eq. 3's step_num is 1 at the first update)": eq3(shift=1),
+        "a multiplier of a base rate, as tmtlib.train.learning_rate_factor: eq. 3 is the rate itself":
+            lambda step: learning_rate_factor(step - 1, TrainConfig(warmup_steps=warmup, schedule="inverse_sqrt")),
+    }
+
+
+def _same(values: list[float], expected: list[float]) -> bool:
+    return all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(values, expected, strict=True))
+
+
+def check_vaswani_learning_rate(lrate: Callable[[int, int, int], float]) -> Verdict:
+    """Exercise: ``lrate(step, d_model, warmup)`` must be eq. 3 of Vaswani et al. (2017),
+    d_model^-0.5 * min(step^-0.5, step * warmup^-1.5) with ``step`` counted from 1, equal to the
+    course's schedule (``tmtlib.train.learning_rate_factor``) times the peak rate (d_model * warmup)^-0.5,
+    for the paper's base and big models and the course's model, from the first step to step 100,000."""
+
+    def attempt() -> str:
+        peaks = []
+        for d_model, warmup in SCHEDULES:
+            steps = _schedule_steps(warmup)
+            mine = [lrate(step, d_model, warmup) for step in steps]
+            for step, value in zip(steps, mine):
+                expect(isinstance(value, (int, float)) and not isinstance(value, bool),
+                       f"lrate({step}, {d_model}, {warmup}) returned {value!r}; it should return a float")
+            reference = [reference_learning_rate(step, d_model, warmup) for step in steps]
+            if not _same(mine, reference):
+                hint = next((f" — it looks like {slip}" for slip, wrong in _schedule_slips(d_model, warmup).items()
+                             if _same(mine, [wrong(step) for step in steps])),
+                            " — lrate = d_model^-0.5 * min(step^-0.5, step * warmup^-1.5)")
+                step, value, right = next(row for row in zip(steps, mine, reference)
+                                          if not math.isclose(row[1], row[2], rel_tol=1e-9))
+                expect(False, f"with d_model = {d_model} and warmup = {warmup}, at step {step} your rate is "
+                              f"{value:.4g}; eq. 3 gives {right:.4g}{hint}")
+            peaks.append(f"{reference_learning_rate(warmup, d_model, warmup):.2g} (d_model {d_model}, warm-up {warmup})")
+        return ("equal to the course's inverse-sqrt schedule times (d_model * warmup)^-0.5 at every step tried; "
+                f"peak rates {', '.join(peaks)}")
+
+    return run_check("learning rate of Vaswani et al. (eq. 3)", attempt)

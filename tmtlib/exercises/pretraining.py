@@ -1,20 +1,22 @@
-"""Checks for notebook 03 (pretraining): teacher-forced language-model examples, top-p (nucleus)
-filtering for sampling, and which parts of the network each objective trains."""
+"""Checks for notebook 03 (pretraining): teacher-forced language-model examples, a language model's
+perplexity on held-out captions (against ``tmtlib.train.validation_loss``), and which parts of the
+network each objective trains."""
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
-from ..batching import Example, collate
-from ..objectives import make_objective
-from ..subwords import EOS_ID
+from ..batching import Batch, Example, collate
+from ..objectives import LanguageModel, make_objective, monolingual_examples, token_nll
+from ..subwords import EOS_ID, PAD_ID
+from ..train import validation_loss
 from ..transfer import part_of
 from . import Verdict, describe, expect, run_check, samples
-from .decoding import check_top_p  # noqa: F401 (re-exported: the same filter as notebook 09's exercise)
 
 
 def _lm_attempt(my_example: Callable[[Sequence[int], int], tuple[list[int], list[int]]]) -> str:
@@ -40,6 +42,76 @@ def _lm_attempt(my_example: Callable[[Sequence[int], int], tuple[list[int], list
 def check_lm_example(my_example: Callable[[Sequence[int], int], tuple[list[int], list[int]]]) -> Verdict:
     """``my_example(ids, tag)`` -> (decoder inputs, targets) for the causal language model."""
     return run_check("language-model example", lambda: _lm_attempt(my_example))
+
+
+# held-out batches of different sizes (so per-batch means weigh them wrongly), English and German
+PERPLEXITY_BATCHES = (("en", 0, 8), ("en", 8, 24), ("de", 0, 5), ("de", 5, 21))
+
+
+def perplexity_examples() -> list[list[Example]]:
+    """Language-model examples (no source) of validation captions, one list per batch."""
+    return [monolingual_examples(samples.tokenizer(), list(samples.captions(lang, 24)[start:stop]), lang,
+                                 with_source=False) for lang, start, stop in PERPLEXITY_BATCHES]
+
+
+def perplexity(model: nn.Module, examples: Sequence[Example]) -> float:
+    """The corpus perplexity exp(summed NLL / real target tokens) of ``model`` on ``examples``, as
+    ``tmtlib.train.validation_loss`` reports it (``val_ppl``)."""
+    return validation_loss(model, LanguageModel(), examples)["val_ppl"]
+
+
+def _perplexity_slips(model: nn.Module, batches: Sequence[Batch]) -> dict[str, float]:
+    """Usual slips, each computed, so a wrong answer can be named."""
+    sums, counts, padded, sentences, smoothed = [], [], [], [], 0.0
+    with torch.no_grad():
+        for batch in batches:
+            logits = model.decode(batch.tgt_in)
+            nll = -logits.log_softmax(-1).gather(-1, batch.tgt_out.unsqueeze(-1)).squeeze(-1)
+            real = batch.tgt_out.ne(PAD_ID)
+            sums.append(float(nll[real].sum()))
+            counts.append(int(real.sum()))
+            padded.append(float(nll.mean()))
+            sentences += (nll * real).sum(1).div(real.sum(1)).tolist()
+            smoothed += float(token_nll(logits, batch.tgt_out, label_smoothing=0.1)[0]) * counts[-1]
+    mean = sum(sums) / sum(counts)
+    return {
+        "no exp: that is the NLL per token in nats; the perplexity is exp of it": mean,
+        "2 ** NLL: the NLL is in nats (natural log), so the perplexity is e ** NLL": 2 ** mean,
+        "padding counted: average over the real target tokens only (tgt_out != PAD_ID)":
+            math.exp(sum(padded) / len(padded)),
+        "a mean of per-batch means: sum the NLL and the tokens over all batches, then divide":
+            math.exp(sum(s / n for s, n in zip(sums, counts)) / len(sums)),
+        "a mean of per-batch perplexities: sum the NLL and the tokens over all batches, then divide":
+            sum(math.exp(s / n) for s, n in zip(sums, counts)) / len(sums),
+        "a mean over sentences: every token counts once, so long captions weigh more":
+            math.exp(sum(sentences) / len(sentences)),
+        "label smoothing (the training loss): the perplexity uses the plain NLL of the target pieces":
+            math.exp(smoothed / sum(counts)),
+    }
+
+
+def _perplexity_attempt(my_perplexity: Callable[[nn.Module, Sequence[Batch]], float]) -> str:
+    model, examples = samples.tiny_model().eval(), perplexity_examples()
+    batches = [collate(batch) for batch in examples]
+    expected = perplexity(model, [example for batch in examples for example in batch])
+    with torch.no_grad():
+        got = my_perplexity(model, batches)
+    got = float(got) if isinstance(got, torch.Tensor) and got.numel() == 1 else got
+    expect(isinstance(got, (int, float)) and not isinstance(got, bool), f"return a number, not {describe(got)}")
+    if not math.isclose(got, expected, rel_tol=1e-4):
+        hint = next((f" — it looks like {slip}" for slip, wrong in _perplexity_slips(model, batches).items()
+                     if math.isclose(got, wrong, rel_tol=1e-4)),
+                    " — exp(sum of -log p(target) over every real target piece / their number), no label smoothing")
+        expect(False, f"your perplexity is {got:,.1f}; tmtlib.train.validation_loss gives {expected:,.1f}{hint}")
+    tokens = sum(batch.tgt_tokens for batch in batches)
+    return (f"perplexity {expected:,.0f} over {tokens} held-out pieces in {len(batches)} batches, as "
+            f"tmtlib.train.validation_loss computes it, for an untrained model (a uniform guess among the "
+            f"{samples.tokenizer().vocab_size:,} pieces scores {samples.tokenizer().vocab_size:,})")
+
+
+def check_perplexity(my_perplexity: Callable[[nn.Module, Sequence[Batch]], float]) -> Verdict:
+    """``my_perplexity(model, batches)`` -> the language model's perplexity on ``batches`` of held-out captions."""
+    return run_check("language-model perplexity", lambda: _perplexity_attempt(my_perplexity))
 
 
 def parts_with_gradient(model: nn.Module) -> set[str]:

@@ -1,21 +1,24 @@
-"""Checks for notebook 05 (transfer and fine-tuning): BLEU's brevity penalty and clipped n-gram
-precisions (against sacreBLEU, Post 2018), and freezing the embeddings (against
-``tmtlib.transfer.freeze``)."""
+"""Checks for notebook 05 (transfer and fine-tuning): the share of a translator that a transfer
+report says came pretrained (against ``tmtlib.transfer.TransferReport.by_part``), BLEU's clipped
+n-gram precisions (against sacreBLEU, Post 2018; the brevity penalty is notebook 04's exercise), and
+freezing the embeddings (against ``tmtlib.transfer.freeze``)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from functools import cache
 
 import torch
 from sacrebleu.metrics import BLEU
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 from torch import nn
 
-from .. import data
+from .. import course, data
 from ..batching import collate
+from ..models import Seq2Seq, model_config
 from ..objectives import make_objective, translation_examples
-from ..transfer import freeze, part_of
+from ..transfer import DEFAULT_PARTS, TransferReport, freeze, part_of, transfer
 from . import Verdict, describe, expect, run_check, samples
 
 
@@ -37,28 +40,72 @@ def damaged(references: Sequence[str], every: int, drop_last: int = 1, repeat_fi
     return outputs
 
 
-def _bp_attempt(my_bp: Callable[[int, int], float]) -> str:
-    references, lines = test_references(), []
-    for every, drop in ((1, 2), (2, 1), (3, -2), (5, 3)):
-        result = BLEU().corpus_score(damaged(references, every, drop), [references])
-        got = my_bp(result.sys_len, result.ref_len)
-        expect(isinstance(got, (int, float)), f"return a number, not {describe(got)}")
-        c, r = result.sys_len, result.ref_len
-        expect(not (c > r and abs(got - 1) > 1e-9), f"with output {c:,} tokens and references {r:,}, the output is "
-                                                    f"longer: no penalty (BP = 1), yours is {got:.4f}")
-        expect(not (c < r and abs(got - 1) < 1e-9), f"the output ({c:,} tokens) is shorter than the references "
-                                                    f"({r:,}): BP must be below 1")
-        expect(abs(got - math.exp(1 - c / r)) > 1e-9 or c >= r, "you swapped c and r: BP = exp(1 - r / c)")
-        expect(abs(got - 100 * result.bp) > 1e-6, "return BP as a factor in (0, 1], not a percentage")
-        expect(abs(got - result.bp) < 1e-9, f"output {c:,} tokens, references {r:,}: sacreBLEU's BP is "
-                                            f"{result.bp:.6f}, yours {got:.6f} (BP = exp(1 - r / c) when c < r)")
-        lines.append(f"{c:,}/{r:,} → {got:.4f}")
-    return "matches sacreBLEU on damaged test references (" + "; ".join(lines) + ")"
+# (case, source model overrides, parts): the course's three pretrained starts with the parts notebook 5
+# moves (``course.INIT_PARTS``), and two transfers that leave part of a selected part behind
+TRANSFERS = (
+    ("the LM start", {}, course.INIT_PARTS["lm"]),
+    ("the DAE start", {}, course.INIT_PARTS["dae"]),
+    ("the VAE start", {"latent_dim": 64}, course.INIT_PARTS["vae"]),
+    ("only the encoder of a VAE", {"latent_dim": 64}, ("encoder",)),
+    ("a parent with 2 decoder layers, all parts", {"n_decoder_layers": 2}, DEFAULT_PARTS),
+)
 
 
-def check_brevity_penalty(my_bp: Callable[[int, int], float]) -> Verdict:
-    """``my_bp(output_length, reference_length)`` -> BLEU's brevity penalty (Papineni et al. 2002)."""
-    return run_check("brevity penalty", lambda: _bp_attempt(my_bp))
+@cache
+def transfer_reports() -> tuple[tuple[str, TransferReport], ...]:
+    """The reports of ``TRANSFERS`` into a fresh course-sized translator over the course vocabulary.
+    The sources are seeded, untrained models of the pretrained models' architectures: a report
+    depends only on the tensors' names and shapes, so it is the one the trained checkpoints give."""
+    vocab = samples.tokenizer().vocab_size
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        translator = Seq2Seq(model_config("course", vocab))  # one is enough: a report ignores the values
+        return tuple((case, transfer(translator, Seq2Seq(model_config("course", vocab, **overrides)), parts))
+                     for case, overrides, parts in TRANSFERS)
+
+
+def loaded_fraction(report: TransferReport) -> float:
+    """The share of the translator's parameters (numbers, not tensors) that ``report`` says were loaded."""
+    rows = report.by_part().values()
+    loaded = sum(row["loaded_params"] for row in rows)
+    return loaded / (loaded + sum(row["initialised_params"] for row in rows))
+
+
+def _fraction_slips(report: TransferReport) -> dict[str, float]:
+    """Usual slips in reading a report, each computed, so a wrong answer can be named."""
+    loaded, initialised = (sum(report.sizes[name] for name in names) for names in (report.loaded, report.initialised))
+    ignored = sum(report.source_sizes[name] for name in report.ignored)
+    return {
+        "tensors counted, not parameters: weigh each name by its size, report.sizes[name]":
+            len(report.loaded) / (len(report.loaded) + len(report.initialised)),
+        "the ignored parameters in the denominator: they are in the checkpoint, not in the translator":
+            loaded / (loaded + initialised + ignored),
+        "a share of the checkpoint (report.source_sizes), not of the translator (report.sizes)":
+            loaded / sum(report.source_sizes.values()),
+        "the share that kept its random initialisation, not the share loaded": initialised / (loaded + initialised),
+        "a percentage: return a fraction in [0, 1]": 100 * loaded / (loaded + initialised),
+    }
+
+
+def _fraction_attempt(my_fraction: Callable[[TransferReport], float]) -> str:
+    shares = []
+    for case, report in transfer_reports():
+        got, expected = my_fraction(report), loaded_fraction(report)
+        expect(isinstance(got, (int, float)) and not isinstance(got, bool), f"return a number, not {describe(got)}")
+        if not math.isclose(got, expected, rel_tol=1e-9):
+            hint = next((f" — it looks like {slip}" for slip, wrong in _fraction_slips(report).items()
+                         if math.isclose(got, wrong, rel_tol=1e-9)),
+                        " — sum report.sizes over report.loaded, divide by the sum over loaded and initialised")
+            expect(False, f"{case}: you say {got:.4f} of the translator came from the checkpoint; the report says "
+                          f"{expected:.4f}{hint}")
+        shares.append(f"{case} {expected:.0%}")
+    return "equal to the report's own counts: " + "; ".join(shares)
+
+
+def check_loaded_fraction(my_fraction: Callable[[TransferReport], float]) -> Verdict:
+    """``my_fraction(report)`` -> the fraction of the translator's parameters that ``tmtlib.transfer``
+    loaded from the checkpoint, on five real transfers into the course's translator."""
+    return run_check("share of the translator transferred", lambda: _fraction_attempt(my_fraction))
 
 
 def _unclipped_precisions(outputs: Sequence[str], references: Sequence[str]) -> list[float]:
