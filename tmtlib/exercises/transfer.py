@@ -5,6 +5,7 @@ freezing the embeddings (against ``tmtlib.transfer.freeze``)."""
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 from functools import cache
@@ -42,11 +43,12 @@ def damaged(references: Sequence[str], every: int, drop_last: int = 1, repeat_fi
 
 # (case, source model overrides, parts): the course's three pretrained starts with the parts notebook 5
 # moves (``course.INIT_PARTS``), and two transfers that leave part of a selected part behind
+_VAE = {"latent_dim": course.pretrain_spec("vae").latent_dim}
 TRANSFERS = (
     ("the LM start", {}, course.INIT_PARTS["lm"]),
     ("the DAE start", {}, course.INIT_PARTS["dae"]),
-    ("the VAE start", {"latent_dim": 64}, course.INIT_PARTS["vae"]),
-    ("only the encoder of a VAE", {"latent_dim": 64}, ("encoder",)),
+    ("the VAE start", _VAE, course.INIT_PARTS["vae"]),
+    ("only the encoder of a VAE", _VAE, ("encoder",)),
     ("a parent with 2 decoder layers, all parts", {"n_decoder_layers": 2}, DEFAULT_PARTS),
 )
 
@@ -90,7 +92,7 @@ def _fraction_slips(report: TransferReport) -> dict[str, float]:
 def _fraction_attempt(my_fraction: Callable[[TransferReport], float]) -> str:
     shares = []
     for case, report in transfer_reports():
-        got, expected = my_fraction(report), loaded_fraction(report)
+        got, expected = my_fraction(copy.deepcopy(report)), loaded_fraction(report)
         expect(isinstance(got, (int, float)) and not isinstance(got, bool), f"return a number, not {describe(got)}")
         if not math.isclose(got, expected, rel_tol=1e-9):
             hint = next((f" — it looks like {slip}" for slip, wrong in _fraction_slips(report).items()
