@@ -269,7 +269,8 @@ def test_flags_over_config_file_over_defaults_reach_the_spec(tmp_path, monkeypat
                  "--max-steps", "60", "--parts", "encoder", "decoder", "--out", str(tmp_path / "run")]) == 0
     spec = given[0]
     assert (spec.pairs, spec.strategy, spec.parts) == (500, "gradual", ("encoder", "decoder"))
-    assert (spec.train.lr, spec.train.max_steps, spec.train.betas, spec.train.progress) == (1e-3, 60, (0.9, 0.99), False)
+    train = spec.train
+    assert (train.lr, train.max_steps, train.betas, train.progress) == (1e-3, 60, (0.9, 0.99), False)
     assert spec.train.select == "val_bleu" and spec.label_smoothing == 0.1  # the FinetuneSpec defaults
 
 
@@ -294,7 +295,8 @@ def test_evaluate_prints_text_or_one_json_object(tmp_path, capsys):
     assert main(["evaluate", "--hyp", str(hyp), "--ref", str(ref), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["sentences"] == 2 and set(result["scores"]) == {"bleu", "chrf", "chrf++"}
-    assert result["scores"]["bleu"]["value"] == pytest.approx(100) and "version:" in result["scores"]["bleu"]["signature"]
+    bleu = result["scores"]["bleu"]
+    assert bleu["value"] == pytest.approx(100) and "version:" in bleu["signature"]
 
 
 def test_experiment_prints_its_table_or_one_json_object(tmp_path, monkeypatch, capsys):

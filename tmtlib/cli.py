@@ -317,7 +317,8 @@ def cmd_experiment(args) -> None:
 
 def _add_training_command(commands, name: str, summary: str, spec_class: type, run) -> None:
     """``pretrain`` or ``finetune``: a flag per setting of ``spec_class`` and of its TrainConfig."""
-    parser = commands.add_parser(name, help=summary, description=f"{summary}. {spec_class.__doc__.splitlines()[0].replace('``', '')}")
+    described = spec_class.__doc__.splitlines()[0].replace("``", "")
+    parser = commands.add_parser(name, help=summary, description=f"{summary}. {described}")
     defaults = spec_class()
     _add_setting_flags(parser.add_argument_group(f"run ({spec_class.__name__})"), spec_class, defaults)
     _add_setting_flags(parser.add_argument_group("training (TrainConfig)"), TrainConfig, defaults.train)
