@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import subprocess
 import sys
 import tomllib
@@ -321,3 +322,13 @@ def test_bad_flags_are_one_line_and_exit_2(argv, message, capsys, tmp_path, monk
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and err.startswith("tmt") and "Traceback" not in err, err
     assert not (tmp_path / "x").exists()
+
+
+def test_the_documented_hour_recipe_flags_are_the_course_recipe(monkeypatch):
+    """docs/cli.md's flags for the 60-minute recipe give ``course.long_train_config()`` (full mode's)."""
+    monkeypatch.setattr(course, "QUICK", False)
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text(encoding="utf-8")
+    line = next(line for line in docs.splitlines() if line.startswith("python -m tmtlib finetune")
+                and "--schedule cosine" in line)
+    args = cli.build_parser().parse_args(shlex.split(line)[3:])
+    assert cli._spec(pipeline.FinetuneSpec, args).train == course.long_train_config()
