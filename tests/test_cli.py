@@ -311,6 +311,22 @@ def test_experiment_prints_its_table_or_one_json_object(tmp_path, monkeypatch, c
     assert json.loads(capsys.readouterr().out) == {"family": "budgets", "out": str(tmp_path), "rows": rows}
 
 
+def test_pretraining_and_vae_families_print_one_json_object(tmp_path, monkeypatch, capsys):
+    rows = [{"run": "dae", "val_loss": 2.5}]
+    records = {"vae_no_remedy": {"active_units": 0}}
+    monkeypatch.setattr(experiments, "run_pretraining", lambda out, log: rows)
+    monkeypatch.setattr(experiments, "run_vae_diagnostics", lambda out, runs, log: {run: records[run] for run in runs})
+    monkeypatch.setattr(experiments, "vae_diagnostics_table", lambda given: f"table of {len(given)} VAE")
+    assert main(["experiment", "pretraining", "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == "dae: validation loss 2.500 per token\n"
+    assert main(["experiment", "pretraining", "--out", str(tmp_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"family": "pretraining", "out": str(tmp_path), "rows": rows}
+    assert main(["experiment", "vae-diagnostics", "--runs", "vae_no_remedy", "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == "table of 1 VAE\n"
+    assert main(["experiment", "vae-diagnostics", "--runs", "vae_no_remedy", "--out", str(tmp_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["runs"] == records
+
+
 @pytest.mark.parametrize("argv, message", [
     (["finetune", "--pairs", "many", "--out", "x"], "argument --pairs: invalid int value: 'many'"),
     (["pretrain", "--objective", "xx", "--out", "x"], "unknown objective 'xx': objective must be one of"),

@@ -13,6 +13,7 @@ never drift apart. Every training command also takes ``--config FILE`` (JSON or 
 same keys as the flags; flags given on the command line win) and writes ``config.json`` beside its
 checkpoints. Results are printed for people; ``--json`` prints one JSON object instead, for
 scripts. ``--version`` prints the version.
+
 Every setting is checked before anything is written or trained, and a run folder holds one run
 at a time (a second command on it is refused). Under ``torchrun`` the training commands run
 data-parallel. Errors (bad flags, bad settings, unreadable input, a full or read-only disk) are one
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import importlib.metadata
 import inspect
 import itertools
 import json
@@ -36,7 +38,6 @@ import typing
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, fields, is_dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -52,8 +53,8 @@ from .validation import SettingError, describe, from_plain
 def package_version() -> str:
     """The installed tmtlib's version; in a source tree that is not installed, pyproject.toml's."""
     try:
-        return metadata.version("tmtlib")
-    except metadata.PackageNotFoundError:
+        return importlib.metadata.version("tmtlib")
+    except importlib.metadata.PackageNotFoundError:
         pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
         return tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"]
 
