@@ -332,7 +332,7 @@ def _add_training_command(commands, name: str, summary: str, spec_class: type, r
 
 
 def _add_decoding_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--beam", type=int, default=5, help="beam size; 1: greedy search (default: 5)")
+    parser.add_argument("--beam", type=int, default=5, metavar="K", help="beam size; 1: greedy search (default: 5)")
     parser.add_argument("--precision", choices=list(PRECISIONS), default="fp32",
                         help="bf16: faster on hardware with native bf16 (default: fp32)")
 
@@ -360,23 +360,35 @@ def _add_evaluate(commands) -> None:
     ev.set_defaults(run=cmd_evaluate)
 
 
+def _add_names(parser: argparse.ArgumentParser, flag: str, choices: Iterable[str], meaning: str) -> None:
+    """A flag of one or more names from a long list of ``choices``, listed in its help, not its usage."""
+    parser.add_argument(flag, nargs="+", choices=list(choices), metavar="NAME",
+                        help=f"{meaning}; one or more of {', '.join(choices)}")
+
+
 def _add_experiment(commands) -> None:
     ex = commands.add_parser("experiment", help="run an experiment family (cached, resumable) and write its results")
-    ex.add_argument("family", choices=["budgets", "crosslingual", "strategies", "full", "pretraining", "vae-diagnostics"],
-                    help="budgets: BLEU against parallel pairs per initialisation; crosslingual: parent -> child "
-                         "pairs; strategies: fine-tuning strategies; full: en->de on all pairs for about 60 minutes; "
+    families = ["budgets", "crosslingual", "strategies", "full", "pretraining", "vae-diagnostics"]
+    ex.add_argument("family", choices=families,
+                    help="budgets: en->de BLEU against parallel pairs, per initialisation (notebook 6); crosslingual: "
+                         "en->de parent to en->fr/en->cs children (notebook 7); strategies: fine-tuning strategies "
+                         "for the en->fr child (notebook 8); full: en->X on all pairs for about 60 minutes; "
                          "pretraining: the course's pretraining runs and the VAE with/without remedies; "
-                         "vae-diagnostics: those VAEs measured (sampled ELBO, IW bound, active units, I(x;z), shuffled z)")
-    ex.add_argument("--seeds", type=int, nargs="+", help="training seeds of every cell (default: the family's)")
-    ex.add_argument("--budgets", nargs="+", help="parallel pairs per cell, or 'all' (budgets family)")
-    ex.add_argument("--inits", nargs="+", choices=["scratch", *course.INIT_PARTS],
-                    help="starting points compared (default: the family's)")
-    ex.add_argument("--children", nargs="+", choices=["fr", "cs"], help="child pairs en->X (crosslingual)")
-    ex.add_argument("--strategies", nargs="+", choices=list(pipeline.STRATEGIES),
-                    help="fine-tuning strategies compared (strategies family; default: all)")
-    ex.add_argument("--targets", nargs="+", choices=["de", "fr", "cs"], help="pairs en->X trained (full family)")
-    ex.add_argument("--precision", choices=list(PRECISIONS), help="training precision of the full family's hour")
-    ex.add_argument("--runs", nargs="+", choices=list(course.VAE_RUNS), help="VAEs measured (vae-diagnostics)")
+                         "vae-diagnostics: those VAEs measured (sampled ELBO, IW bound, active units, I(x;z), "
+                         "shuffled z)")
+    ex.add_argument("--seeds", type=int, nargs="+", metavar="N",
+                    help="training seeds of every cell (default: the family's)")
+    ex.add_argument("--budgets", nargs="+", metavar="PAIRS", help="parallel pairs per cell, or 'all' (budgets family)")
+    _add_names(ex, "--inits", ["scratch", *course.INIT_PARTS], "starting points compared (default: the family's)")
+    ex.add_argument("--children", nargs="+", choices=["fr", "cs"],
+                    help="child pairs en->X (crosslingual; default: fr cs)")
+    _add_names(ex, "--strategies", pipeline.STRATEGIES, "fine-tuning strategies compared (strategies family; "
+                                                          "default: all)")
+    ex.add_argument("--targets", nargs="+", choices=["de", "fr", "cs"],
+                    help="pairs en->X trained (full family; default: de)")
+    ex.add_argument("--precision", choices=list(PRECISIONS),
+                    help="training precision of the full family's hour (default: fp32)")
+    _add_names(ex, "--runs", course.VAE_RUNS, "VAEs measured (vae-diagnostics; default: all)")
     ex.add_argument("--out", type=Path, help="results folder (default data/results; quick mode: the cache)")
     _add_json_flag(ex)
     ex.set_defaults(run=cmd_experiment)
@@ -384,7 +396,7 @@ def _add_experiment(commands) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``tmt`` command line: its sub-commands, every option with a help text."""
-    parser = _Parser(prog="tmt", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="tmt", description=__doc__.split("\n\n")[0].replace("``", ""))
     parser.add_argument("--version", action="version", version=f"tmt {package_version()}",
                         help="print the version and exit")
     commands = parser.add_subparsers(dest="command", required=True)
