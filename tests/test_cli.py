@@ -1,17 +1,26 @@
 """The command line, end to end on the real corpus with the tiny preset: train, resume, translate,
-evaluate, and one clear error line (exit 2) for every kind of bad input."""
+evaluate, and one clear error line (exit 2) for every kind of bad input; then, without training,
+its help (made from the settings' declarations), ``--version`` and ``--json``."""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
+import shlex
 import subprocess
 import sys
+import tomllib
+from importlib import metadata
+from pathlib import Path
 
 import pytest
 import torch
 
-from tmtlib import checkpoint, course, experiments, pipeline
+from tmtlib import checkpoint, cli, course, experiments, pipeline
 from tmtlib.cli import main
+from tmtlib.train import History, TrainConfig
+from tmtlib.validation import plain_text
 
 TINY = ["--preset", "tiny", "--max-tokens", "1500", "--no-progress", "--lr", "3e-3", "--warmup-steps", "5"]
 
@@ -200,3 +209,142 @@ def test_the_hour_in_bf16_is_a_recipe_of_its_own(capsys):
         experiments.full(precision="fp16")
     assert main(["experiment", "budgets", "--precision", "bf16"]) == 2
     assert "does not take --precision" in capsys.readouterr().err
+
+
+# --- help, --version and --json: no training (the training and experiment functions are stubbed) -------
+
+
+def _pyproject_version() -> str:
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    return tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"]
+
+
+def test_version_prints_the_package_version_and_exits_0(capsys, monkeypatch):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"tmt {_pyproject_version()}\n"
+
+    def not_installed(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", not_installed)  # a source tree: pyproject.toml says
+    assert cli.package_version() == _pyproject_version()
+
+
+@pytest.mark.parametrize("command, spec_class", [("pretrain", pipeline.PretrainSpec),
+                                                 ("finetune", pipeline.FinetuneSpec)])
+def test_training_flags_and_their_help_come_from_the_settings(command, spec_class):
+    """One flag per setting, its help the field's declared meaning with its choices and default."""
+    parser = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    actions = {a.dest: a for a in parser.choices[command]._actions}
+    defaults = spec_class()
+    for cls, instance in ((spec_class, defaults), (TrainConfig, defaults.train)):
+        for f in dataclasses.fields(cls):
+            if f.name == "train":
+                continue
+            text = actions[f.name].help
+            assert text.startswith(f.metadata["help"]) and text.endswith(
+                f"default: {plain_text(getattr(instance, f.name))}]"), (f.name, text)
+            for choice in f.metadata.get("choices", ()):
+                assert choice in text
+    selected = "val_bleu" if command == "finetune" else "val_loss"  # translators are picked by BLEU
+    assert actions["select"].help.endswith(f"default: {selected}]")
+
+
+def _stub_finetune(monkeypatch, evals):
+    """Replace the training by a record of the spec it was given; the history holds ``evals``."""
+    given = []
+
+    def finetune(spec, out):
+        given.append(spec)
+        return None, History(evals=evals), None
+
+    monkeypatch.setattr(pipeline, "finetune", finetune)
+    return given
+
+
+def test_flags_over_config_file_over_defaults_reach_the_spec(tmp_path, monkeypatch):
+    given = _stub_finetune(monkeypatch, [])
+    config = tmp_path / "run.toml"
+    config.write_text('pairs = 300\nstrategy = "gradual"\n[train]\nlr = 1e-3\nmax_steps = 50\n')
+    assert main(["finetune", "--config", str(config), "--pairs", "500", "--betas", "0.9", "0.99", "--no-progress",
+                 "--max-steps", "60", "--parts", "encoder", "decoder", "--out", str(tmp_path / "run")]) == 0
+    spec = given[0]
+    assert (spec.pairs, spec.strategy, spec.parts) == (500, "gradual", ("encoder", "decoder"))
+    train = spec.train
+    assert (train.lr, train.max_steps, train.betas, train.progress) == (1e-3, 60, (0.9, 0.99), False)
+    assert spec.train.select == "val_bleu" and spec.label_smoothing == 0.1  # the FinetuneSpec defaults
+
+
+def test_training_commands_print_text_or_one_json_object(tmp_path, monkeypatch, capsys):
+    _stub_finetune(monkeypatch, [{"step": 5, "time": 1.0, "val_loss": 6.1}, {"step": 10, "time": 2.0,
+                                                                              "val_loss": 5.25, "val_bleu": 1.5}])
+    out = tmp_path / "run"
+    assert main(["finetune", "--out", str(out)]) == 0
+    assert capsys.readouterr().out == f"{out}: step 10: val_loss 5.25, val_bleu 1.5\n"
+    assert main(["finetune", "--out", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"out": str(out), "step": 10, "time": 2.0, "val_loss": 5.25,
+                                                   "val_bleu": 1.5}
+
+
+def test_evaluate_prints_text_or_one_json_object(tmp_path, capsys):
+    hyp, ref = tmp_path / "hyp", tmp_path / "ref"
+    hyp.write_text("Ein Hund rennt.\nZwei Männer reden.\n")
+    ref.write_text("Ein Hund rennt.\nZwei Männer reden.\n")
+    assert main(["evaluate", "--hyp", str(hyp), "--ref", str(ref)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("BLEU = 100.0 (nrefs:1") and len(text.splitlines()) == 3
+    assert main(["evaluate", "--hyp", str(hyp), "--ref", str(ref), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["sentences"] == 2 and set(result["scores"]) == {"bleu", "chrf", "chrf++"}
+    bleu = result["scores"]["bleu"]
+    assert bleu["value"] == pytest.approx(100) and "version:" in bleu["signature"]
+
+
+def test_experiment_prints_its_table_or_one_json_object(tmp_path, monkeypatch, capsys):
+    rows = [{"system": "en-de_scratch_200", "seeds": [0], "bleu_mean": 1.5}]
+    monkeypatch.setattr(experiments, "run_family", lambda family, cells, out, log: rows)
+    monkeypatch.setattr(experiments, "markdown_table", lambda given: f"table of {len(given)} row")
+    argv = ["experiment", "budgets", "--budgets", "200", "--inits", "scratch", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    assert capsys.readouterr().out == "table of 1 row\n"
+    assert main([*argv, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"family": "budgets", "out": str(tmp_path), "rows": rows}
+
+
+def test_pretraining_and_vae_families_print_one_json_object(tmp_path, monkeypatch, capsys):
+    rows = [{"run": "dae", "val_loss": 2.5}]
+    records = {"vae_no_remedy": {"active_units": 0}}
+    monkeypatch.setattr(experiments, "run_pretraining", lambda out, log: rows)
+    monkeypatch.setattr(experiments, "run_vae_diagnostics", lambda out, runs, log: {run: records[run] for run in runs})
+    monkeypatch.setattr(experiments, "vae_diagnostics_table", lambda given: f"table of {len(given)} VAE")
+    assert main(["experiment", "pretraining", "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == "dae: validation loss 2.500 per token\n"
+    assert main(["experiment", "pretraining", "--out", str(tmp_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"family": "pretraining", "out": str(tmp_path), "rows": rows}
+    assert main(["experiment", "vae-diagnostics", "--runs", "vae_no_remedy", "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == "table of 1 VAE\n"
+    assert main(["experiment", "vae-diagnostics", "--runs", "vae_no_remedy", "--out", str(tmp_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["runs"] == records
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["finetune", "--pairs", "many", "--out", "x"], "argument --pairs: invalid int value: 'many'"),
+    (["pretrain", "--objective", "xx", "--out", "x"], "unknown objective 'xx': objective must be one of"),
+    (["evaluate", "--beam"], "argument --beam: expected one argument"), (["train"], "invalid choice: 'train'"),
+    (["finetune", "--max-steps", "10"], "the following arguments are required: --out")])
+def test_bad_flags_are_one_line_and_exit_2(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and err.startswith("tmt") and "Traceback" not in err, err
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_documented_hour_recipe_flags_are_the_course_recipe(monkeypatch):
+    """docs/cli.md's flags for the 60-minute recipe give ``course.long_train_config()`` (full mode's)."""
+    monkeypatch.setattr(course, "QUICK", False)
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text(encoding="utf-8")
+    line = next(line for line in docs.splitlines() if line.startswith("python -m tmtlib finetune")
+                and "--schedule cosine" in line)
+    args = cli.build_parser().parse_args(shlex.split(line)[3:])
+    assert cli._spec(pipeline.FinetuneSpec, args).train == course.long_train_config()

@@ -1,6 +1,7 @@
 """The shape of ``tmtlib``: no import cycle between its modules, and no module named like the
 standard library's (a ``tmtlib/tokenize.py`` once shadowed ``tokenize`` for scripts run from
-inside the package folder, and ``tokenize`` imported ``data`` which imported ``tokenize``).
+inside the package folder, and ``tokenize`` imported ``data`` which imported ``tokenize``); no
+function longer than the house limit; no command-line option without a help text.
 
 Every import counts, at module level and inside functions (a late import only hides a cycle),
 except those under ``if TYPE_CHECKING:``, which never run.
@@ -147,3 +148,64 @@ def test_each_form_of_import_is_resolved(tmp_path, line, cyclic):
         "pkg/sub/upper.py": f"from typing import TYPE_CHECKING\n{line}\nthing = 1\n",
     })
     assert (find_cycle(import_graph(package)) is not None) == cyclic
+
+
+# --- functions short enough to see whole, and a command line that explains itself -------------------
+
+MAX_FUNCTION_LINES = 60  # the house limit: a function fits on one screen
+
+
+def long_functions(package_root: Path, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """``module.function (N lines)`` for every function or method of the package longer than
+    ``limit`` lines, from its ``def`` line to its last line (docstring included, decorators not)."""
+    found = []
+    for module, path in module_files(package_root).items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > limit:
+                    found.append(f"{module}.{node.name} ({lines} lines)")
+    return sorted(found)
+
+
+def test_no_tmtlib_function_is_longer_than_the_house_limit():
+    long = long_functions(PACKAGE_ROOT)
+    assert not long, f"tmtlib functions longer than {MAX_FUNCTION_LINES} lines: {', '.join(long)}"
+
+
+def test_a_long_function_is_found_and_named(tmp_path):
+    body = "".join(f"        x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
+    package = _fake_package(tmp_path, {"pkg/__init__.py": "", "pkg/long.py": f"class A:\n    def f(self):\n{body}",
+                                       "pkg/short.py": "def g():\n    return 1\n"})
+    assert long_functions(package) == [f"pkg.long.f ({MAX_FUNCTION_LINES + 1} lines)"]
+
+
+def options_without_help(parser, command: str = "tmt") -> list[str]:
+    """``command --option`` for every option and positional argument of ``parser`` and its
+    sub-commands, at any depth, that has no help text."""
+    import argparse
+
+    missing = []
+    for action in parser._actions:  # argparse keeps no public list of a parser's arguments
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                missing += options_without_help(sub, f"{command} {name}")
+        elif not action.help:
+            missing.append(f"{command} {'/'.join(action.option_strings) or action.dest}")
+    return missing
+
+
+def test_every_command_line_option_has_a_help_text():
+    from tmtlib.cli import build_parser
+
+    missing = options_without_help(build_parser())
+    assert not missing, f"command-line options without a help text: {', '.join(missing)}"
+
+
+def test_an_option_without_help_is_found_and_named():
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="tmt")
+    commands = parser.add_subparsers()
+    commands.add_parser("run", help="run").add_argument("--fast", action="store_true")
+    assert options_without_help(parser) == ["tmt run --fast"]

@@ -6,12 +6,18 @@
     python -m tmtlib evaluate --checkpoint runs/ft/best.pt --src en --tgt de --split test_2016_flickr
     python -m tmtlib experiment budgets --budgets 1000 3000 all --inits scratch dae --seeds 0 1 2
 
-Every training command also takes ``--config FILE`` (JSON or TOML with the same keys as the
-flags; flags given on the command line win) and writes ``config.json`` beside its checkpoints.
+The training commands' flags are made from the fields of ``tmtlib.pipeline.PretrainSpec`` /
+``FinetuneSpec`` and ``tmtlib.train.TrainConfig``: each flag's help is its field's declared
+meaning, choices, limits and default (``tmtlib.validation.describe``), so the flags and the settings
+never drift apart. Every training command also takes ``--config FILE`` (JSON or TOML with the
+same keys as the flags; flags given on the command line win) and writes ``config.json`` beside its
+checkpoints. Results are printed for people; ``--json`` prints one JSON object instead, for
+scripts. ``--version`` prints the version.
+
 Every setting is checked before anything is written or trained, and a run folder holds one run
 at a time (a second command on it is refused). Under ``torchrun`` the training commands run
-data-parallel. Errors (bad settings, unreadable input, a full or read-only disk) are one line on
-stderr and exit status 2; files already saved are never damaged. ``translate`` streams: it writes
+data-parallel. Errors (bad flags, bad settings, unreadable input, a full or read-only disk) are one
+line on stderr and exit status 2; files already saved are never damaged. ``translate`` streams: it writes
 one line out per line in, as it goes.
 """
 
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import importlib.metadata
 import inspect
 import itertools
 import json
@@ -26,33 +33,86 @@ import os
 import sys
 import time
 import tomllib
+import types
+import typing
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
-from dataclasses import fields
+from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
+from typing import Any, NoReturn
 
 from . import checkpoint, course, data, pipeline, settings
 from .evaluate import evaluate
 from .models import PRECISIONS
-from .objectives import KL_SCHEDULES
 from .subwords import LANGUAGES, normalize
 from .train import TrainConfig
-from .transfer import PARTS, TransferError
-from .validation import SettingError, from_plain
-
-TRAIN_FLAGS = {f.name for f in fields(TrainConfig)} - {"betas", "progress"}
+from .transfer import TransferError
+from .validation import SettingError, describe, from_plain
 
 
-def _add_train_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("training")
-    for f in fields(TrainConfig):
-        if f.name not in TRAIN_FLAGS:
-            continue
-        kind = {"int": int, "float": float, "str": str}.get(str(f.type).split(" |")[0].strip("'"), str)
-        group.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=None, help=f"default {f.default}")
-    group.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--config", type=Path, help="JSON or TOML file of settings")
-    parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, config, history")
+def package_version() -> str:
+    """The installed tmtlib's version; in a source tree that is not installed, pyproject.toml's."""
+    try:
+        return importlib.metadata.version("tmtlib")
+    except importlib.metadata.PackageNotFoundError:
+        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        return tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse under the house rule for bad input: one line on stderr and exit status 2, not a
+    usage block (``--help`` still shows it all)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def setting_names(cls: type) -> list[str]:
+    """The fields of the settings dataclass ``cls`` that are flags: all but nested settings (``train``)."""
+    hints = typing.get_type_hints(cls)
+    return [f.name for f in fields(cls) if not is_dataclass(hints[f.name])]
+
+
+METAVARS = {int: "N", float: "X"}
+
+
+def _value_kind(hint: Any) -> dict[str, Any]:
+    """How argparse reads a value of the type ``hint``: ``--flag/--no-flag`` for a bool, several
+    values for a tuple (``--langs en de``), else one value of the type (None: the flag not given)."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    if hint is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if typing.get_origin(hint) is tuple:
+        items = typing.get_args(hint)
+        return {**_value_kind(items[0]), "nargs": "+" if items[-1] is Ellipsis else len(items)}
+    return {"type": hint, **({"metavar": METAVARS[hint]} if hint in METAVARS else {})}
+
+
+def _add_setting_flags(group, cls: type, defaults: Any) -> None:
+    """One flag per setting of ``cls`` (``--max-steps`` for ``max_steps``), with the help its field
+    declares and the default of ``defaults``; a flag not given is None, so a config file's value stands."""
+    hints = typing.get_type_hints(cls)
+    by_name = {f.name: f for f in fields(cls)}
+    for name in setting_names(cls):
+        text = describe(by_name[name], getattr(defaults, name)).replace("%", "%%")  # argparse %-formats help
+        group.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, help=text,
+                           **_value_kind(hints[name]))
+
+
+def _add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true",
+                        help="print the result as one JSON object on stdout, for scripts (default: text for people)")
+
+
+def _given(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
+    """The values of the flags ``names`` that were given on the command line."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def _report(args: argparse.Namespace, result: dict[str, Any], text: str) -> None:
+    """Print a command's result: ``text`` for people, or with ``--json`` ``result`` as one JSON object."""
+    print(json.dumps(result) if args.json else text)
 
 
 def _read_config(path: Path | None) -> dict:
@@ -75,42 +135,38 @@ def _train_config(args, file_values: dict, base: TrainConfig) -> TrainConfig:
     table = file_values.get("train", {})
     if not isinstance(table, dict):
         raise SettingError(f"train must be a table of TrainConfig settings, not {table!r}")
-    values = {**table, **{k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}}
-    if args.no_progress:
-        values["progress"] = False
+    values = {**table, **_given(args, setting_names(TrainConfig))}
     return from_plain(TrainConfig, values, base)
 
 
-def _spec(cls, args, names: list[str], base_train: TrainConfig):
-    """The run's spec: the config file, then the flags; every value checked (one line on error)."""
+def _spec(cls, args):
+    """The run's spec: its defaults, then the config file, then the flags; every value checked
+    (one line on error)."""
     file_values = _read_config(args.config)
     values = {k: v for k, v in file_values.items() if k != "train"}
-    values.update({k: getattr(args, k) for k in names if getattr(args, k) is not None})
-    values["train"] = _train_config(args, file_values, base_train)
+    values.update(_given(args, setting_names(cls)))
+    values["train"] = _train_config(args, file_values, cls().train)
     return pipeline.spec_from_dict(cls, values)
 
 
-PRETRAIN_FLAGS = ["objective", "langs", "preset", "sentences_per_lang", "include_task1_train", "latent_dim",
-                  "kl_schedule", "kl_warmup", "max_beta", "free_bits", "word_dropout", "mask_p", "infill_ratio",
-                  "shuffle_k", "delete_p"]
-FINETUNE_FLAGS = ["src", "tgt", "pairs", "subset_seed", "preset", "init", "parts", "label_smoothing", "bleu_sentences",
-                  "task", "strategy"]
+def _report_run(args, evals: list[dict[str, float]]) -> None:
+    """The run folder and its last evaluation (``{"out": ..., "step": ..., "val_loss": ...}`` with ``--json``)."""
+    last = evals[-1] if evals else {}
+    numbers = ", ".join(f"{key} {value:.4g}" for key, value in last.items() if key not in ("step", "time"))
+    text = f"{args.out}: step {last['step']}: {numbers}" if last else f"{args.out}: no evaluation yet"
+    _report(args, {"out": str(args.out), **last}, text)
 
 
 def cmd_pretrain(args) -> None:
-    spec = _spec(pipeline.PretrainSpec, args, PRETRAIN_FLAGS, TrainConfig())
-    _, history = pipeline.pretrain(spec, args.out)
-    last = history.evals[-1] if history.evals else {}
-    print(json.dumps({"out": str(args.out), **last}))
+    _, history = pipeline.pretrain(_spec(pipeline.PretrainSpec, args), args.out)
+    _report_run(args, history.evals)
 
 
 def cmd_finetune(args) -> None:
-    spec = _spec(pipeline.FinetuneSpec, args, FINETUNE_FLAGS, TrainConfig(select="val_bleu"))
-    _, history, report = pipeline.finetune(spec, args.out)
+    _, history, report = pipeline.finetune(_spec(pipeline.FinetuneSpec, args), args.out)
     if report is not None:
         print(report.summary(), file=sys.stderr)
-    last = history.evals[-1] if history.evals else {}
-    print(json.dumps({"out": str(args.out), **last}))
+    _report_run(args, history.evals)
 
 
 STREAM_LINES = 256  # lines translated at a time: output appears as it goes and memory stays bounded
@@ -184,129 +240,173 @@ def cmd_translate(args) -> None:
         raise ValueError("no input: give one sentence per line")
 
 
+def _checkpoint_scores(args) -> tuple[dict[str, Any], str]:
+    """Decode ``args.split`` with the checkpoint and score it: (its numbers, a line about the decoding)."""
+    if args.hyp_out:
+        checkpoint.check_writable(args.hyp_out)  # before the decoding, not after it
+    model, tokenizer, _ = pipeline.load(args.checkpoint)
+    started = time.perf_counter()
+    hyps, scores = pipeline.test_scores(model, tokenizer, args.src, args.tgt, args.split, args.beam,
+                                        precision=args.precision)
+    seconds = time.perf_counter() - started
+    if args.hyp_out:
+        checkpoint.write_text_atomic("".join(h + "\n" for h in hyps), args.hyp_out)
+    result = {"split": args.split, "sentences": len(hyps), "beam": args.beam, "seconds": round(seconds, 3),
+              "scores": scores}
+    return result, (f"{args.split}: {len(hyps)} sentences, beam {args.beam}: {seconds:.1f} s "
+                    f"({len(hyps) / seconds:.1f} sentences/s, scoring included)\n")
+
+
+def _file_scores(args) -> tuple[dict[str, Any], str]:
+    """Score the lines of ``args.hyp`` against those of ``args.ref``: (the numbers, no extra line)."""
+    hyps, refs = list(_lines(args.hyp)), list(_lines(args.ref))
+    if len(hyps) != len(refs):
+        raise ValueError(f"{args.hyp} has {len(hyps)} lines but {args.ref} has {len(refs)}")
+    return {"hyp": str(args.hyp), "ref": str(args.ref), "sentences": len(hyps), "scores": evaluate(hyps, refs)}, ""
+
+
 def cmd_evaluate(args) -> None:
+    """sacreBLEU's BLEU, chrF and chrF++ (with their signatures) of a checkpoint on a split, or of files."""
     if args.checkpoint:
-        if args.hyp_out:
-            checkpoint.check_writable(args.hyp_out)  # before the decoding, not after it
-        model, tokenizer, _ = pipeline.load(args.checkpoint)
-        started = time.perf_counter()
-        hyps, scores = pipeline.test_scores(model, tokenizer, args.src, args.tgt, args.split, args.beam,
-                                            precision=args.precision)
-        seconds = time.perf_counter() - started
-        print(f"{args.split}: {len(hyps)} sentences, beam {args.beam}: {seconds:.1f} s "
-              f"({len(hyps) / seconds:.1f} sentences/s, scoring included)")
-        if args.hyp_out:
-            checkpoint.write_text_atomic("".join(h + "\n" for h in hyps), args.hyp_out)
+        result, text = _checkpoint_scores(args)
     elif args.hyp and args.ref:
-        hyps, refs = list(_lines(args.hyp)), list(_lines(args.ref))
-        if len(hyps) != len(refs):
-            raise ValueError(f"{args.hyp} has {len(hyps)} lines but {args.ref} has {len(refs)}")
-        scores = evaluate(hyps, refs)
+        result, text = _file_scores(args)
     else:
         raise ValueError("give --checkpoint (with --src/--tgt/--split) or both --hyp and --ref")
-    for score in scores.values():
-        print(score)
+    text += "\n".join(str(score) for score in result["scores"].values())
+    result["scores"] = {name: asdict(score) for name, score in result["scores"].items()}
+    _report(args, result, text)
+
+
+EXPERIMENT_FLAGS = {"seeds": "--seeds", "budgets": "--budgets", "inits": "--inits", "children": "--children",
+                    "names": "--strategies", "targets": "--targets", "precision": "--precision", "runs": "--runs"}
+
+
+def _experiment_options(args) -> dict[str, Any]:
+    """The family's options given on the command line, keyed as the family functions name them;
+    a flag the family does not take is a ValueError."""
+    from . import experiments
+
+    given = {key: getattr(args, flag.removeprefix("--")) for key, flag in EXPERIMENT_FLAGS.items()}
+    given = {key: value for key, value in given.items() if value is not None}
+    family = experiments.FAMILIES.get(args.family)  # None: pretraining and the VAE measurements, not grids of cells
+    accepted = inspect.signature(family).parameters if family else {"runs"} if args.family == "vae-diagnostics" else {}
+    unused = [EXPERIMENT_FLAGS[key] for key in given if key not in accepted]
+    if unused:
+        raise ValueError(f"the {args.family} family does not take {', '.join(unused)}")
+    return given
 
 
 def cmd_experiment(args) -> None:
     from . import experiments
 
-    options = {"seeds": args.seeds, "budgets": args.budgets, "inits": args.inits, "children": args.children,
-               "names": args.strategies, "targets": args.targets, "precision": args.precision, "runs": args.runs}
-    flags = {"seeds": "--seeds", "budgets": "--budgets", "inits": "--inits", "children": "--children",
-             "names": "--strategies", "targets": "--targets", "precision": "--precision", "runs": "--runs"}
+    options = _experiment_options(args)
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
-    family = experiments.FAMILIES.get(args.family)  # None: pretraining and the VAE measurements, not grids of cells
-    accepted = inspect.signature(family).parameters if family else {"runs"} if args.family == "vae-diagnostics" else {}
-    unused = [flags[k] for k, v in options.items() if v is not None and k not in accepted]
-    if unused:
-        raise ValueError(f"the {args.family} family does not take {', '.join(unused)}")
+    result: dict[str, Any] = {"family": args.family, "out": str(args.out or experiments.results_dir())}
     if args.family == "vae-diagnostics":
-        records = experiments.run_vae_diagnostics(args.out, args.runs or experiments.VAE_RUNS, log=log)
-        print(experiments.vae_diagnostics_table(records))
-        return
-    if family is None:
+        records = experiments.run_vae_diagnostics(args.out, options.get("runs", experiments.VAE_RUNS), log=log)
+        _report(args, {**result, "runs": records}, experiments.vae_diagnostics_table(records))
+    elif args.family == "pretraining":
         rows = experiments.run_pretraining(args.out, log=log)
-        print("\n".join(f"{row['run']}: validation loss {row['val_loss']:.3f} per token" for row in rows))
-        return
-    cells = family(**{k: v for k, v in options.items() if v is not None})
-    rows = experiments.run_family(args.family, cells, args.out, log=log)
-    print(experiments.markdown_table(rows))
+        _report(args, {**result, "rows": rows},
+                "\n".join(f"{row['run']}: validation loss {row['val_loss']:.3f} per token" for row in rows))
+    else:
+        cells = experiments.FAMILIES[args.family](**options)
+        rows = experiments.run_family(args.family, cells, args.out, log=log)
+        _report(args, {**result, "rows": rows}, experiments.markdown_table(rows))
+
+
+def _add_training_command(commands, name: str, summary: str, spec_class: type, run) -> None:
+    """``pretrain`` or ``finetune``: a flag per setting of ``spec_class`` and of its TrainConfig."""
+    described = spec_class.__doc__.splitlines()[0].replace("``", "")
+    parser = commands.add_parser(name, help=summary, description=f"{summary}. {described}")
+    defaults = spec_class()
+    _add_setting_flags(parser.add_argument_group(f"run ({spec_class.__name__})"), spec_class, defaults)
+    _add_setting_flags(parser.add_argument_group("training (TrainConfig)"), TrainConfig, defaults.train)
+    parser.add_argument("--config", type=Path, help="JSON or TOML file of these settings (training ones under "
+                                                    "[train]); flags given win over it")
+    parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, config, history; "
+                                                                "rerun the command to resume")
+    _add_json_flag(parser)
+    parser.set_defaults(run=run)
+
+
+def _add_decoding_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--beam", type=int, default=5, metavar="K", help="beam size; 1: greedy search (default: 5)")
+    parser.add_argument("--precision", choices=list(PRECISIONS), default="fp32",
+                        help="bf16: faster on hardware with native bf16 (default: fp32)")
+
+
+def _add_translate(commands) -> None:
+    tr = commands.add_parser("translate", help="translate lines from a file or stdin to stdout")
+    tr.add_argument("--checkpoint", type=Path, required=True, help="a run's best.pt or last.pt")
+    tr.add_argument("--tgt", required=True, help=f"target language ({', '.join(LANGUAGES)})")
+    _add_decoding_flags(tr)
+    tr.add_argument("--input", type=Path, help="input file, one sentence per line (default: stdin)")
+    tr.set_defaults(run=cmd_translate)
+
+
+def _add_evaluate(commands) -> None:
+    ev = commands.add_parser("evaluate", help="sacreBLEU/chrF of a checkpoint on a split, or of files")
+    ev.add_argument("--checkpoint", type=Path, help="checkpoint that translates --split (or give --hyp and --ref)")
+    ev.add_argument("--src", default="en", help="source language (default: en)")
+    ev.add_argument("--tgt", default="de", help="target language (default: de)")
+    ev.add_argument("--split", default="test_2016_flickr", help="Multi30k split scored (default: test_2016_flickr)")
+    _add_decoding_flags(ev)
+    ev.add_argument("--hyp-out", type=Path, help="write the hypotheses here")
+    ev.add_argument("--hyp", type=Path, help="file of hypotheses, one per line (scored against --ref)")
+    ev.add_argument("--ref", type=Path, help="file of references, line by line with --hyp")
+    _add_json_flag(ev)
+    ev.set_defaults(run=cmd_evaluate)
+
+
+def _add_names(parser: argparse.ArgumentParser, flag: str, choices: Iterable[str], meaning: str) -> None:
+    """A flag of one or more names from a long list of ``choices``, listed in its help, not its usage."""
+    parser.add_argument(flag, nargs="+", choices=list(choices), metavar="NAME",
+                        help=f"{meaning}; one or more of {', '.join(choices)}")
+
+
+def _add_experiment(commands) -> None:
+    ex = commands.add_parser("experiment", help="run an experiment family (cached, resumable) and write its results")
+    families = ["budgets", "crosslingual", "strategies", "full", "pretraining", "vae-diagnostics"]
+    ex.add_argument("family", choices=families,
+                    help="budgets: en->de BLEU against parallel pairs, per initialisation (notebook 6); crosslingual: "
+                         "en->de parent to en->fr/en->cs children (notebook 7); strategies: fine-tuning strategies "
+                         "for the en->fr child (notebook 8); full: en->X on all pairs for about 60 minutes; "
+                         "pretraining: the course's pretraining runs and the VAE with/without remedies; "
+                         "vae-diagnostics: those VAEs measured (sampled ELBO, IW bound, active units, I(x;z), "
+                         "shuffled z)")
+    ex.add_argument("--seeds", type=int, nargs="+", metavar="N",
+                    help="training seeds of every cell (default: the family's)")
+    ex.add_argument("--budgets", nargs="+", metavar="PAIRS", help="parallel pairs per cell, or 'all' (budgets family)")
+    _add_names(ex, "--inits", ["scratch", *course.INIT_PARTS], "starting points compared (default: the family's)")
+    ex.add_argument("--children", nargs="+", choices=["fr", "cs"],
+                    help="child pairs en->X (crosslingual; default: fr cs)")
+    _add_names(ex, "--strategies", pipeline.STRATEGIES, "fine-tuning strategies compared (strategies family; "
+                                                          "default: all)")
+    ex.add_argument("--targets", nargs="+", choices=["de", "fr", "cs"],
+                    help="pairs en->X trained (full family; default: de)")
+    ex.add_argument("--precision", choices=list(PRECISIONS),
+                    help="training precision of the full family's hour (default: fp32)")
+    _add_names(ex, "--runs", course.VAE_RUNS, "VAEs measured (vae-diagnostics; default: all)")
+    ex.add_argument("--out", type=Path, help="results folder (default data/results; quick mode: the cache)")
+    _add_json_flag(ex)
+    ex.set_defaults(run=cmd_experiment)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tmt", description=__doc__.split("\n\n")[0])
+    """The ``tmt`` command line: its sub-commands, every option with a help text."""
+    parser = _Parser(prog="tmt", description=__doc__.split("\n\n")[0].replace("``", ""))
+    parser.add_argument("--version", action="version", version=f"tmt {package_version()}",
+                        help="print the version and exit")
     commands = parser.add_subparsers(dest="command", required=True)
-
-    pre = commands.add_parser("pretrain", help="pretrain on monolingual text (ae, dae, vae, lm)")
-    pre.add_argument("--objective", choices=pipeline.PRETRAINING_OBJECTIVES)
-    pre.add_argument("--langs", nargs="+", choices=LANGUAGES)
-    pre.add_argument("--preset", choices=pipeline.PRESET_NAMES)
-    pre.add_argument("--sentences-per-lang", type=int)
-    pre.add_argument("--include-task1-train", action="store_true", default=None)
-    pre.add_argument("--latent-dim", type=int)
-    pre.add_argument("--kl-schedule", choices=KL_SCHEDULES)
-    pre.add_argument("--kl-warmup", type=int)
-    pre.add_argument("--max-beta", type=float)
-    pre.add_argument("--free-bits", type=float)
-    pre.add_argument("--word-dropout", type=float)
-    pre.add_argument("--mask-p", type=float)
-    pre.add_argument("--infill-ratio", type=float)
-    pre.add_argument("--shuffle-k", type=int)
-    pre.add_argument("--delete-p", type=float)
-    _add_train_flags(pre)
-    pre.set_defaults(run=cmd_pretrain)
-
-    fine = commands.add_parser("finetune", help="train a translator, from scratch or a checkpoint")
-    fine.add_argument("--src", choices=LANGUAGES)
-    fine.add_argument("--tgt", choices=LANGUAGES)
-    fine.add_argument("--pairs", type=int, help="training pairs (a fixed seeded subset); all by default")
-    fine.add_argument("--subset-seed", type=int)
-    fine.add_argument("--preset", choices=pipeline.PRESET_NAMES)
-    fine.add_argument("--init", help="checkpoint to initialise from (any objective, any pair)")
-    fine.add_argument("--parts", nargs="+", choices=list(PARTS), help="parts to transfer from --init")
-    fine.add_argument("--label-smoothing", type=float)
-    fine.add_argument("--bleu-sentences", type=int)
-    fine.add_argument("--task", choices=list(pipeline.TASKS), help="translate (default) or paraphrase (src == tgt)")
-    fine.add_argument("--strategy", choices=list(pipeline.STRATEGIES), help="how to fine-tune --init (default full)")
-    _add_train_flags(fine)
-    fine.set_defaults(run=cmd_finetune)
-
-    tr = commands.add_parser("translate", help="translate lines from a file or stdin to stdout")
-    tr.add_argument("--checkpoint", type=Path, required=True)
-    tr.add_argument("--tgt", required=True)
-    tr.add_argument("--beam", type=int, default=5)
-    tr.add_argument("--precision", choices=list(PRECISIONS), default="fp32", help="bf16: faster on hardware with bf16")
-    tr.add_argument("--input", type=Path, help="input file (default: stdin)")
-    tr.set_defaults(run=cmd_translate)
-
-    ev = commands.add_parser("evaluate", help="sacreBLEU/chrF of a checkpoint on a split, or of files")
-    ev.add_argument("--checkpoint", type=Path)
-    ev.add_argument("--src", default="en")
-    ev.add_argument("--tgt", default="de")
-    ev.add_argument("--split", default="test_2016_flickr")
-    ev.add_argument("--beam", type=int, default=5)
-    ev.add_argument("--precision", choices=list(PRECISIONS), default="fp32", help="bf16: faster on hardware with bf16")
-    ev.add_argument("--hyp-out", type=Path, help="write the hypotheses here")
-    ev.add_argument("--hyp", type=Path)
-    ev.add_argument("--ref", type=Path)
-    ev.set_defaults(run=cmd_evaluate)
-
-    ex = commands.add_parser("experiment", help="run an experiment family (cached, resumable) and write its results")
-    ex.add_argument("family", choices=["budgets", "crosslingual", "strategies", "full", "pretraining", "vae-diagnostics"],
-                    help="full: en->de on all pairs for about 60 minutes; "
-                         "pretraining: the course's pretraining runs and the VAE with/without remedies; "
-                         "vae-diagnostics: those VAEs measured (sampled ELBO, IW bound, active units, I(x;z), shuffled z)")
-    ex.add_argument("--seeds", type=int, nargs="+")
-    ex.add_argument("--budgets", nargs="+", help="parallel pairs per cell, or 'all' (budgets family)")
-    ex.add_argument("--inits", nargs="+", choices=["scratch", *course.INIT_PARTS])
-    ex.add_argument("--children", nargs="+", choices=["fr", "cs"], help="child pairs en->X (crosslingual)")
-    ex.add_argument("--strategies", nargs="+", choices=list(pipeline.STRATEGIES))
-    ex.add_argument("--targets", nargs="+", choices=["de", "fr", "cs"], help="pairs en->X trained (full family)")
-    ex.add_argument("--precision", choices=list(PRECISIONS), help="training precision of the full family's hour")
-    ex.add_argument("--runs", nargs="+", choices=list(course.VAE_RUNS), help="VAEs measured (vae-diagnostics)")
-    ex.add_argument("--out", type=Path, help="results folder (default data/results; quick mode: the cache)")
-    ex.set_defaults(run=cmd_experiment)
+    _add_training_command(commands, "pretrain", "pretrain on monolingual text (ae, dae, vae, lm)",
+                          pipeline.PretrainSpec, cmd_pretrain)
+    _add_training_command(commands, "finetune", "train a translator, from scratch or a checkpoint",
+                          pipeline.FinetuneSpec, cmd_finetune)
+    _add_translate(commands)
+    _add_evaluate(commands)
+    _add_experiment(commands)
     return parser
 
 
@@ -323,7 +423,11 @@ def _file_error(error: OSError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; returns the exit status (0, 2 for bad input, 130 when interrupted)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, --version, or a bad flag (one line already on stderr)
+        return int(exit_.code or 0)
     try:
         args.run(args)
     except EXPECTED_ERRORS as error:

@@ -232,58 +232,100 @@ def beam_search(model: Seq2Seq, src: Tensor | None, start_ids: Tensor, *, memory
     first; with ``return_scores``, ``(hypotheses, scores)`` where scores are the normalised scores
     in the same layout.
     """
+    _check_beam_size(model, beam_size, n_best)
+    with evaluating(model):
+        memory, memory_pad = _memory(model, src, memory, memory_pad)
+        limits = _length_limits(model, src, len(start_ids), max_len, max_len_ratio, max_len_offset).to(_device(model))
+        # one live hypothesis per sentence at first (g = 1 row each); K of them from the second step
+        prefixes = _Prefixes(model, start_ids.to(_device(model)), memory, memory_pad, use_cache)
+        finished = _BeamSearch(prefixes, limits, beam_size, length_penalty).run()
+    return _best_hypotheses(finished, n_best, return_scores)
+
+
+def _check_beam_size(model: Seq2Seq, beam_size: int, n_best: int) -> None:
+    """Refuse a beam the search cannot fill: K >= 1, 1 <= n_best <= K, and 2K candidates per step."""
     if beam_size < 1:
         raise ValueError(f"beam_size must be at least 1, not {beam_size}")
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must lie in [1, beam_size={beam_size}], not {n_best}")
     if 2 * beam_size > model.config.vocab_size:
         raise ValueError(f"beam_size {beam_size} is too large for a vocabulary of {model.config.vocab_size}")
-    K, B = beam_size, len(start_ids)
-    device = _device(model)
-    with evaluating(model):
-        memory, memory_pad = _memory(model, src, memory, memory_pad)
-        limits = _length_limits(model, src, B, max_len, max_len_ratio, max_len_offset).to(device)
-        # one live hypothesis per sentence at first (g = 1 row each); K of them from the second step
-        prefixes = _Prefixes(model, start_ids.to(device), memory, memory_pad, use_cache)
-        scores = torch.zeros(B, 1, device=device)  # [n, g]: log-probabilities of the live hypotheses
-        best_finished = torch.full((B, K), float("-inf"), device=device)  # K best finished scores, best first
-        finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]  # (normalised score, tokens)
-        alive = torch.arange(B, device=device)  # original sentence of each working sentence
-        for step in range(int(limits.max())):
-            (n, g), length = scores.shape, step + 1
-            penalty = length ** length_penalty
-            log_probs = prefixes.logits().log_softmax(dim=-1)  # [n * g, V]
-            V = log_probs.size(-1)
-            candidates = log_probs.add_(scores.view(-1, 1)).view(n, g * V)  # in place: [n * g, V] is large
-            top_scores, top = candidates.topk(2 * K, dim=1)  # [n, 2K], best first
-            parents = torch.arange(n, device=device).unsqueeze(1) * g + top // V  # [n, 2K] rows extended
-            tokens = top % V  # [n, 2K]
-            is_eos = tokens.eq(EOS_ID)
 
-            ended = is_eos[:, :K]  # EOS among the K best: finished (the prefix, without the EOS)
-            if ended.any():
-                i, j = ended.nonzero(as_tuple=True)
-                _finish(finished, alive[i], top_scores[i, j] / penalty, prefixes.tokens[parents[i, j], 1:])
-                new = torch.full((n, K), float("-inf"), device=device).index_put_((i, j), top_scores[i, j] / penalty)
-                best_finished = torch.cat([best_finished, new], dim=1).topk(K, dim=1).values
 
-            live = is_eos.long().argsort(dim=1, stable=True)[:, :K]  # the K best non-EOS candidates
-            scores, parents, tokens = (t.gather(1, live) for t in (top_scores, parents, tokens))  # [n, K]
+class _BeamSearch:
+    """The state of ``beam_search`` over n working sentences (those not done yet): the
+    log-probabilities of their live hypotheses ``scores`` [n, g], their K best finished normalised
+    scores ``best_finished`` [n, K] (best first), the original sentence of each ``alive`` [n]; and
+    per original sentence its finished hypotheses, (normalised score, tokens)."""
 
-            at_limit = limits[alive] <= length  # [n]: the live hypotheses end here as they are
-            if at_limit.any():
-                rows, last = parents[at_limit].view(-1), tokens[at_limit].view(-1, 1)
-                _finish(finished, alive[at_limit].repeat_interleave(K), scores[at_limit].view(-1) / penalty,
-                        torch.cat([prefixes.tokens[rows, 1:], last], dim=1))
-            # done: K finished hypotheses, none beaten by the best live one at its current length
-            done = at_limit | (best_finished[:, -1] >= scores[:, 0] / penalty)
-            if bool(done.all()):
+    def __init__(self, prefixes: _Prefixes, limits: Tensor, beam_size: int, length_penalty: float):
+        batch_size, device = len(limits), limits.device
+        self.prefixes, self.limits, self.K, self.length_penalty = prefixes, limits, beam_size, length_penalty
+        self.scores = torch.zeros(batch_size, 1, device=device)
+        self.best_finished = torch.full((batch_size, beam_size), float("-inf"), device=device)
+        self.alive = torch.arange(batch_size, device=device)
+        self.finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch_size)]
+
+    def run(self) -> list[list[tuple[float, list[int]]]]:
+        """Step until every sentence is done; the finished hypotheses of each sentence."""
+        for step in range(int(self.limits.max())):
+            if self.step(length=step + 1):
                 break
-            keep = (~done).nonzero().flatten()
-            prefixes.select(parents[keep].view(-1), sentences=keep)
-            prefixes.extend(tokens[keep].view(-1))
-            scores, alive, best_finished = scores[keep], alive[keep], best_finished[keep]
+        return self.finished
 
+    def step(self, length: int) -> bool:
+        """Extend every live hypothesis to ``length`` generated tokens; whether all sentences are done."""
+        penalty = length ** self.length_penalty
+        top_scores, parents, tokens = self._candidates()
+        is_eos = tokens.eq(EOS_ID)
+        self._finish_ended(is_eos[:, :self.K], top_scores, parents, penalty)
+        live = is_eos.long().argsort(dim=1, stable=True)[:, :self.K]  # the K best non-EOS candidates
+        scores, parents, tokens = (t.gather(1, live) for t in (top_scores, parents, tokens))  # [n, K]
+        at_limit = self.limits[self.alive] <= length  # [n]: the live hypotheses end here as they are
+        if at_limit.any():
+            self._finish_at_limit(at_limit, scores, parents, tokens, penalty)
+        # done: K finished hypotheses, none beaten by the best live one at its current length
+        done = at_limit | (self.best_finished[:, -1] >= scores[:, 0] / penalty)
+        if bool(done.all()):
+            return True
+        keep = (~done).nonzero().flatten()
+        self.prefixes.select(parents[keep].view(-1), sentences=keep)
+        self.prefixes.extend(tokens[keep].view(-1))
+        self.scores, self.alive, self.best_finished = scores[keep], self.alive[keep], self.best_finished[keep]
+        return False
+
+    def _candidates(self) -> tuple[Tensor, Tensor, Tensor]:
+        """The 2K best one-token extensions of each sentence's live hypotheses, best first: their
+        summed log-probabilities, the rows they extend and their tokens, each [n, 2K]."""
+        n, g = self.scores.shape
+        log_probs = self.prefixes.logits().log_softmax(dim=-1)  # [n * g, V]
+        V = log_probs.size(-1)
+        candidates = log_probs.add_(self.scores.view(-1, 1)).view(n, g * V)  # in place: [n * g, V] is large
+        top_scores, top = candidates.topk(2 * self.K, dim=1)  # [n, 2K], best first
+        parents = torch.arange(n, device=top.device).unsqueeze(1) * g + top // V  # [n, 2K] rows extended
+        return top_scores, parents, top % V
+
+    def _finish_ended(self, ended: Tensor, top_scores: Tensor, parents: Tensor, penalty: float) -> None:
+        """Candidates ending in EOS among the K best (``ended`` [n, K]) are finished: the prefix,
+        without the EOS; the K best finished scores of their sentences are updated."""
+        if not ended.any():
+            return
+        i, j = ended.nonzero(as_tuple=True)
+        _finish(self.finished, self.alive[i], top_scores[i, j] / penalty, self.prefixes.tokens[parents[i, j], 1:])
+        new = torch.full(ended.shape, float("-inf"), device=ended.device).index_put_((i, j), top_scores[i, j] / penalty)
+        self.best_finished = torch.cat([self.best_finished, new], dim=1).topk(self.K, dim=1).values
+
+    def _finish_at_limit(self, at_limit: Tensor, scores: Tensor, parents: Tensor, tokens: Tensor,
+                         penalty: float) -> None:
+        """The live hypotheses of the sentences ``at_limit`` [n] are finished as they are."""
+        rows, last = parents[at_limit].view(-1), tokens[at_limit].view(-1, 1)
+        _finish(self.finished, self.alive[at_limit].repeat_interleave(self.K), scores[at_limit].view(-1) / penalty,
+                torch.cat([self.prefixes.tokens[rows, 1:], last], dim=1))
+
+
+def _best_hypotheses(finished: list[list[tuple[float, list[int]]]], n_best: int, return_scores: bool):
+    """Per sentence, the best finished hypothesis (or a list of the ``n_best`` best, best first),
+    with their normalised scores in the same layout if ``return_scores``."""
     best = [sorted(hypotheses, key=lambda h: h[0], reverse=True)[:n_best] for hypotheses in finished]
     outputs = [[tokens for _, tokens in b] for b in best]
     normalised = [[score for score, _ in b] for b in best]

@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,23 +59,34 @@ def course_tokenizer(langs: Sequence[str] = LANGUAGES, options: TokenizerSetting
 class PretrainSpec:
     """A pretraining run on monolingual text (task-2 captions, disjoint from evaluation sets)."""
 
-    objective: str = setting("dae", choices=PRETRAINING_OBJECTIVES)
-    langs: tuple[str, ...] = setting(("en", "de"), choices=LANGUAGES, nonempty=True)
-    preset: str = setting("course", choices=PRESET_NAMES)
-    sentences_per_lang: int | None = setting(None, at_least=1)  # None: the whole pool
-    include_task1_train: bool = False  # add task-1 training sentences of each language
-    mask_p: float = setting(0.0, at_least=0, at_most=1)  # "dae" noise (BART-style span infilling when all zero)
-    infill_ratio: float = setting(0.3, at_least=0, at_most=1)
-    shuffle_k: int = setting(0, at_least=0)
-    delete_p: float = setting(0.0, at_least=0, at_most=1)
-    latent_dim: int = setting(64, at_least=1)  # "vae" only
-    kl_schedule: str = setting("linear", choices=KL_SCHEDULES)
-    kl_warmup: int = setting(2000, at_least=0)
-    max_beta: float = setting(1.0, at_least=0)
-    free_bits: float = setting(0.0, at_least=0)
-    word_dropout: float = setting(0.0, at_least=0, at_most=1)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    init: str | None = None  # checkpoint to continue from (all of it but a VAE's latent heads)
+    objective: str = setting("dae", choices=PRETRAINING_OBJECTIVES,
+                             help="ae: autoencoder; dae: denoising autoencoder (BART, Lewis et al. 2020); vae: "
+                                  "variational autoencoder (Bowman et al. 2016); lm: language model")
+    langs: tuple[str, ...] = setting(("en", "de"), choices=LANGUAGES, nonempty=True,
+                                     help="languages of the monolingual text (task-2 captions)")
+    preset: str = setting("course", choices=PRESET_NAMES, help="model size, as in tmtlib.models.PRESETS")
+    sentences_per_lang: int | None = setting(None, at_least=1, help="sentences per language; none: the whole pool")
+    include_task1_train: bool = setting(False, help="add the task-1 training sentences of each language")
+    mask_p: float = setting(0.0, at_least=0, at_most=1, help="dae: share of tokens replaced by <mask> "
+                                                             "(BERT-style masking)")
+    infill_ratio: float = setting(0.3, at_least=0, at_most=1, help="dae: share of tokens in spans replaced by one "
+                                                                   "<mask> each (BART text infilling)")
+    shuffle_k: int = setting(0, at_least=0, help="dae: words move at most k places (local shuffle, Lample et al. "
+                                                 "2018); 0: off")
+    delete_p: float = setting(0.0, at_least=0, at_most=1, help="dae: probability of deleting each word (Lample et "
+                                                               "al. 2018)")
+    latent_dim: int = setting(64, at_least=1, help="vae: size of the latent code z")
+    kl_schedule: str = setting("linear", choices=KL_SCHEDULES, help="vae: how the KL weight beta rises (KL "
+                                                                    "annealing, Bowman et al. 2016)")
+    kl_warmup: int = setting(2000, at_least=0, help="vae: steps over which beta rises to max_beta")
+    max_beta: float = setting(1.0, at_least=0, help="vae: the KL weight beta after the warm-up (beta-VAE)")
+    free_bits: float = setting(0.0, at_least=0, help="vae: nats of KL per latent dimension left unpenalised (free "
+                                                     "bits, Kingma et al. 2016)")
+    word_dropout: float = setting(0.0, at_least=0, at_most=1, help="vae: probability of replacing each decoder "
+                                                                   "input by <unk> (Bowman et al. 2016)")
+    train: TrainConfig = setting(default_factory=TrainConfig, help="how to train")
+    init: str | None = setting(None, help="checkpoint to continue from (all of it but a VAE's latent heads); "
+                                          "none: random initialisation")
 
     def __post_init__(self):
         check_fields(self)
@@ -86,18 +97,26 @@ class PretrainSpec:
 class FinetuneSpec:
     """A translation run: ``src`` -> ``tgt`` on ``pairs`` training pairs, from scratch or ``init``."""
 
-    src: str = setting("en", choices=LANGUAGES)
-    tgt: str = setting("de", choices=LANGUAGES)
-    pairs: int | None = setting(None, at_least=1)  # None: all 29,000
-    subset_seed: int = setting(0, at_least=0)
-    preset: str = setting("course", choices=PRESET_NAMES)
-    init: str | None = None  # checkpoint to start from
-    parts: tuple[str, ...] = setting(DEFAULT_PARTS, choices=PARTS, nonempty=True)
-    label_smoothing: float = setting(0.1, at_least=0, below=1)
-    bleu_sentences: int = setting(400, at_least=1)  # validation sentences scored with BLEU (greedy) per evaluation
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(select="val_bleu"))
-    task: str = setting("translate", choices=TASKS)  # or "paraphrase": caption 1 -> 2 of task-2 images (src == tgt)
-    strategy: str = setting("full", choices=STRATEGIES)  # how the initialised weights are fine-tuned
+    src: str = setting("en", choices=LANGUAGES, help="source language")
+    tgt: str = setting("de", choices=LANGUAGES, help="target language")
+    pairs: int | None = setting(None, at_least=1, help="training pairs, a fixed seeded subset of the 29,000; "
+                                                       "none: all")
+    subset_seed: int = setting(0, at_least=0, help="seed that draws the subset of --pairs")
+    preset: str = setting("course", choices=PRESET_NAMES, help="model size, as in tmtlib.models.PRESETS")
+    init: str | None = setting(None, help="checkpoint to initialise from (any objective, any pair); none: from "
+                                          "scratch")
+    parts: tuple[str, ...] = setting(DEFAULT_PARTS, choices=PARTS, nonempty=True,
+                                     help="parts of the --init checkpoint transferred")
+    label_smoothing: float = setting(0.1, at_least=0, below=1, help="label smoothing epsilon (Szegedy et al. 2016; "
+                                                                    "0.1 in Vaswani et al. 2017)")
+    bleu_sentences: int = setting(400, at_least=1, help="validation sentences scored with BLEU (greedy) per "
+                                                        "evaluation")
+    train: TrainConfig = setting(default_factory=lambda: TrainConfig(select="val_bleu"), help="how to train")
+    task: str = setting("translate", choices=TASKS, help="translate, or paraphrase: caption 1 -> caption 2 of a "
+                                                         "task-2 image (src == tgt)")
+    strategy: str = setting("full", choices=STRATEGIES,
+                            help="how the initialised weights are fine-tuned: all at once, encoder frozen, gradual "
+                                 "unfreezing (ULMFiT, Howard & Ruder 2018) or discriminative learning rates")
 
     def __post_init__(self):
         check_fields(self)

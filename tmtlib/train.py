@@ -50,26 +50,37 @@ class TrainConfig:
     """How to train; saved beside every checkpoint. Every field is checked when it is built
     (``tmtlib.validation``), so a bad setting never reaches the first training step."""
 
-    max_steps: int = setting(1000, at_least=1)
-    max_epochs: int | None = setting(None, at_least=1)
-    max_minutes: float | None = setting(None, above=0)  # wall-clock budget, summed over resumed runs
-    max_tokens: int = setting(4096, at_least=1)  # padded tokens per batch (per process)
-    accumulate: int = setting(1, at_least=1)  # batches per optimiser step
-    lr: float = setting(7e-4, at_least=0)  # 0: nothing learns (a baseline)
-    betas: tuple[float, float] = setting((0.9, 0.98), at_least=0, below=1)
-    weight_decay: float = setting(0.01, at_least=0)
-    warmup_steps: int = setting(400, at_least=0)
-    schedule: str = setting("inverse_sqrt", choices=("inverse_sqrt", "cosine", "constant"))
-    clip_norm: float = setting(1.0, at_least=0)  # 0: no clipping
-    eval_every: int = setting(500, at_least=1)
-    checkpoint_every: int = setting(500, at_least=1)
-    patience: int | None = setting(None, at_least=1)  # evaluations without improvement before stopping
-    select: str = "val_loss"  # metric that picks best.pt; names ending in "loss" are minimised
-    seed: int = setting(0, at_least=0)
-    log_every: int = setting(25, at_least=1)
-    progress: bool = True
-    device: str = setting("auto", pattern=r"auto|cpu|mps|cuda(:\d+)?")
-    precision: str = setting("fp32", choices=PRECISIONS)  # "bf16": mixed precision where native (models.native_bf16)
+    max_steps: int = setting(1000, at_least=1, help="optimiser steps to train for")
+    max_epochs: int | None = setting(None, at_least=1, help="passes over the training data at most; none: no limit")
+    max_minutes: float | None = setting(None, above=0, help="wall-clock budget in minutes, summed over resumed "
+                                                            "runs; none: no limit")
+    max_tokens: int = setting(4096, at_least=1, help="padded tokens per batch, per process (token-bucketed batches)")
+    accumulate: int = setting(1, at_least=1, help="batches per optimiser step (gradient accumulation)")
+    lr: float = setting(7e-4, at_least=0, help="peak learning rate of AdamW (Loshchilov & Hutter 2019); 0: "
+                                               "nothing learns (a baseline)")
+    betas: tuple[float, float] = setting((0.9, 0.98), at_least=0, below=1,
+                                         help="AdamW's moment decay rates beta1 beta2 (Vaswani et al. 2017)")
+    weight_decay: float = setting(0.01, at_least=0, help="AdamW's decoupled weight decay")
+    warmup_steps: int = setting(400, at_least=0, help="steps of linear learning-rate warm-up")
+    schedule: str = setting("inverse_sqrt", choices=("inverse_sqrt", "cosine", "constant"),
+                            help="learning-rate decay after warm-up: inverse square root (Vaswani et al. 2017), "
+                                 "cosine to zero at max_steps (Loshchilov & Hutter 2017), or constant")
+    clip_norm: float = setting(1.0, at_least=0, help="largest gradient norm (clipping); 0: no clipping")
+    eval_every: int = setting(500, at_least=1, help="steps between evaluations on validation data")
+    checkpoint_every: int = setting(500, at_least=1, help="steps between writes of last.pt, the point a rerun "
+                                                          "resumes from")
+    patience: int | None = setting(None, at_least=1, help="evaluations without improvement before stopping "
+                                                          "early; none: never")
+    select: str = setting("val_loss", help="validation metric that picks best.pt (val_loss, val_nll, val_kl, "
+                                           "val_ppl, or val_bleu for translators); names ending in loss are "
+                                           "minimised")
+    seed: int = setting(0, at_least=0, help="random seed of initialisation, batch order and dropout")
+    log_every: int = setting(25, at_least=1, help="steps between training records in history.json")
+    progress: bool = setting(True, help="a progress bar on stderr")
+    device: str = setting("auto", pattern=r"auto|cpu|mps|cuda(:\d+)?",
+                          help="auto (the current GPU if there is one, else the CPU), cpu, mps, cuda or cuda:N")
+    precision: str = setting("fp32", choices=PRECISIONS, help="bf16: mixed precision, for hardware with native "
+                                                               "bf16 (tmtlib.models.native_bf16)")
 
     def __post_init__(self):
         check_fields(self)

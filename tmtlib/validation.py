@@ -1,7 +1,9 @@
 """Settings that check themselves: every field of a settings dataclass has a type and a range.
 
-A field declared with ``setting(default, at_least=1)`` (or ``above``, ``below``, ``at_most``,
-``choices``) carries its limits in the dataclass metadata; ``check_fields`` (called from
+A field declared with ``setting(default, at_least=1, help="...")`` (or ``above``, ``below``,
+``at_most``, ``choices``) carries its limits and its meaning in the dataclass metadata: the one
+place a setting is described, from which ``describe`` writes the command line's help (``tmtlib.cli``
+builds its training flags from these fields). ``check_fields`` (called from
 ``__post_init__``) tests every field against its type hint and those limits, so a bad value is
 refused when the settings are built, whether they come from flags, a config file or Python,
 long before the first training step. ``from_plain`` builds settings from JSON/TOML data (lists
@@ -24,15 +26,38 @@ class SettingError(ValueError):
     """A setting of the wrong type or outside its range; the message names the field."""
 
 
-def setting(default: Any = dataclasses.MISSING, *, at_least: float | None = None, above: float | None = None,
-            at_most: float | None = None, below: float | None = None, choices: tuple | None = None,
-            pattern: str | None = None, nonempty: bool = False, default_factory: Any = dataclasses.MISSING) -> Any:
-    """A dataclass field with limits (a string ``pattern`` must match whole); a tuple value has
-    each item checked against them."""
+def setting(default: Any = dataclasses.MISSING, *, help: str, at_least: float | None = None,
+            above: float | None = None, at_most: float | None = None, below: float | None = None,
+            choices: tuple | None = None, pattern: str | None = None, nonempty: bool = False,
+            default_factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field with limits (a string ``pattern`` must match whole; a tuple value has each
+    item checked against them) and ``help``: what the setting means, in a few words (the command
+    line's help text; ``describe`` adds the choices, limits and default)."""
     limits = {"at_least": at_least, "above": above, "at_most": at_most, "below": below, "choices": choices,
-              "pattern": pattern, "nonempty": nonempty}
+              "pattern": pattern, "nonempty": nonempty, "help": help}
     return dataclasses.field(default=default, default_factory=default_factory,
                              metadata={k: v for k, v in limits.items() if v is not None and v is not False})
+
+
+LIMIT_WORDS = {"at_least": "at least", "above": "above", "at_most": "at most", "below": "below"}
+
+
+def plain_text(value: Any) -> str:
+    """A setting's value as it is written on the command line: ``en de`` for a tuple, ``none``."""
+    if isinstance(value, tuple):
+        return " ".join(map(plain_text, value))
+    if value is None or isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def describe(f: dataclasses.Field, default: Any) -> str:
+    """The help text of the field ``f`` of a settings dataclass: its meaning, then its choices,
+    limits and ``default``, e.g. ``evaluations without improvement before stopping early; none:
+    never [at least 1; default: none]``."""
+    limits = [f"one of {', '.join(map(str, f.metadata['choices']))}"] if "choices" in f.metadata else []
+    limits += [f"{words} {f.metadata[key]}" for key, words in LIMIT_WORDS.items() if key in f.metadata]
+    return f"{f.metadata['help']} [{'; '.join([*limits, f'default: {plain_text(default)}'])}]"
 
 
 def _type_name(hint: Any) -> str:
@@ -68,11 +93,11 @@ def _limit_problem(name: str, item: Any, limits: Mapping[str, Any]) -> str | Non
         return f"unknown {name} {item!r}: {name} must be one of {', '.join(map(str, limits['choices']))}"
     if "pattern" in limits and not re.fullmatch(limits["pattern"], item):
         return f"unknown {name} {item!r}: {name} must match {limits['pattern']}"
-    tests = {"at_least": (lambda x, lim: x >= lim, "at least"), "above": (lambda x, lim: x > lim, "above"),
-             "at_most": (lambda x, lim: x <= lim, "at most"), "below": (lambda x, lim: x < lim, "below")}
-    for key, (ok, words) in tests.items():
+    tests = {"at_least": lambda x, lim: x >= lim, "above": lambda x, lim: x > lim,
+             "at_most": lambda x, lim: x <= lim, "below": lambda x, lim: x < lim}
+    for key, ok in tests.items():
         if key in limits and not ok(item, limits[key]):
-            return f"{name} must be {words} {limits[key]}, not {item!r}"
+            return f"{name} must be {LIMIT_WORDS[key]} {limits[key]}, not {item!r}"
     return None
 
 
