@@ -8,8 +8,14 @@ The kernels nbval starts inherit this environment.
 
 The test command runs on every core (pytest-xdist, ``-n auto --dist loadfile``: a notebook's cells
 stay together in one worker); each worker, and each kernel it starts, then computes on one thread,
-so workers do not compete for cores. Runs that two workers need at once are trained once: the run
-cache makes the second wait (``tmtlib.pipeline.cached_run``).
+so workers do not compete for cores. A run two workers need at once is trained once (the run cache
+makes the second wait, ``tmtlib.pipeline.cached_run``); so that they rarely wait, each worker first
+trains its share of the runs most tests and notebooks load (``tmtlib.course.prepare``).
+
+Workers and kernels also keep freed memory for reuse (glibc: no ``mmap`` for large blocks, no
+trimming): a step allocates and frees tensors of tens of MB (the logits over the vocabulary), and
+fetching them fresh from the kernel each time cost a third of a tiny model's step (0.144 s against
+0.094 s a step, one thread).
 """
 
 import atexit
@@ -18,9 +24,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
+
 os.environ.setdefault("TMT_QUICK", "1")
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MALLOC_MMAP_MAX_", "0")  # read by the processes started from here on
+os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(2**40))
 _mirror = Path(__file__).resolve().parent.parent / "shared" / "data" / "multi30k"
 if "TMT_MULTI30K_MIRROR" not in os.environ and _mirror.is_dir():
     os.environ["TMT_MULTI30K_MIRROR"] = str(_mirror)
@@ -28,3 +38,19 @@ if "TMT_HOME" not in os.environ:
     _home = tempfile.mkdtemp(prefix="tmt-test-home-")
     os.environ["TMT_HOME"] = _home
     atexit.register(shutil.rmtree, _home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def worker_share_of_the_shared_runs() -> None:
+    """A parallel worker first trains its share of ``tmtlib.course.shared_runs`` (nothing when the
+    tests run in one process, or without the corpus)."""
+    worker, workers = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not worker or not workers:
+        return
+    from tmtlib import course, data
+
+    try:
+        data.fetch(data.corpus_file(1, "test_2016_flickr", "en"))
+    except data.DataUnavailable:
+        return
+    course.prepare(share=int(worker.removeprefix("gw")), of=int(workers))

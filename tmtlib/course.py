@@ -17,7 +17,9 @@ on the size of the pool).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from . import checkpoint, pipeline
@@ -260,6 +262,26 @@ def paraphraser(init: str | None, pairs: int = 10000, seed: int = 0, lang: str =
     course's CPU budget)."""
     train = replace(finetune_train_config(), seed=seed, max_steps=20 if QUICK else 150, warmup_steps=5 if QUICK else 30)
     return translator(init, pairs, seed, src=lang, tgt=lang, task="paraphrase", **{"train": train, **overrides})
+
+
+def shared_runs() -> list[Callable[[], tuple[Seq2Seq, History, Path]]]:
+    """The runs that most notebooks load, costliest first, each as a call that trains (or loads)
+    it: notebook 9's translators (in quick mode the ``SHOWCASE``; scratch on all pairs is also the
+    parent of notebooks 7, 8 and 10) and notebook 2's VAEs. ``prepare`` trains them ahead of time.
+    Calls, not specs: a translator's spec names its pretrained start, which building it trains."""
+    dae_first = sorted(SHOWCASE["runs"], key=lambda run: run[0] is None)  # its pretraining comes on top
+    translators = [partial(translator, init, pairs) for init, pairs in dae_first]
+    return [*translators, *(partial(cached_run, spec) for spec in vae_collapse_specs().values())]
+
+
+def prepare(share: int = 0, of: int = 1) -> None:
+    """Train (or load) ``shared_runs`` ahead of time, e.g. before a class. ``of`` processes can
+    split them: this one trains every ``of``-th run from ``share`` on, so that parallel test
+    workers each train a share instead of waiting on each other's runs (see the root conftest.py)."""
+    if not 0 <= share < of:
+        raise ValueError(f"share must be in 0..{of - 1}, not {share}")
+    for run in shared_runs()[share::of]:
+        run()
 
 
 def test_result(folder: Path, src: str, tgt: str, split: str = "test_2016_flickr", beam_size: int = 5) -> dict:
