@@ -275,12 +275,16 @@ def shared_runs() -> list[Callable[[], tuple[Seq2Seq, History, Path]]]:
 
 
 def prepare(share: int = 0, of: int = 1) -> None:
-    """Train (or load) ``shared_runs`` ahead of time, e.g. before a class. ``of`` processes can
-    split them: this one trains every ``of``-th run from ``share`` on, so that parallel test
-    workers each train a share instead of waiting on each other's runs (see the root conftest.py)."""
+    """Train (or load) every one of ``shared_runs`` ahead of time, e.g. before a class. ``of``
+    processes can share the work: each goes through the whole list, even shares from the front and
+    odd ones from the back (at staggered starts), waiting for a run another one is training and then
+    loading it, so that two processes meet in the middle (the root conftest.py's test workers)."""
     if not 0 <= share < of:
         raise ValueError(f"share must be in 0..{of - 1}, not {share}")
-    for run in shared_runs()[share::of]:
+    runs = shared_runs()
+    start = (share // 2) * 2 * len(runs) // of
+    runs = runs[start:] + runs[:start]
+    for run in runs if share % 2 == 0 else reversed(runs):
         run()
 
 
