@@ -32,6 +32,7 @@ def child(task: str, engine: str, checkpoint: str | None) -> None:
             step(batch)
     else:
         import decode_throughput as bench
+
         from tmtlib import data, pipeline
         from tmtlib.decode import translate
 
@@ -42,7 +43,9 @@ def child(task: str, engine: str, checkpoint: str | None) -> None:
             translate(model, tokenizer, sources, "de", beam_size=5, precision=precision)
         else:
             tag = tokenizer.lang_id("de")
-            bench.hf_translate(common.hf_copy(model, tag), tokenizer, sources, tag, 5, precision=precision)
+            bench.hf_translate(
+                common.hf_copy(model, tag), tokenizer, sources, tag, 5, precision=precision
+            )
     print(json.dumps({"peak_rss_mb": common.peak_rss_mb()}))
 
 

@@ -31,7 +31,8 @@ def module_files(package_root: Path) -> dict[str, Path]:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _import_nodes(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
@@ -41,8 +42,11 @@ def _import_nodes(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
         node = pending.pop()
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             found.append(node)
-        children = node.orelse if isinstance(node, ast.If) and _is_type_checking(node.test) else (
-            ast.iter_child_nodes(node))
+        children = (
+            node.orelse
+            if isinstance(node, ast.If) and _is_type_checking(node.test)
+            else (ast.iter_child_nodes(node))
+        )
         pending.extend(children)
     return found
 
@@ -67,7 +71,10 @@ def imported_modules(module: str, path: Path, known: set[str]) -> set[str]:
             found |= {alias.name for alias in node.names}
             continue
         base = _from_base(module, path.name == "__init__.py", node)
-        found |= {f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names}
+        found |= {
+            f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base
+            for alias in node.names
+        }
     return (found & known) - {module}
 
 
@@ -83,7 +90,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
     def visit(node: str, path: list[str]) -> list[str] | None:
         if node in path:
-            return path[path.index(node):] + [node]
+            return path[path.index(node) :] + [node]
         if node in done:
             return None
         for target in sorted(graph.get(node, ())):
@@ -109,9 +116,13 @@ def test_tmtlib_has_no_import_cycle():
 
 
 def test_no_tmtlib_module_shadows_the_standard_library():
-    names = {module.rsplit(".", 1)[-1] for module in module_files(PACKAGE_ROOT) if module != "tmtlib"}
+    names = {
+        module.rsplit(".", 1)[-1] for module in module_files(PACKAGE_ROOT) if module != "tmtlib"
+    }
     shadowing = sorted(names & sys.stdlib_module_names)
-    assert not shadowing, f"tmtlib modules named like standard-library modules: {', '.join(shadowing)}"
+    assert not shadowing, (
+        f"tmtlib modules named like standard-library modules: {', '.join(shadowing)}"
+    )
 
 
 def _fake_package(root: Path, files: dict[str, str]) -> Path:
@@ -122,31 +133,46 @@ def _fake_package(root: Path, files: dict[str, str]) -> Path:
 
 
 def test_a_cycle_through_a_late_import_is_found(tmp_path):
-    package = _fake_package(tmp_path, {
-        "pkg/__init__.py": "",
-        "pkg/words.py": "from . import settings\n\ndef course():\n    from . import data\n",
-        "pkg/data.py": "from .words import normalize\n",
-        "pkg/settings.py": "import os\n",
-    })
+    package = _fake_package(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/words.py": "from . import settings\n\ndef course():\n    from . import data\n",
+            "pkg/data.py": "from .words import normalize\n",
+            "pkg/settings.py": "import os\n",
+        },
+    )
     assert find_cycle(import_graph(package)) == ["pkg.data", "pkg.words", "pkg.data"]
 
 
-@pytest.mark.parametrize("line, cyclic", [
-    ("from .. import lower", True),  # a submodule of the parent package
-    ("from ..lower import thing", True),
-    ("import pkg.lower", True),
-    ("from pkg import lower", True),
-    ("from .. import NAME", False),  # a name of pkg/__init__.py: an edge to pkg, not to pkg.lower
-    ("if TYPE_CHECKING:\n    from .. import lower", False),
-    ("import typing\nif typing.TYPE_CHECKING:\n    pass\nelse:\n    from .. import lower", True),
-])
+@pytest.mark.parametrize(
+    "line, cyclic",
+    [
+        ("from .. import lower", True),  # a submodule of the parent package
+        ("from ..lower import thing", True),
+        ("import pkg.lower", True),
+        ("from pkg import lower", True),
+        (
+            "from .. import NAME",
+            False,
+        ),  # a name of pkg/__init__.py: an edge to pkg, not to pkg.lower
+        ("if TYPE_CHECKING:\n    from .. import lower", False),
+        (
+            "import typing\nif typing.TYPE_CHECKING:\n    pass\nelse:\n    from .. import lower",
+            True,
+        ),
+    ],
+)
 def test_each_form_of_import_is_resolved(tmp_path, line, cyclic):
-    package = _fake_package(tmp_path, {
-        "pkg/__init__.py": "NAME = 1\n",
-        "pkg/lower.py": "from .sub.upper import thing\n",
-        "pkg/sub/__init__.py": "",
-        "pkg/sub/upper.py": f"from typing import TYPE_CHECKING\n{line}\nthing = 1\n",
-    })
+    package = _fake_package(
+        tmp_path,
+        {
+            "pkg/__init__.py": "NAME = 1\n",
+            "pkg/lower.py": "from .sub.upper import thing\n",
+            "pkg/sub/__init__.py": "",
+            "pkg/sub/upper.py": f"from typing import TYPE_CHECKING\n{line}\nthing = 1\n",
+        },
+    )
     assert (find_cycle(import_graph(package)) is not None) == cyclic
 
 
@@ -175,8 +201,14 @@ def test_no_tmtlib_function_is_longer_than_the_house_limit():
 
 def test_a_long_function_is_found_and_named(tmp_path):
     body = "".join(f"        x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
-    package = _fake_package(tmp_path, {"pkg/__init__.py": "", "pkg/long.py": f"class A:\n    def f(self):\n{body}",
-                                       "pkg/short.py": "def g():\n    return 1\n"})
+    package = _fake_package(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/long.py": f"class A:\n    def f(self):\n{body}",
+            "pkg/short.py": "def g():\n    return 1\n",
+        },
+    )
     assert long_functions(package) == [f"pkg.long.f ({MAX_FUNCTION_LINES + 1} lines)"]
 
 

@@ -151,16 +151,22 @@ def run_folder_lock(folder: str | os.PathLike, wait: bool = False) -> Iterator[P
         folder.mkdir(parents=True, exist_ok=True)
         handle = open(folder / ".lock", "a+")
     except OSError as error:
-        raise CheckpointError(f"cannot write to the run folder {folder}: {error.strerror or error}") from None
+        raise CheckpointError(
+            f"cannot write to the run folder {folder}: {error.strerror or error}"
+        ) from None
     with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise FolderBusy(f"{folder} is in use by {_holder(handle)}: wait for it to finish, "
-                             f"or choose another output folder") from None
+            raise FolderBusy(
+                f"{folder} is in use by {_holder(handle)}: wait for it to finish, "
+                f"or choose another output folder"
+            ) from None
         handle.seek(0)
         handle.truncate()
-        handle.write(f"process {os.getpid()} on {socket.gethostname()}, since {time.strftime('%H:%M:%S')}\n")
+        handle.write(
+            f"process {os.getpid()} on {socket.gethostname()}, since {time.strftime('%H:%M:%S')}\n"
+        )
         handle.flush()
         for stale in folder.glob(".*.tmp"):
             stale.unlink(missing_ok=True)
@@ -188,7 +194,11 @@ def _refusal(path: Path, error: Exception) -> str:
     text = str(error)
     found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
     if isinstance(error, pickle.UnpicklingError) and (found or _is_pickle(path)):
-        holds = f"it holds a Python object ({found.group(1)})" if found else "it is a pickle of Python objects"
+        holds = (
+            f"it holds a Python object ({found.group(1)})"
+            if found
+            else "it is a pickle of Python objects"
+        )
         return f"not a plain-weights checkpoint: {holds}, which could run code when loaded, so it is refused"
     return f"not a readable checkpoint: damaged or partial file (corrupted or truncated?): {type(error).__name__}"
 
@@ -197,11 +207,15 @@ def read(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> A
     """``torch.load`` any weights-only file, turning every failure into one clear ``CheckpointError``."""
     path = Path(path)
     if path.is_dir():
-        raise CheckpointError(f"{path} is a folder, not a checkpoint file (give e.g. {path / 'best.pt'})")
+        raise CheckpointError(
+            f"{path} is a folder, not a checkpoint file (give e.g. {path / 'best.pt'})"
+        )
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: the file does not exist")
     try:
-        with warnings.catch_warnings():  # torch warns about the pickle protocol of a file it then refuses
+        with (
+            warnings.catch_warnings()
+        ):  # torch warns about the pickle protocol of a file it then refuses
             warnings.simplefilter("ignore", UserWarning)
             return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises pickle, zip and runtime errors alike for a bad file

@@ -58,6 +58,7 @@ def _check_lambda(lam: float) -> None:
 
 # --- the corruptions, on units ------------------------------------------------------------------
 
+
 def _mask(units: list[Unit], p: float, mask_id: int, rng: random.Random) -> list[Unit]:
     return [[mask_id] * len(unit) if rng.random() < p else list(unit) for unit in units]
 
@@ -75,8 +76,9 @@ def _shuffle(units: list[Unit], k: int, rng: random.Random) -> list[Unit]:
     return [list(units[i]) for i in order]
 
 
-def _infill(units: list[Unit], ratio: float, mask_id: int, rng: random.Random,
-            poisson_lambda: float) -> list[Unit]:
+def _infill(
+    units: list[Unit], ratio: float, mask_id: int, rng: random.Random, poisson_lambda: float
+) -> list[Unit]:
     lengths = _span_lengths(_round_randomly(ratio * len(units), rng), poisson_lambda, rng)
     rng.shuffle(lengths)  # the truncated last span should not always land rightmost
     n_items = len(lengths) + len(units) - sum(lengths)  # spans and untouched units, interleaved
@@ -123,8 +125,14 @@ def _round_randomly(x: float, rng: random.Random) -> int:
 
 # --- the public corruptions, on token lists --------------------------------------------------------
 
-def mask_tokens(tokens: Sequence[int], p: float, mask_id: int, rng: random.Random,
-                word_starts: Sequence[bool] | None = None) -> list[int]:
+
+def mask_tokens(
+    tokens: Sequence[int],
+    p: float,
+    mask_id: int,
+    rng: random.Random,
+    word_starts: Sequence[bool] | None = None,
+) -> list[int]:
     """Replace each token (or word) by ``mask_id`` with probability ``p`` (BART token masking).
 
     As in BART each masked token becomes one mask token, so the length is preserved; in word mode
@@ -134,8 +142,9 @@ def mask_tokens(tokens: Sequence[int], p: float, mask_id: int, rng: random.Rando
     return _flatten(_mask(_units(tokens, word_starts), p, mask_id, rng))
 
 
-def delete_tokens(tokens: Sequence[int], p: float, rng: random.Random,
-                  word_starts: Sequence[bool] | None = None) -> list[int]:
+def delete_tokens(
+    tokens: Sequence[int], p: float, rng: random.Random, word_starts: Sequence[bool] | None = None
+) -> list[int]:
     """Drop each token (or word) with probability ``p``, keeping the order (BART token deletion;
     Lample et al. 2018 word dropout). A non-empty input never comes back empty: if every unit was
     dropped, one unit chosen uniformly is kept, so the encoder always sees something."""
@@ -143,8 +152,14 @@ def delete_tokens(tokens: Sequence[int], p: float, rng: random.Random,
     return _flatten(_delete(_units(tokens, word_starts), p, rng))
 
 
-def infill_spans(tokens: Sequence[int], ratio: float, mask_id: int, rng: random.Random,
-                 poisson_lambda: float = 3.0, word_starts: Sequence[bool] | None = None) -> list[int]:
+def infill_spans(
+    tokens: Sequence[int],
+    ratio: float,
+    mask_id: int,
+    rng: random.Random,
+    poisson_lambda: float = 3.0,
+    word_starts: Sequence[bool] | None = None,
+) -> list[int]:
     """BART text infilling: replace spans covering about ``ratio`` of the tokens by one mask each.
 
     Span lengths are drawn from Poisson(``poisson_lambda``) until they cover ``ratio · n`` units
@@ -159,8 +174,9 @@ def infill_spans(tokens: Sequence[int], ratio: float, mask_id: int, rng: random.
     return _flatten(_infill(_units(tokens, word_starts), ratio, mask_id, rng, poisson_lambda))
 
 
-def shuffle_locally(tokens: Sequence[int], k: int, rng: random.Random,
-                    word_starts: Sequence[bool] | None = None) -> list[int]:
+def shuffle_locally(
+    tokens: Sequence[int], k: int, rng: random.Random, word_starts: Sequence[bool] | None = None
+) -> list[int]:
     """Permute tokens (or whole words) so that none moves more than ``k`` places (Lample et al. 2018).
 
     Unit ``i`` gets the key ``i + U(0, k+1)`` and units are sorted by key. The bound holds exactly:
@@ -176,6 +192,7 @@ def shuffle_locally(tokens: Sequence[int], k: int, rng: random.Random,
 
 
 # --- configurations ------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class NoiseConfig:
@@ -212,8 +229,13 @@ class NoiseConfig:
         return cls(delete_p=0.1, shuffle_k=3)
 
 
-def apply_noise(tokens: Sequence[int], config: NoiseConfig, rng: random.Random, mask_id: int,
-                word_starts: Sequence[bool] | None = None) -> list[int]:
+def apply_noise(
+    tokens: Sequence[int],
+    config: NoiseConfig,
+    rng: random.Random,
+    mask_id: int,
+    word_starts: Sequence[bool] | None = None,
+) -> list[int]:
     """Apply the enabled corruptions of ``config`` in the fixed order shuffle → delete → infill → mask.
 
     Shuffling comes first so its displacement bound refers to the original positions; deletion

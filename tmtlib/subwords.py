@@ -69,12 +69,16 @@ class Tokenizer:
         self.vocab_size = self.sp.get_piece_size()
         self.mask_id = self.sp.piece_to_id(MASK_PIECE)
         self._lang_ids = {lang: self.sp.piece_to_id(lang_tag(lang)) for lang in LANGUAGES}
-        self.special_ids = frozenset({PAD_ID, BOS_ID, EOS_ID, self.mask_id, *self._lang_ids.values()})
+        self.special_ids = frozenset(
+            {PAD_ID, BOS_ID, EOS_ID, self.mask_id, *self._lang_ids.values()}
+        )
 
     def lang_id(self, lang: str) -> int:
         """Id of the ``<2xx>`` tag for ``lang``; a clear error for a language outside the vocabulary."""
         if lang not in self._lang_ids:
-            raise ValueError(f"unknown language {lang!r}: this vocabulary knows {', '.join(LANGUAGES)}")
+            raise ValueError(
+                f"unknown language {lang!r}: this vocabulary knows {', '.join(LANGUAGES)}"
+            )
         return self._lang_ids[lang]
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
@@ -132,9 +136,13 @@ def train_tokenizer(
         raise ValueError("cannot train a tokenizer on no text: every line was empty")
     folder = cache or settings.cache_dir("spm")
     folder.mkdir(parents=True, exist_ok=True)
-    model_file = folder / f"{options.model_type}{options.vocab_size}-{_cache_key(lines, options)}.model"
+    model_file = (
+        folder / f"{options.model_type}{options.vocab_size}-{_cache_key(lines, options)}.model"
+    )
     if not model_file.exists():
-        with checkpoint.run_folder_lock(folder, wait=True):  # another process training it: wait, then load
+        with checkpoint.run_folder_lock(
+            folder, wait=True
+        ):  # another process training it: wait, then load
             if not model_file.exists():
                 _train_to(model_file, lines, options)
     return Tokenizer(model_file)
@@ -172,4 +180,3 @@ def _run_trainer(writer, lines: list[str], options: TokenizerSettings) -> None:
         hard_vocab_limit=False,  # a small corpus may not fill the vocabulary: shrink it
         minloglevel=2,
     )
-

@@ -42,21 +42,28 @@ def chromium_executable() -> str | None:
 def chromium() -> str:
     path = chromium_executable()
     if path is None:
-        pytest.skip("no Chromium found (apt-get install chromium, or set TMT_CHROMIUM): browser test skipped")
+        pytest.skip(
+            "no Chromium found (apt-get install chromium, or set TMT_CHROMIUM): browser test skipped"
+        )
     return path
 
 
 @pytest.fixture(scope="session")
 def playwright_api(chromium):
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="Playwright not installed (pip install -r requirements.txt installs it, with the test extra)")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api",
+        reason="Playwright not installed (pip install -r requirements.txt installs it, with the test extra)",
+    )
     with sync_api.sync_playwright() as api:
         yield api
 
 
 @pytest.fixture(scope="session")
 def artefacts(tmp_path_factory) -> Path:
-    folder = Path(os.environ.get("TMT_BROWSER_ARTEFACTS") or tmp_path_factory.getbasetemp() / "browser-artefacts")
+    folder = Path(
+        os.environ.get("TMT_BROWSER_ARTEFACTS")
+        or tmp_path_factory.getbasetemp() / "browser-artefacts"
+    )
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -83,8 +90,11 @@ def lab_server(playwright_api, trained_models, tmp_path_factory):
     root, state = tmp_path_factory.mktemp("lab-notebooks"), tmp_path_factory.mktemp("lab-state")
     for notebook in NOTEBOOKS.glob("*.ipynb"):
         shutil.copy(notebook, root / notebook.name)
-    env = dict(os.environ, TMT_QUICK="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ,
+        TMT_QUICK="1",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    )
     server = start_lab(root, state, env)
     yield server
     server.stop()
@@ -117,8 +127,10 @@ def pytest_terminal_summary(terminalreporter, config) -> None:
         return
     terminalreporter.section("browser test: seconds per notebook and per interaction")
     for row in TIMINGS:
-        terminalreporter.write_line(f"{row['notebook']:40} {row['what']:55} {row['seconds']:6.1f} s"
-                                    f"  (limit {row['limit_s']:.0f} s)")
+        terminalreporter.write_line(
+            f"{row['notebook']:40} {row['what']:55} {row['seconds']:6.1f} s"
+            f"  (limit {row['limit_s']:.0f} s)"
+        )
     folder = Path(TIMINGS[0]["artefacts"])
     (folder / "timings.json").write_text(json.dumps(TIMINGS, indent=1))
     terminalreporter.write_line(f"screenshots and timings.json in {folder}")

@@ -24,14 +24,24 @@ def test_kernelspec_is_what_jupyterlab_writes(path):
     assert read(path)["metadata"]["kernelspec"] == expected
 
 
-@pytest.mark.parametrize("path", [p for p in ALL_NOTEBOOKS if widget_cells(read(p))], ids=lambda path: path.name)
+@pytest.mark.parametrize(
+    "path", [p for p in ALL_NOTEBOOKS if widget_cells(read(p))], ids=lambda path: path.name
+)
 def test_every_widget_has_its_committed_result_as_a_static_fallback(path):
     notebook = read(path)
     for cell in widget_cells(notebook):
-        assert cell.model_id, f"{path.name}: cell {cell.index} ({cell.builder}) has no committed widget output"
-        following = notebook["cells"][cell.index + 1] if cell.index + 1 < len(notebook["cells"]) else {}
-        assert is_fallback(following), f"{path.name}: no fallback cell after cell {cell.index} ({cell.builder})"
+        assert cell.model_id, (
+            f"{path.name}: cell {cell.index} ({cell.builder}) has no committed widget output"
+        )
+        following = (
+            notebook["cells"][cell.index + 1] if cell.index + 1 < len(notebook["cells"]) else {}
+        )
+        assert is_fallback(following), (
+            f"{path.name}: no fallback cell after cell {cell.index} ({cell.builder})"
+        )
         expected = fallback_cell(notebook, cell)
         assert following["source"] == expected["source"], (
             f"{path.name}: the fallback after cell {cell.index} ({cell.builder}) differs from the committed widget "
-            "state; regenerate it: python3 tests/browser/notebook_widgets.py " + f"notebooks/{path.name}")
+            "state; regenerate it: python3 tests/browser/notebook_widgets.py "
+            + f"notebooks/{path.name}"
+        )

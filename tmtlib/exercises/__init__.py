@@ -56,7 +56,9 @@ def run_check(exercise: str, attempt: Callable[[], str]) -> Verdict:
     try:
         return Verdict(exercise, True, attempt())
     except NotImplementedError:
-        return Verdict(exercise, False, "not attempted yet: replace the `raise NotImplementedError` line")
+        return Verdict(
+            exercise, False, "not attempted yet: replace the `raise NotImplementedError` line"
+        )
     except Mismatch as mismatch:
         return Verdict(exercise, False, str(mismatch))
     except Exception as error:  # the learner's code raised: say what and where it happened

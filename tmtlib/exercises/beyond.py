@@ -31,11 +31,17 @@ def _bleu_variants(hyps: list[str], refs: list[list[str]]) -> dict[str, float]:
     return {
         "the mean of single-reference BLEU scores: score once against all references together, an n-gram "
         "counting as matched up to its largest count in any one reference": sum(
-            bleu(hyps, stream).value for stream in streams) / len(streams),
+            bleu(hyps, stream).value for stream in streams
+        )
+        / len(streams),
         "BLEU against the first reference only: use all of them": bleu(hyps, streams[0]).value,
-        "lowercased BLEU: sacreBLEU's default is cased": BLEU(lowercase=True).corpus_score(hyps, streams).score,
+        "lowercased BLEU: sacreBLEU's default is cased": BLEU(lowercase=True)
+        .corpus_score(hyps, streams)
+        .score,
         "BLEU on whitespace tokens: tokenise with sacreBLEU's 13a tokenizer "
-        "(sacrebleu.tokenizers.tokenizer_13a.Tokenizer13a)": BLEU(tokenize="none").corpus_score(hyps, streams).score,
+        "(sacrebleu.tokenizers.tokenizer_13a.Tokenizer13a)": BLEU(tokenize="none")
+        .corpus_score(hyps, streams)
+        .score,
     }
 
 
@@ -49,14 +55,27 @@ def check_multi_reference_bleu(my_bleu: Callable[[list[str], list[list[str]]], f
         for name, hyps in systems.items():
             got = my_bleu(list(hyps), [list(r) for r in refs])
             expected = bleu(hyps, refs).value
-            expect(isinstance(got, (float, int)), f"return BLEU as a number, not {type(got).__name__}")
+            expect(
+                isinstance(got, (float, int)), f"return BLEU as a number, not {type(got).__name__}"
+            )
             if not math.isclose(got, expected, abs_tol=0.01):
                 if math.isclose(got, expected / 100, abs_tol=1e-4):
-                    expect(False, f"{name}: you returned {got:.4f}; sacreBLEU reports BLEU on a 0-100 scale")
-                mistakes = [m for m, value in _bleu_variants(hyps, refs).items() if math.isclose(got, value, abs_tol=0.01)]
-                hint = (f"your number is {mistakes[0]}" if mistakes else "clip each n-gram's count by its largest "
-                        "count in any one reference, and take the brevity penalty's reference length from the "
-                        "reference closest in length to each hypothesis (the shorter one on a tie)")
+                    expect(
+                        False,
+                        f"{name}: you returned {got:.4f}; sacreBLEU reports BLEU on a 0-100 scale",
+                    )
+                mistakes = [
+                    m
+                    for m, value in _bleu_variants(hyps, refs).items()
+                    if math.isclose(got, value, abs_tol=0.01)
+                ]
+                hint = (
+                    f"your number is {mistakes[0]}"
+                    if mistakes
+                    else "clip each n-gram's count by its largest "
+                    "count in any one reference, and take the brevity penalty's reference length from the "
+                    "reference closest in length to each hypothesis (the shorter one on a tie)"
+                )
                 expect(False, f"{name}: your BLEU {got:.2f}, sacreBLEU's {expected:.2f}: {hint}")
             scores.append(f"{name} {expected:.1f}")
         return "your multi-reference BLEU equals sacreBLEU's: " + ", ".join(scores)
@@ -64,13 +83,17 @@ def check_multi_reference_bleu(my_bleu: Callable[[list[str], list[list[str]]], f
     return run_check("multi-reference BLEU by hand", attempt)
 
 
-def ibleu(hyps: Sequence[str], sources: Sequence[str], refs: Sequence[Sequence[str]], alpha: float) -> float:
+def ibleu(
+    hyps: Sequence[str], sources: Sequence[str], refs: Sequence[Sequence[str]], alpha: float
+) -> float:
     """iBLEU (Sun & Zhou 2012): ``alpha * BLEU(hyps, refs) - (1 - alpha) * BLEU(hyps, sources)``,
     rewarding closeness to the references and penalising copying of the input."""
     return alpha * bleu(hyps, refs).value - (1 - alpha) * bleu(hyps, sources).value
 
 
-def check_ibleu(my_ibleu: Callable[[list[str], list[str], list[list[str]], float], float]) -> Verdict:
+def check_ibleu(
+    my_ibleu: Callable[[list[str], list[str], list[list[str]], float], float],
+) -> Verdict:
     """Compare ``my_ibleu(hypotheses, inputs, references, alpha)`` with :func:`ibleu` (built on
     ``tmtlib.evaluate.bleu``) for the human paraphrase and the copied input, at two alphas."""
 
@@ -88,7 +111,10 @@ def check_ibleu(my_ibleu: Callable[[list[str], list[str], list[list[str]], float
                         hint = "you swapped alpha and 1 - alpha: alpha weighs the references"
                     elif math.isclose(got, alpha * to_refs + (1 - alpha) * to_input, abs_tol=0.01):
                         hint = "similarity to the input is a penalty: subtract it"
-                    expect(False, f"{name}, alpha {alpha}: your iBLEU {got:.2f}, the reference {expected:.2f}: {hint}")
+                    expect(
+                        False,
+                        f"{name}, alpha {alpha}: your iBLEU {got:.2f}, the reference {expected:.2f}: {hint}",
+                    )
                 results.append(f"{name} at alpha {alpha}: {expected:.1f}")
         return "your iBLEU matches: " + "; ".join(results)
 
@@ -137,8 +163,10 @@ def _rouge_hint(got: float, hypothesis: str, reference: str) -> str:
     if common and math.isclose(got, common / len(hyp)):
         return "that is the precision alone; ROUGE-L here is the F1 of recall and precision"
     if substring and math.isclose(got, 2 * substring / (len(hyp) + len(ref))):
-        return ("you used the longest common substring (contiguous); a subsequence may skip words: "
-                "'a man on a bike' and 'a man rides a bike' share 'a man a bike'")
+        return (
+            "you used the longest common substring (contiguous); a subsequence may skip words: "
+            "'a man on a bike' and 'a man rides a bike' share 'a man a bike'"
+        )
     return "lowercase, split on whitespace, and use the longest common subsequence of the two token lists"
 
 
@@ -152,8 +180,11 @@ def check_rouge_l(my_rouge_l: Callable[[str, str], float], sentences: int = 200)
         for index, (hypothesis, reference) in enumerate(pairs):
             got, expected = my_rouge_l(hypothesis, reference), rouge_l(hypothesis, reference)
             if not math.isclose(got, expected, abs_tol=1e-9):
-                expect(False, f"image {index}: for {hypothesis!r} against {reference!r} your ROUGE-L is {got:.4f}, "
-                       f"the reference {expected:.4f}: {_rouge_hint(got, hypothesis, reference)}")
+                expect(
+                    False,
+                    f"image {index}: for {hypothesis!r} against {reference!r} your ROUGE-L is {got:.4f}, "
+                    f"the reference {expected:.4f}: {_rouge_hint(got, hypothesis, reference)}",
+                )
         mean = sum(rouge_l(h, r) for h, r in pairs) / len(pairs)
         return f"your ROUGE-L equals the reference on {len(pairs)} caption pairs (mean {mean:.3f})"
 
