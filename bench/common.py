@@ -200,7 +200,8 @@ ENGINE_CHOICES = ["tmtlib", "tmtlib-bf16", "hf", "hf-bf16", "torch"]
 
 
 def matmul_peak(n: int = 2048, repeats: int = 10, dtype: torch.dtype = torch.float32) -> float:
-    """FLOP/s of a large matrix product in ``dtype`` on this machine with the current thread count."""
+    """FLOP/s of a large matrix product in ``dtype`` on this machine with the current thread
+    count."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b  # warm-up
     started = time.perf_counter()
@@ -219,13 +220,15 @@ def spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(ordered), "min": ordered[0], "max": ordered[-1]}
 
 
-# the x86 vector extensions that decide which fp32 and bf16 kernels a CPU runs (``/proc/cpuinfo`` names)
+# the x86 vector extensions that decide which fp32 and bf16 kernels a CPU runs (``/proc/cpuinfo``
+# names)
 VECTOR_EXTENSIONS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
 
 
 def cpu() -> dict[str, str]:
-    """The processor's model name and which of ``VECTOR_EXTENSIONS`` it has (Linux; "unknown" elsewhere):
-    an fp32 timing on an AVX2-only laptop and one on an AVX-512 server are different claims."""
+    """The processor's model name and which of ``VECTOR_EXTENSIONS`` it has (Linux; "unknown"
+    elsewhere): an fp32 timing on an AVX2-only laptop and one on an AVX-512 server are different
+    claims."""
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:

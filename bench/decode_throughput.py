@@ -1,4 +1,5 @@
-"""Decoding throughput: sentences/s, greedy and beam 5, tmtlib vs HF ``generate`` on the same weights.
+"""Decoding throughput: sentences/s, greedy and beam 5, tmtlib vs HF ``generate`` on the same
+weights.
 
     python -m bench.decode_throughput [--checkpoint runs/full-en-de/best.pt]   # about 4 minutes on 2 cores (+7 to train the model in a fresh checkout)
 

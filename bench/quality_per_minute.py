@@ -7,12 +7,13 @@
 
 tmtlib's recipe is the course's: token-bucketed batches of ~4,096 tokens, AdamW (lr 1e-3, 200
 warm-up steps, inverse square root), label smoothing 0.1; ``tmtlib-bf16`` trains it in bf16 mixed
-precision (for CPUs with native bf16; its validation BLEU decodes in bf16 too, the test set in fp32). HF's usual recipe is what its
-translation examples do: batches of 64 sentences in random order padded to the longest, AdamW at
-5e-4 with linear warm-up and linear decay over the budget, label smoothing 0.1, BART of the same
-size. Both evaluate validation BLEU (greedy, first 400 sentences) every few minutes of training
-time (evaluation time is not counted) and test_2016_flickr BLEU (beam 5) at the end. Records
-go to ``bench/results/quality_<engine>.json``; the plot to ``bench/results/quality_per_minute.png``.
+precision (for CPUs with native bf16; its validation BLEU decodes in bf16 too, the test set in
+fp32). HF's usual recipe is what its translation examples do: batches of 64 sentences in random
+order padded to the longest, AdamW at 5e-4 with linear warm-up and linear decay over the budget,
+label smoothing 0.1, BART of the same size. Both evaluate validation BLEU (greedy, first 400
+sentences) every few minutes of training time (evaluation time is not counted) and test_2016_flickr
+BLEU (beam 5) at the end. Records go to ``bench/results/quality_<engine>.json``; the plot to
+``bench/results/quality_per_minute.png``.
 """
 
 from __future__ import annotations

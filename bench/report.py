@@ -27,8 +27,8 @@ COMMANDS = {
 
 
 def machine_line(result: dict) -> str:
-    """Where a result was measured: CPU, its vector extensions and threads. fp32 rows are the headline;
-    bf16 rows apply only to CPUs that multiply bf16 natively (AVX512-BF16 or AMX)."""
+    """Where a result was measured: CPU, its vector extensions and threads. fp32 rows are the
+    headline; bf16 rows apply only to CPUs that multiply bf16 natively (AVX512-BF16 or AMX)."""
     v = result.get("versions", {})
     extensions = v.get("cpu_vector_extensions", "not recorded (measured before they were)")
     return f"Measured on: {v.get('cpu_model', v.get('machine', 'unknown'))}, vector extensions {extensions}, {v.get('threads', '?')} threads."

@@ -34,7 +34,8 @@ def flops_per_batch(step_loss, batches) -> list[int]:
 
 
 def interleaved_rates(steps: dict, batches: dict, rounds: int) -> dict[str, list[float]]:
-    """Real tokens/s of each engine over its batches, round by round in rotating order (A B C, B C A, ...)."""
+    """Real tokens/s of each engine over its batches, round by round in rotating order (A B C, B C
+    A, ...)."""
     names = list(steps)
     rates = {name: [] for name in names}
     tokens = {name: sum(b.src_tokens + b.tgt_tokens for b in batches[name]) for name in names}
@@ -123,8 +124,9 @@ def main() -> None:
 
 
 def own_batching(steps: dict, tmtlib_batches: list, args) -> dict:
-    """Each engine with its own recipe's batches from the same training data: tmtlib's token-bucketed
-    ~4,096-token batches, HF's usual random batches of 64 sentences padded to the longest."""
+    """Each engine with its own recipe's batches from the same training data: tmtlib's
+    token-bucketed ~4,096-token batches, HF's usual random batches of 64 sentences padded to the
+    longest."""
     own = {engine: tmtlib_batches for engine in steps if engine.startswith("tmtlib")}
     own["hf"] = common.usual_hf_batches(2 * args.batches)
     steps["hf"](own["hf"][0])  # warm-up for the new shapes

@@ -424,7 +424,7 @@ def test_the_hour_in_bf16_is_a_recipe_of_its_own(capsys):
     assert "does not take --precision" in capsys.readouterr().err
 
 
-# --- help, --version and --json: no training (the training and experiment functions are stubbed) -------
+# --- help, --version and --json: no training (the training and experiment functions are stubbed) --
 
 
 def _pyproject_version() -> str:
@@ -649,7 +649,8 @@ def test_bad_flags_are_one_line_and_exit_2(argv, message, capsys, tmp_path, monk
 
 
 def test_the_documented_hour_recipe_flags_are_the_course_recipe(monkeypatch):
-    """docs/cli.md's flags for the 60-minute recipe give ``course.long_train_config()`` (full mode's)."""
+    """docs/cli.md's flags for the 60-minute recipe give ``course.long_train_config()`` (full
+    mode's)."""
     monkeypatch.setattr(course, "QUICK", False)
     docs = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text(encoding="utf-8")
     line = next(

@@ -41,7 +41,8 @@ def test_quick_mode_showcases_only_notebook_9s_en_de_translators():
 
 
 def test_child_of_the_parent_starts_from_the_parent_translator(tokenizer):
-    # the shared run cache: the quick parent is notebook 9's "scratch · 29k", reused by notebooks 7 to 10
+    # the shared run cache: the quick parent is notebook 9's "scratch · 29k", reused by notebooks 7
+    # to 10
     spec = course.finetune_spec("parent", pairs=200, src="en", tgt="fr")
     _, _, parent_folder = course.parent()
     assert spec.init == str(parent_folder / "best.pt") and spec.parts == course.INIT_PARTS["parent"]

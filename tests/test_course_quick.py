@@ -1,8 +1,8 @@
 """Quick mode shows real behaviour (issue 18): in CI too, the VAE's interpolation and notebook 9's
 translators do their job.
 
-These are the course's own quick runs, cached in ``data/cache/runs``: the notebooks that run after the
-tests (nbval) reuse what these tests train, so the checks cost only their decoding.
+These are the course's own quick runs, cached in ``data/cache/runs``: the notebooks that run after
+the tests (nbval) reuse what these tests train, so the checks cost only their decoding.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def test_the_quick_vae_interpolation_changes_along_the_path(tokenizer):
 def test_notebook_9s_quick_translators_translate(tokenizer, init, pairs):
     _, _, folder = course.translator(init, pairs=pairs)
     result = course.test_result(folder, "en", "de")
-    # an untrained or broken model scores 0; 150 steps of the small model write recognisable German (about 7)
+    # an untrained or broken model scores 0; 150 steps of the small model write recognisable German
+    # (about 7)
     assert result["bleu"]["score"] >= 5, (
         result["sentences"],
         result["bleu"]["score"],

@@ -193,8 +193,9 @@ def test_pretraining_text_is_disjoint_from_evaluation(corpus, lang):
 
 
 def test_test_sets_missing_here_are_listed_not_warned(corpus, recwarn):
-    """A partial mirror lacks some optional test sets: they are listed (notebook 00 shows them), each
-    truly unreadable, every other one held out, and building the pretraining text warns about nothing."""
+    """A partial mirror lacks some optional test sets: they are listed (notebook 00 shows them),
+    each truly unreadable, every other one held out, and building the pretraining text warns about
+    nothing."""
     for lang in ("en", "de"):
         missing = data.unavailable_test_sets(lang)
         for split in data.OTHER_TEST_SPLITS:

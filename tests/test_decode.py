@@ -40,7 +40,8 @@ def tags(n: int) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def copier() -> Seq2Seq:
-    """The tiny model after 200 AdamW steps on copying, learning rate decayed linearly to 0 (~2 s)."""
+    """The tiny model after 200 AdamW steps on copying, learning rate decayed linearly to 0 (~2
+    s)."""
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
     model = Seq2Seq(model_config("tiny", V))

@@ -179,7 +179,8 @@ def test_multiple_references_per_sentence_match_sacrebleu():
 
 
 def test_sacrebleu_is_the_pinned_version():
-    """tmtlib.evaluate calls sacrebleu's private statistics helpers: they are tested at one version."""
+    """tmtlib.evaluate calls sacrebleu's private statistics helpers: they are tested at one
+    version."""
     import importlib.metadata
     from pathlib import Path
 

@@ -1,5 +1,5 @@
-"""Every notebook of the course has its five sections and 3-5 exercises; every code exercise has a check
-in ``tmtlib.exercises`` that its stub calls and its solutions notebook asserts."""
+"""Every notebook of the course has its five sections and 3-5 exercises; every code exercise has a
+check in ``tmtlib.exercises`` that its stub calls and its solutions notebook asserts."""
 
 from __future__ import annotations
 

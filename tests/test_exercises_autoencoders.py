@@ -1,4 +1,5 @@
-"""Notebook 01's exercise checks: tmtlib's own functions pass, typical slips fail with the reason."""
+"""Notebook 01's exercise checks: tmtlib's own functions pass, typical slips fail with the
+reason."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Notebook 00's exercise checks: the reference passes, typical slips fail with a message that says why."""
+"""Notebook 00's exercise checks: the reference passes, typical slips fail with a message that says
+why."""
 
 from __future__ import annotations
 

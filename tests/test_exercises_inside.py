@@ -1,4 +1,5 @@
-"""The checks of notebook 4's exercises: right answers pass, usual slips fail with a message that names them."""
+"""The checks of notebook 4's exercises: right answers pass, usual slips fail with a message that
+names them."""
 
 import math
 

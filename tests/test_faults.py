@@ -299,7 +299,7 @@ def test_settings_the_data_or_machine_cannot_serve_are_refused_before_training(
     assert not (tmp_path / "run").exists()
 
 
-# --- 3. full and read-only disks -------------------------------------------------------------------
+# --- 3. full and read-only disks ------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -403,7 +403,7 @@ def test_an_unwritable_hyp_out_is_refused_before_decoding(run, mount, capsys, mo
     )
 
 
-# --- 4. any text in, the same lines out ------------------------------------------------------------
+# --- 4. any text in, the same lines out -----------------------------------------------------------
 
 ODD_LINES = [
     "A dog\u2028runs.",
@@ -541,7 +541,7 @@ def test_translate_streams_a_large_input(run):
     assert worker.returncode == 0 and out.count(b"\n") == len(sentences)
 
 
-# --- 5. error messages that say what is true -------------------------------------------------------
+# --- 5. error messages that say what is true ------------------------------------------------------
 
 
 class _Payload:

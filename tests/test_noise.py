@@ -16,7 +16,8 @@ MASK = 4  # content ids below start at 10, so a mask is never confused with a re
 
 
 def _sentence(rng: random.Random, max_len: int = 40) -> tuple[list[int], list[bool]]:
-    """Distinct piece ids (so positions can be traced) and word-start flags, the first often False."""
+    """Distinct piece ids (so positions can be traced) and word-start flags, the first often
+    False."""
     n = rng.randint(0, max_len)
     tokens = rng.sample(range(10, 10 + 10 * max_len), n)
     starts = [rng.random() < 0.6 for _ in range(n)]
@@ -225,7 +226,8 @@ def test_each_span_becomes_one_mask_with_mean_length_lambda(lam):
 
 
 def _assert_words_whole(tokens, starts, out):
-    """Every word of ``tokens`` is either absent from ``out`` or present with all its pieces together."""
+    """Every word of ``tokens`` is either absent from ``out`` or present with all its pieces
+    together."""
     for word in _words(tokens, starts):
         present = [t for t in word if t in out]
         assert present in ([], word)

@@ -1,10 +1,11 @@
 """The notebooks' claims, checked without training: every number in a notebook's prose against the
 notebook's committed full-mode outputs or the committed records in ``data/results``; the claims each
-notebook asserts only in full mode (its ``if not QUICK:`` block) against those same outputs; and each
-cell that renders the committed study (``IPython.display.Markdown``) against a fresh rendering from the
-records. A test fails when a re-run or a new record moves a number the prose states.
+notebook asserts only in full mode (its ``if not QUICK:`` block) against those same outputs; and
+each cell that renders the committed study (``IPython.display.Markdown``) against a fresh rendering
+from the records. A test fails when a re-run or a new record moves a number the prose states.
 
-Cells are found by their ids (``"id"`` in the notebook JSON), which survive cells inserted around them.
+Cells are found by their ids (``"id"`` in the notebook JSON), which survive cells inserted around
+them.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def test_the_committed_study_cells_show_what_the_records_hold_now(name, cell_ids
     assert rerendered(name, cell_ids, monkeypatch) == rendered
 
 
-# --- 01 autoencoders -------------------------------------------------------------------------------------
+# --- 01 autoencoders ------------------------------------------------------------------------------
 
 
 def test_01_prose_matches_the_copy_model_and_the_reconstructions():
@@ -134,7 +135,7 @@ def test_01_full_mode_claims_hold_in_the_committed_outputs():
     assert accuracy > 90  # copy_accuracy > 0.9
 
 
-# --- 05 transfer and fine-tuning --------------------------------------------------------------------------
+# --- 05 transfer and fine-tuning ------------------------------------------------------------------
 
 
 def test_05_prose_numbers_and_p_values_come_from_the_outputs():
@@ -173,7 +174,7 @@ def test_05_the_one_seed_ordering_is_qualified_as_the_committed_study_finds():
     assert "no order between the VAE and the LM" in prose("05", "f0d6d073")
 
 
-# --- 06 how much does pretraining help ---------------------------------------------------------------------
+# --- 06 how much does pretraining help ------------------------------------------------------------
 
 
 def _06_scores() -> dict[tuple[str, int, int], float]:
@@ -232,7 +233,7 @@ def test_06_error_bars_are_described_as_what_score_curves_draws():
     assert "sample standard deviation" in text and "half-distance" not in text
 
 
-# --- 07 cross-lingual transfer ------------------------------------------------------------------------------
+# --- 07 cross-lingual transfer --------------------------------------------------------------------
 
 
 def _07_children() -> dict[str, float]:
@@ -245,7 +246,8 @@ def _07_children() -> dict[str, float]:
 
 
 def _07_shares() -> tuple[int, int]:
-    """The shares of French test pieces seen in the parent's German and English text, in whole percent."""
+    """The shares of French test pieces seen in the parent's German and English text, in whole
+    percent."""
     shares = dict(re.findall(r"parent's (\w+) training text: ([\d.]+)%", printed("07", "49028f4a")))
     return int(float(shares["de"]) + 0.5), int(float(shares["en"]) + 0.5)
 
@@ -302,7 +304,7 @@ def test_07_full_mode_claims_hold_in_the_committed_outputs():
     assert bleu["DAE"] > bleu["parent"] > bleu["scratch"]
 
 
-# --- 08 fine-tuning strategies --------------------------------------------------------------------------------
+# --- 08 fine-tuning strategies --------------------------------------------------------------------
 
 
 def _08_table() -> tuple[float, dict[str, tuple[float, float]]]:
@@ -357,7 +359,7 @@ def test_08_full_mode_claims_hold_in_the_committed_outputs():
     assert before > 15 and max(de for _, de in table.values()) < 1.0
 
 
-# --- 09 interactive translator ----------------------------------------------------------------------------------
+# --- 09 interactive translator --------------------------------------------------------------------
 
 
 def test_09_prose_numbers_and_full_mode_claims_hold_in_the_committed_outputs():
@@ -374,7 +376,7 @@ def test_09_prose_numbers_and_full_mode_claims_hold_in_the_committed_outputs():
     )
 
 
-# --- 10 beyond translation ----------------------------------------------------------------------------------------
+# --- 10 beyond translation ------------------------------------------------------------------------
 
 
 def _10_table() -> dict[str, tuple[float, float, float]]:

@@ -179,9 +179,9 @@ def test_make_objective_and_examples(tokenizer):
 
 
 def test_the_vae_trains_only_the_value_and_output_of_its_cross_attention():
-    """Over the VAE's one-vector memory the attention softmax is 1 whatever the query and key, so their
-    projections get no true gradient, only float rounding (notebooks 03 and 05 say so); values and
-    output do learn."""
+    """Over the VAE's one-vector memory the attention softmax is 1 whatever the query and key, so
+    their projections get no true gradient, only float rounding (notebooks 03 and 05 say so); values
+    and output do learn."""
     torch.manual_seed(0)
     model = Seq2Seq(model_config("tiny", vocab_size=32, d_model=64, d_ff=128, latent_dim=16))
     VAE(KLSchedule("constant", max_beta=1.0)).loss(model, collate(data()), 0).loss.backward()

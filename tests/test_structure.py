@@ -52,7 +52,8 @@ def _import_nodes(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
 
 
 def _from_base(module: str, is_package: bool, node: ast.ImportFrom) -> str:
-    """The absolute module a ``from ... import`` reads from (``from .. import x`` in a.b.c -> ``a``)."""
+    """The absolute module a ``from ... import`` reads from (``from .. import x`` in a.b.c ->
+    ``a``)."""
     if node.level == 0:
         return node.module or ""
     package = module.split(".") if is_package else module.split(".")[:-1]
@@ -85,7 +86,8 @@ def import_graph(package_root: Path) -> dict[str, set[str]]:
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """One import cycle as ``[a, b, ..., a]``, or None: depth-first search for an edge back onto the path."""
+    """One import cycle as ``[a, b, ..., a]``, or None: depth-first search for an edge back onto the
+    path."""
     done: set[str] = set()
 
     def visit(node: str, path: list[str]) -> list[str] | None:
@@ -176,7 +178,7 @@ def test_each_form_of_import_is_resolved(tmp_path, line, cyclic):
     assert (find_cycle(import_graph(package)) is not None) == cyclic
 
 
-# --- functions short enough to see whole, and a command line that explains itself -------------------
+# --- functions short enough to see whole, and a command line that explains itself -----------------
 
 MAX_FUNCTION_LINES = 60  # the house limit: a function fits on one screen
 

@@ -288,7 +288,8 @@ def test_bf16_mixed_precision_trains_and_keeps_fp32_weights(tmp_path):
 
 
 def test_importing_tmtlib_leaves_denormals_alone_and_training_restores_them():
-    """Denormals are flushed only while ``train`` runs: importing the library changes nothing global."""
+    """Denormals are flushed only while ``train`` runs: importing the library changes nothing
+    global."""
     import subprocess
     import sys
 

@@ -1,4 +1,5 @@
-"""Tests of tmtlib.transfer on tiny models (vocabulary 50): loading, refusals, freezing, schedules."""
+"""Tests of tmtlib.transfer on tiny models (vocabulary 50): loading, refusals, freezing,
+schedules."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def train_steps(model: Seq2Seq, optimizer: torch.optim.Optimizer, steps: int = 3
         optimizer.step()
 
 
-# --- part_of ---------------------------------------------------------------------------------------
+# --- part_of --------------------------------------------------------------------------------------
 
 
 def test_part_of_covers_every_parameter_of_a_full_model():
@@ -73,7 +74,7 @@ def test_part_of_rejects_unknown_names(name):
         part_of(name)
 
 
-# --- transfer --------------------------------------------------------------------------------------
+# --- transfer -------------------------------------------------------------------------------------
 
 
 def test_identical_config_loads_everything():

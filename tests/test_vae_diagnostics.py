@@ -58,7 +58,8 @@ def trained_to_read_z(examples: list[Example], steps: int = 150) -> Seq2Seq:
 
 def test_collapsed_vae_every_bound_is_the_exact_likelihood():
     """q = p(z) and a decoder that ignores z: log w = log p(x) for every sample, so the ELBO and
-    every importance-weighted bound are equal, KL is 0, no unit is active and shuffling changes nothing."""
+    every importance-weighted bound are equal, KL is 0, no unit is active and shuffling changes
+    nothing."""
     examples = sentences()
     model = collapsed(vae_model())
     draws = vd.latent_samples(model, examples, samples=20)
@@ -157,7 +158,8 @@ def test_training_on_one_memory_vector_leaves_query_and_key_where_they_started()
     examples = sentences(8)
     initial = vae_model(latent_dim=8)
     change = vd.cross_attention_change(trained_to_read_z(examples, steps=20), initial)
-    # their gradient is rounding noise (~1e-8), which Adam's per-coordinate scaling turns into small random steps
+    # their gradient is rounding noise (~1e-8), which Adam's per-coordinate scaling turns into small
+    # random steps
     assert change["value"] > 0.05 and change["output"] > 0.05
     assert change["query"] < 0.1 * change["value"] and change["key"] < 0.1 * change["value"]
 
@@ -166,7 +168,8 @@ PRETRAINING_RESULTS = Path(__file__).resolve().parents[1] / "data" / "results" /
 
 
 def test_committed_vae_measurements_hold_what_the_course_says():
-    """The recorded measurements are of the committed runs, consistent, and say what notebook 2 says."""
+    """The recorded measurements are of the committed runs, consistent, and say what notebook 2
+    says."""
     runs = json.loads((PRETRAINING_RESULTS / "vae_diagnostics.json").read_text())["runs"]
     summary = (PRETRAINING_RESULTS / "summary.md").read_text()
     for name, record in runs.items():

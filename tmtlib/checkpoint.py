@@ -40,7 +40,8 @@ class FolderBusy(CheckpointError):
 
 
 def _fsync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened, as on Windows)."""
+    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened, as on
+    Windows)."""
     try:
         handle = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -80,7 +81,8 @@ def _write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) ->
 
 
 def _os_error(error: BaseException | None) -> OSError | None:
-    """The file-system error behind ``error`` (torch.save re-raises a full disk as a RuntimeError)."""
+    """The file-system error behind ``error`` (torch.save re-raises a full disk as a
+    RuntimeError)."""
     while error is not None and not isinstance(error, OSError):
         error = error.__context__
     return error
@@ -123,7 +125,7 @@ def check_writable(path: str | os.PathLike) -> Path:
     return path
 
 
-# --- one run per folder ----------------------------------------------------------------------------
+# --- one run per folder ---------------------------------------------------------------------------
 
 _held: set[Path] = set()  # run folders this process has locked (a nested lock is a no-op)
 
@@ -204,7 +206,8 @@ def _refusal(path: Path, error: Exception) -> str:
 
 
 def read(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
-    """``torch.load`` any weights-only file, turning every failure into one clear ``CheckpointError``."""
+    """``torch.load`` any weights-only file, turning every failure into one clear
+    ``CheckpointError``."""
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(

@@ -14,11 +14,11 @@ same keys as the flags; flags given on the command line win) and writes ``config
 checkpoints. Results are printed for people; ``--json`` prints one JSON object instead, for
 scripts. ``--version`` prints the version.
 
-Every setting is checked before anything is written or trained, and a run folder holds one run
-at a time (a second command on it is refused). Under ``torchrun`` the training commands run
+Every setting is checked before anything is written or trained, and a run folder holds one run at a
+time (a second command on it is refused). Under ``torchrun`` the training commands run
 data-parallel. Errors (bad flags, bad settings, unreadable input, a full or read-only disk) are one
-line on stderr and exit status 2; files already saved are never damaged. ``translate`` streams: it writes
-one line out per line in, as it goes.
+line on stderr and exit status 2; files already saved are never damaged. ``translate`` streams: it
+writes one line out per line in, as it goes.
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def setting_names(cls: type) -> list[str]:
-    """The fields of the settings dataclass ``cls`` that are flags: all but nested settings (``train``)."""
+    """The fields of the settings dataclass ``cls`` that are flags: all but nested settings
+    (``train``)."""
     hints = typing.get_type_hints(cls)
     return [f.name for f in fields(cls) if not is_dataclass(hints[f.name])]
 
@@ -78,7 +79,8 @@ METAVARS = {int: "N", float: "X"}
 
 def _value_kind(hint: Any) -> dict[str, Any]:
     """How argparse reads a value of the type ``hint``: ``--flag/--no-flag`` for a bool, several
-    values for a tuple (``--langs en de``), else one value of the type (None: the flag not given)."""
+    values for a tuple (``--langs en de``), else one value of the type (None: the flag not
+    given)."""
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
     if hint is bool:
@@ -91,7 +93,8 @@ def _value_kind(hint: Any) -> dict[str, Any]:
 
 def _add_setting_flags(group, cls: type, defaults: Any) -> None:
     """One flag per setting of ``cls`` (``--max-steps`` for ``max_steps``), with the help its field
-    declares and the default of ``defaults``; a flag not given is None, so a config file's value stands."""
+    declares and the default of ``defaults``; a flag not given is None, so a config file's value
+    stands."""
     hints = typing.get_type_hints(cls)
     by_name = {f.name: f for f in fields(cls)}
     for name in setting_names(cls):
@@ -121,12 +124,14 @@ def _given(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
 
 
 def _report(args: argparse.Namespace, result: dict[str, Any], text: str) -> None:
-    """Print a command's result: ``text`` for people, or with ``--json`` ``result`` as one JSON object."""
+    """Print a command's result: ``text`` for people, or with ``--json`` ``result`` as one JSON
+    object."""
     print(json.dumps(result) if args.json else text)
 
 
 def _read_config(path: Path | None) -> dict:
-    """The settings of a JSON or TOML ``--config`` file (a table, possibly with a ``[train]`` table)."""
+    """The settings of a JSON or TOML ``--config`` file (a table, possibly with a ``[train]``
+    table)."""
     if path is None:
         return {}
     kind = "TOML" if path.suffix == ".toml" else "JSON"
@@ -162,7 +167,8 @@ def _spec(cls, args):
 
 
 def _report_run(args, evals: list[dict[str, float]]) -> None:
-    """The run folder and its last evaluation (``{"out": ..., "step": ..., "val_loss": ...}`` with ``--json``)."""
+    """The run folder and its last evaluation (``{"out": ..., "step": ..., "val_loss": ...}`` with
+    ``--json``)."""
     last = evals[-1] if evals else {}
     numbers = ", ".join(
         f"{key} {value:.4g}" for key, value in last.items() if key not in ("step", "time")
@@ -268,7 +274,8 @@ def cmd_translate(args) -> None:
 
 
 def _checkpoint_scores(args) -> tuple[dict[str, Any], str]:
-    """Decode ``args.split`` with the checkpoint and score it: (its numbers, a line about the decoding)."""
+    """Decode ``args.split`` with the checkpoint and score it: (its numbers, a line about the
+    decoding)."""
     if args.hyp_out:
         checkpoint.check_writable(args.hyp_out)  # before the decoding, not after it
     model, tokenizer, _ = pipeline.load(args.checkpoint)
@@ -293,7 +300,8 @@ def _checkpoint_scores(args) -> tuple[dict[str, Any], str]:
 
 
 def _file_scores(args) -> tuple[dict[str, Any], str]:
-    """Score the lines of ``args.hyp`` against those of ``args.ref``: (the numbers, no extra line)."""
+    """Score the lines of ``args.hyp`` against those of ``args.ref``: (the numbers, no extra
+    line)."""
     hyps, refs = list(_lines(args.hyp)), list(_lines(args.ref))
     if len(hyps) != len(refs):
         raise ValueError(f"{args.hyp} has {len(hyps)} lines but {args.ref} has {len(refs)}")
@@ -306,7 +314,8 @@ def _file_scores(args) -> tuple[dict[str, Any], str]:
 
 
 def cmd_evaluate(args) -> None:
-    """sacreBLEU's BLEU, chrF and chrF++ (with their signatures) of a checkpoint on a split, or of files."""
+    """sacreBLEU's BLEU, chrF and chrF++ (with their signatures) of a checkpoint on a split, or of
+    files."""
     if args.checkpoint:
         result, text = _checkpoint_scores(args)
     elif args.hyp and args.ref:
@@ -459,7 +468,8 @@ def _add_evaluate(commands) -> None:
 def _add_names(
     parser: argparse.ArgumentParser, flag: str, choices: Iterable[str], meaning: str
 ) -> None:
-    """A flag of one or more names from a long list of ``choices``, listed in its help, not its usage."""
+    """A flag of one or more names from a long list of ``choices``, listed in its help, not its
+    usage."""
     parser.add_argument(
         flag,
         nargs="+",
@@ -568,7 +578,8 @@ EXPECTED_ERRORS = (ValueError, checkpoint.CheckpointError, TransferError, data.D
 
 
 def _file_error(error: OSError) -> str:
-    """One line for a file-system failure (a full disk, a read-only folder): the path and the reason."""
+    """One line for a file-system failure (a full disk, a read-only folder): the path and the
+    reason."""
     where = f"{error.filename}: " if error.filename else ""
     hint = ""
     if isinstance(error.filename, str) and Path(error.filename).resolve().is_relative_to(

@@ -32,9 +32,10 @@ from .transfer import DEFAULT_PARTS
 
 QUICK = quick_mode()
 PRESET = "tiny" if QUICK else "course"
-# quick mode's showcase: notebook 9's en->de translators, (start, pairs), shared with notebooks 5, 7, 8 and 10
-# (scratch on all pairs is also quick mode's parent), use the small model and ``showcase_train_config``:
-# long enough to translate recognisably, and three of them are a third of CI's time
+# quick mode's showcase: notebook 9's en->de translators, (start, pairs), shared with notebooks 5,
+# 7, 8 and 10 (scratch on all pairs is also quick mode's parent), use the small model and
+# ``showcase_train_config``: long enough to translate recognisably, and three of them are a third of
+# CI's time
 SHOWCASE = {"runs": ((None, 2000), ("dae", 2000), (None, None)), "preset": "small"}
 SHOWCASE_STEPS = 150  # test BLEU on 100 sentences 7.1 / 8.1 / 7.3 (300 steps: 12.6 / 14.4 / 14.5, twice the time)
 PRETRAIN_OBJECTIVES = ("lm", "dae", "vae")
@@ -107,8 +108,8 @@ def pretrain_spec(objective: str, **overrides) -> PretrainSpec:
     return replace(spec, **overrides)
 
 
-# notebook 1: a sentence autoencoder, the same with a one-vector bottleneck, and a denoising autoencoder,
-# on English captions with one recipe (``autoencoder_specs``)
+# notebook 1: a sentence autoencoder, the same with a one-vector bottleneck, and a denoising
+# autoencoder, on English captions with one recipe (``autoencoder_specs``)
 AUTOENCODERS = {
     "ae": dict(objective="ae"),
     "bottleneck": dict(
@@ -122,16 +123,18 @@ AUTOENCODERS = {
     "dae": dict(objective="dae", infill_ratio=0.3),
 }
 # quick mode's notebook 1 and 2 recipes (the tiny model). The VAE's steps and learning rate make the
-# remedied one decode z-dependent sentences; the autoencoders keep their few steps: 300 steps at 3e-3
-# left the tiny attention autoencoder far from copying (validation NLL 4.96 at step 150, training
-# loss 4.3 at step 223), and the small model that copies costs more than quick mode can pay three times
+# remedied one decode z-dependent sentences; the autoencoders keep their few steps: 300 steps at
+# 3e-3 left the tiny attention autoencoder far from copying (validation NLL 4.96 at step 150,
+# training loss 4.3 at step 223), and the small model that copies costs more than quick mode can pay
+# three times
 QUICK_AE_STEPS, QUICK_AE_LR = 40, 1e-3
 QUICK_VAE_STEPS, QUICK_VAE_LR = 200, 3e-3
 
 
 def autoencoder_specs() -> dict[str, PretrainSpec]:
     """Notebook 1's three runs, keyed as ``AUTOENCODERS``: the small model (tiny in quick mode) on
-    30,000 English captions (1,500 in quick mode) for 300 steps (``QUICK_AE_STEPS`` in quick mode)."""
+    30,000 English captions (1,500 in quick mode) for 300 steps (``QUICK_AE_STEPS`` in quick
+    mode)."""
     steps = QUICK_AE_STEPS if QUICK else 300
     train = TrainConfig(
         max_steps=steps,
@@ -157,14 +160,16 @@ VAE_VARIANTS = {
     "annealing": "KL annealing",
     "all_remedies": "annealing + word dropout + free bits",
 }
-# every VAE of the course by its name in the pretraining records: notebook 2's three, notebook 3's one
+# every VAE of the course by its name in the pretraining records: notebook 2's three, notebook 3's
+# one
 VAE_RUNS = (*(f"vae_{key}" for key in VAE_VARIANTS), "vae")
 
 
 def vae_collapse_specs() -> dict[str, PretrainSpec]:
     """The VAE without remedies, with KL annealing, and with annealing, word dropout and free bits
     (Bowman et al. 2016; Kingma et al. 2016), keyed as ``VAE_VARIANTS``. Quick mode trains the tiny
-    model long enough (``QUICK_VAE_STEPS``) that the remedied one decodes sentences that depend on z."""
+    model long enough (``QUICK_VAE_STEPS``) that the remedied one decodes sentences that depend on
+    z."""
     steps = QUICK_VAE_STEPS if QUICK else 400
     train = TrainConfig(
         max_steps=steps,
@@ -231,9 +236,10 @@ def long_train_config(seed: int = 0, precision: str = "fp32", minutes: int = 60)
     """The course model's full-data CPU recipe: 2,200 steps of ~4,096 tokens (about 60 minutes on 2
     cores, and never more: training stops at 60 minutes), linear warm-up then cosine decay to zero
     over the 2,200 steps (Loshchilov & Hutter 2017), so that the learning rate has annealed by the
-    end instead of flattening out as inverse-sqrt does. With ``precision="bf16"`` (mixed
-    precision, ``tmtlib.models.autocast``) the same hour holds 3,000 steps, and the cosine spans them.
-    With fewer ``minutes`` (what is left of the hour after pretraining) the steps shrink in proportion."""
+    end instead of flattening out as inverse-sqrt does. With ``precision="bf16"`` (mixed precision,
+    ``tmtlib.models.autocast``) the same hour holds 3,000 steps, and the cosine spans them. With
+    fewer ``minutes`` (what is left of the hour after pretraining) the steps shrink in
+    proportion."""
     if QUICK:
         return replace(
             finetune_train_config(), max_steps=30, schedule="cosine", seed=seed, precision=precision
@@ -255,9 +261,9 @@ def long_train_config(seed: int = 0, precision: str = "fp32", minutes: int = 60)
 
 
 def showcase_train_config() -> TrainConfig:
-    """Quick mode's recipe for the ``SHOWCASE`` translators: the small model for about two minutes on
-    2 CPU cores, a high learning rate annealed to zero (cosine), so that they write recognisable German
-    (test BLEU above 5, where an untrained model scores 0)."""
+    """Quick mode's recipe for the ``SHOWCASE`` translators: the small model for about two minutes
+    on 2 CPU cores, a high learning rate annealed to zero (cosine), so that they write recognisable
+    German (test BLEU above 5, where an untrained model scores 0)."""
     return TrainConfig(
         max_steps=SHOWCASE_STEPS,
         warmup_steps=SHOWCASE_STEPS // 10,
@@ -382,8 +388,8 @@ def parent(pair: tuple[str, str] = PARENT) -> tuple[Seq2Seq, History, Path]:
 
 
 def long_parent(pair: tuple[str, str] = PARENT) -> tuple[Seq2Seq, History, Path]:
-    """A stronger parent: ``pair`` on all its pairs with the ~60-minute recipe (``long_train_config``),
-    the course's best full-data model on 2 CPU cores."""
+    """A stronger parent: ``pair`` on all its pairs with the ~60-minute recipe
+    (``long_train_config``), the course's best full-data model on 2 CPU cores."""
     return translator(None, pairs=None, src=pair[0], tgt=pair[1], train=long_train_config())
 
 
@@ -418,8 +424,8 @@ def shared_runs() -> list[Callable[[], tuple[Seq2Seq, History, Path]]]:
 
 def prepare(share: int = 0, of: int = 1) -> None:
     """Train (or load) ``shared_runs`` ahead of time, e.g. before a class. ``of`` processes can
-    split them: this one trains every ``of``-th run from ``share`` on, so that parallel test
-    workers each train a share instead of waiting on each other's runs (see the root conftest.py)."""
+    split them: this one trains every ``of``-th run from ``share`` on, so that parallel test workers
+    each train a share instead of waiting on each other's runs (see the root conftest.py)."""
     if not 0 <= share < of:
         raise ValueError(f"share must be in 0..{of - 1}, not {share}")
     for run in shared_runs()[share::of]:
@@ -429,8 +435,8 @@ def prepare(share: int = 0, of: int = 1) -> None:
 def test_result(
     folder: Path, src: str, tgt: str, split: str = "test_2016_flickr", beam_size: int = 5
 ) -> dict:
-    """Beam-search translations of a task-1 test split by the run in ``folder`` and their
-    sacreBLEU scores, computed once and kept in ``folder`` (decoding 1,000 sentences takes a while)."""
+    """Beam-search translations of a task-1 test split by the run in ``folder`` and their sacreBLEU
+    scores, computed once and kept in ``folder`` (decoding 1,000 sentences takes a while)."""
     limit = 100 if QUICK else None
     cache = folder / f"{src}-{tgt}.{split}.beam{beam_size}.json"
     if cache.exists():

@@ -205,7 +205,8 @@ def read_lines(task: int, split: str, lang: str) -> list[str]:
 
 
 def load_parallel(src: str, tgt: str, split: str = "train") -> list[tuple[str, str]]:
-    """Aligned (source, target) sentence pairs of task 1, e.g. ``load_parallel("en", "de", "val")``."""
+    """Aligned (source, target) sentence pairs of task 1, e.g. ``load_parallel("en", "de",
+    "val")``."""
     if src == tgt:
         raise ValueError(f"a parallel corpus needs two different languages, got {src!r} twice")
     sources, targets = read_lines(1, split, src), read_lines(1, split, tgt)
@@ -252,8 +253,8 @@ def evaluation_sentences(lang: str) -> frozenset[str]:
 @functools.cache
 def unavailable_test_sets(lang: str) -> tuple[str, ...]:
     """The optional test sets of ``lang`` (``OTHER_TEST_SPLITS``) that cannot be fetched here, as
-    'split.lang': they cannot be kept out of pretraining text. Empty with the full Multi30k download;
-    a partial mirror lacks some, which notebook 00 reports beside the held-out counts."""
+    'split.lang': they cannot be kept out of pretraining text. Empty with the full Multi30k
+    download; a partial mirror lacks some, which notebook 00 reports beside the held-out counts."""
     missing = []
     for split in OTHER_TEST_SPLITS:
         if lang in TASK1_SPLITS[split]:
@@ -267,7 +268,8 @@ def unavailable_test_sets(lang: str) -> tuple[str, ...]:
 def low_resource_subset(
     pairs: Sequence[tuple[str, str]], n: int, seed: int = 0
 ) -> list[tuple[str, str]]:
-    """A deterministic random subset of ``n`` pairs (kept in corpus order): a simulated small corpus."""
+    """A deterministic random subset of ``n`` pairs (kept in corpus order): a simulated small
+    corpus."""
     if not 0 < n <= len(pairs):
         raise ValueError(f"cannot draw {n} pairs from a corpus of {len(pairs)}")
     chosen = sorted(random.Random(seed).sample(range(len(pairs)), n))

@@ -300,7 +300,8 @@ def beam_search(
 
 
 def _check_beam_size(model: Seq2Seq, beam_size: int, n_best: int) -> None:
-    """Refuse a beam the search cannot fill: K >= 1, 1 <= n_best <= K, and 2K candidates per step."""
+    """Refuse a beam the search cannot fill: K >= 1, 1 <= n_best <= K, and 2K candidates per
+    step."""
     if beam_size < 1:
         raise ValueError(f"beam_size must be at least 1, not {beam_size}")
     if not 1 <= n_best <= beam_size:
@@ -338,7 +339,8 @@ class _BeamSearch:
         return self.finished
 
     def step(self, length: int) -> bool:
-        """Extend every live hypothesis to ``length`` generated tokens; whether all sentences are done."""
+        """Extend every live hypothesis to ``length`` generated tokens; whether all sentences are
+        done."""
         penalty = length**self.length_penalty
         top_scores, parents, tokens = self._candidates()
         is_eos = tokens.eq(EOS_ID)
@@ -434,7 +436,8 @@ def decode_latent(
     model: Seq2Seq, z: Tensor, start_ids: Tensor, *, max_len: int = 50, beam_size: int = 1
 ) -> list[list[int]]:
     """Decode sentences from latent codes ``z`` [B, L] through ``model.latent_memory``: a VAE's
-    decoder reading a point of its latent space (e.g. along an interpolation, Bowman et al. 2016 §5)."""
+    decoder reading a point of its latent space (e.g. along an interpolation, Bowman et al. 2016
+    §5)."""
     with evaluating(model):
         memory = model.latent_memory(z.to(_device(model)))  # [B, 1, D]
     if beam_size == 1:

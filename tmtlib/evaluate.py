@@ -84,7 +84,8 @@ def bleu(hyps: Sequence[str], refs: References) -> Score:
 
 
 def chrf(hyps: Sequence[str], refs: References, word_order: int = 0) -> Score:
-    """Corpus chrF (Popović 2015); ``word_order=2`` adds word bigrams, giving chrF++ (Popović 2017)."""
+    """Corpus chrF (Popović 2015); ``word_order=2`` adds word bigrams, giving chrF++ (Popović
+    2017)."""
     if word_order not in (0, 2):
         raise ValueError(f"word_order must be 0 (chrF) or 2 (chrF++), not {word_order}")
     return _corpus_score("chrf" if word_order == 0 else "chrf++", hyps, refs)
@@ -137,7 +138,8 @@ class BootstrapResult:
 
 
 def _resampled_scores(metric: Metric, stats: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """The metric on every resample: ``counts[s, i]`` is how often sentence ``i`` is in sample ``s``.
+    """The metric on every resample: ``counts[s, i]`` is how often sentence ``i`` is in sample
+    ``s``.
 
     Summing sufficient statistics is a matrix product; the integer statistics stay exact."""
     totals = counts @ stats

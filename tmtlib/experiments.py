@@ -127,8 +127,9 @@ def crosslingual(
     pairs: int = 3000,
     inits: Iterable[str] = ("scratch", "dae", "parent", "parent_long"),
 ) -> list[Cell]:
-    """en->de parent to en->fr / en->cs children, against scratch and monolingual pretraining (notebook 7).
-    ``parent`` is the course's 250-step parent, ``parent_long`` the ~60-minute one (``experiment full``)."""
+    """en->de parent to en->fr / en->cs children, against scratch and monolingual pretraining
+    (notebook 7). ``parent`` is the course's 250-step parent, ``parent_long`` the ~60-minute one
+    (``experiment full``)."""
     return [
         Cell("crosslingual", _init(i), pairs, s, "en", child)
         for child in children
@@ -208,8 +209,9 @@ def machine() -> dict[str, Any]:
 
 
 def recorded_config(folder: Path) -> dict[str, Any]:
-    """The run's ``config.json`` as a record keeps it: a starting checkpoint in the run cache is named
-    relative to it (``runs/<run folder>/best.pt``), so records hold no path of the machine that made them."""
+    """The run's ``config.json`` as a record keeps it: a starting checkpoint in the run cache is
+    named relative to it (``runs/<run folder>/best.pt``), so records hold no path of the machine
+    that made them."""
     config = json.loads((folder / "config.json").read_text())
     init = config.get("init")
     if init and Path(init).is_absolute() and Path(init).parent.parent == pipeline.runs_dir():
@@ -374,7 +376,8 @@ def seed_rank_p(a: list[float], b: list[float]) -> float:
     """Exact one-sided Mann–Whitney test that ``b``'s seeds score higher than ``a``'s: of all ways
     to split the pooled scores into groups of these sizes, the share whose ``b`` group wins at least
     as many of the (b, a) pairs as observed (a tie counts half). No distribution is assumed, so a
-    few seeds give little: complete separation of 3 seeds from 3 gives 1/20 = 0.05, of 3 from 1 1/4."""
+    few seeds give little: complete separation of 3 seeds from 3 gives 1/20 = 0.05, of 3 from 1
+    1/4."""
     pooled = a + b
 
     def wins(group: tuple[int, ...]) -> float:
@@ -471,7 +474,8 @@ COMMITTED = settings.REPO_ROOT / "data" / "results"
 
 def committed(*families: str) -> dict[Cell, dict]:
     """The committed full-mode study in ``data/results``, read (never trained) in either mode: the
-    records of ``families`` together, by cell. The notebooks show it beside the learner's own runs."""
+    records of ``families`` together, by cell. The notebooks show it beside the learner's own
+    runs."""
     return {
         cell: saved for family in families for cell, saved in recorded(COMMITTED / family).items()
     }
@@ -748,7 +752,8 @@ def run_pretraining(out: Path | None = None, log=print) -> list[dict[str, Any]]:
     checkpoint.write_json_atomic({"rows": rows, "machine": machine()}, folder / "summary.json")
     run_vae_diagnostics(out, log=log)
     fig, ax = _figure((6.5, 4))
-    # the longer denoising stage first: the shorter one, identical up to its last step, is drawn over it
+    # the longer denoising stage first: the shorter one, identical up to its last step, is drawn
+    # over it
     curves = (*course.PRETRAIN_OBJECTIVES, *reversed(course.DENOISED_PARENTS))
     plot.learning_curves(
         {name: histories[name] for name in curves},
@@ -767,7 +772,7 @@ def run_pretraining(out: Path | None = None, log=print) -> list[dict[str, Any]]:
     return rows
 
 
-# --- the VAEs, measured ------------------------------------------------------------------------------
+# --- the VAEs, measured ---------------------------------------------------------------------------
 
 VAE_RUNS = course.VAE_RUNS
 # draws z ~ q(z|x) per sentence: for the ELBO on every validation caption, and for the importance-

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# --- configuration ---------------------------------------------------------------------------------
+# --- configuration --------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def model_config(preset: str, vocab_size: int, **overrides) -> ModelConfig:
     return replace(ModelConfig(vocab_size=vocab_size, **PRESETS[preset]), **overrides)
 
 
-# --- precision -------------------------------------------------------------------------------------
+# --- precision ------------------------------------------------------------------------------------
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -138,15 +138,15 @@ def autocast(device: torch.device, precision: str) -> AbstractContextManager:
     )
 
 
-# --- building blocks -------------------------------------------------------------------------------
+# --- building blocks ------------------------------------------------------------------------------
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
-    """softmax(QK^T / sqrt(Dh)) V over [B, H, T, Dh] queries, keys and values (Vaswani et al. eq. 1),
-    where ``mask`` is True. On the CPU in fp32 even under bf16 autocast: PyTorch's bf16 attention
-    kernels for the CPU are slower than its fp32 ones, the backward above all (a bf16 training step
-    of the course model ran 10-20% faster with attention kept in fp32 on a 2-core AVX512-BF16 CPU),
-    and attention is a small share of the model's FLOPs."""
+    """softmax(QK^T / sqrt(Dh)) V over [B, H, T, Dh] queries, keys and values (Vaswani et al. eq.
+    1), where ``mask`` is True. On the CPU in fp32 even under bf16 autocast: PyTorch's bf16
+    attention kernels for the CPU are slower than its fp32 ones, the backward above all (a bf16
+    training step of the course model ran 10-20% faster with attention kept in fp32 on a 2-core
+    AVX512-BF16 CPU), and attention is a small share of the model's FLOPs."""
     if q.device.type == "cpu" and q.dtype != torch.float32:
         with torch.autocast("cpu", enabled=False):
             return F.scaled_dot_product_attention(
@@ -226,7 +226,8 @@ class CrossAttention(nn.Module):
         self.out = nn.Linear(d_model, d_model)
 
     def project_memory(self, memory: Tensor) -> tuple[Tensor, Tensor]:
-        """Keys and values [B, H, M, Dh] of ``memory`` [B, M, D]: computed once per sentence when caching."""
+        """Keys and values [B, H, M, Dh] of ``memory`` [B, M, D]: computed once per sentence when
+        caching."""
         k, v = self.kv(memory).chunk(2, dim=-1)
         return split_heads(k, self.n_heads), split_heads(v, self.n_heads)
 
@@ -322,7 +323,8 @@ class DecoderLayer(nn.Module):
         state: LayerCache | None = None,
         need_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
-        """One decoder block on ``x`` [B, T, D]; ``state`` (if given) is read and updated in place."""
+        """One decoder block on ``x`` [B, T, D]; ``state`` (if given) is read and updated in
+        place."""
         attended, self_kv = self.self_attn(
             self.self_norm(x), causal=True, past=state.self_kv if state is not None else None
         )
@@ -374,7 +376,8 @@ class Decoder(nn.Module):
         cache: DecoderCache | None = None,
         need_attention: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
-        """Decoder states [B, T, D] and, with ``need_attention``, the last layer's cross-attention."""
+        """Decoder states [B, T, D] and, with ``need_attention``, the last layer's
+        cross-attention."""
         for i, layer in enumerate(self.layers):
             state = cache.layers[i] if cache is not None else None
             last = i == len(self.layers) - 1
@@ -382,11 +385,12 @@ class Decoder(nn.Module):
         return self.norm(x), weights
 
 
-# --- positions -------------------------------------------------------------------------------------
+# --- positions ------------------------------------------------------------------------------------
 
 
 def sinusoids(max_len: int, d_model: int) -> Tensor:
-    """PE(pos, 2i) = sin(pos / 10000^(2i/D)), PE(pos, 2i+1) = cos(...) (Vaswani et al. §3.5). [max_len, D]"""
+    """PE(pos, 2i) = sin(pos / 10000^(2i/D)), PE(pos, 2i+1) = cos(...) (Vaswani et al. §3.5).
+    [max_len, D]"""
     position = torch.arange(max_len, dtype=torch.float).unsqueeze(1)  # [max_len, 1]
     frequency = torch.exp(
         torch.arange(0, d_model, 2, dtype=torch.float) * (-math.log(10000.0) / d_model)
@@ -430,7 +434,7 @@ def _check_length(length: int, max_len: int) -> None:
         )
 
 
-# --- the model -------------------------------------------------------------------------------------
+# --- the model ------------------------------------------------------------------------------------
 
 
 class LatentHeads(nn.Module):
@@ -461,8 +465,8 @@ class Seq2Seq(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Xavier-uniform Linear weights with zero biases (Glorot & Bengio 2010); embeddings
-        N(0, D^-1/2), so that after the sqrt(D) scaling they have unit variance; the pad row zero."""
+        """Xavier-uniform Linear weights with zero biases (Glorot & Bengio 2010); embeddings N(0,
+        D^-1/2), so that after the sqrt(D) scaling they have unit variance; the pad row zero."""
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
@@ -477,7 +481,8 @@ class Seq2Seq(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     def embed_tokens(self, ids: Tensor, offset: int = 0) -> Tensor:
-        """Token embeddings * sqrt(D) plus positions offset .., then dropout: [B, T] -> [B, T, D]."""
+        """Token embeddings * sqrt(D) plus positions offset .., then dropout: [B, T] -> [B, T,
+        D]."""
         x = self.embed(ids) * math.sqrt(self.config.d_model)  # [B, T, D]
         return self.dropout(x + self.positions(offset, ids.size(1)))
 
@@ -555,7 +560,7 @@ class Seq2Seq(nn.Module):
         return self.latent.to_memory(z).unsqueeze(1)
 
 
-# --- incremental decoding --------------------------------------------------------------------------
+# --- incremental decoding -------------------------------------------------------------------------
 
 
 @dataclass

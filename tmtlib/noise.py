@@ -96,7 +96,8 @@ def _infill(
 
 
 def sample_poisson(lam: float, rng: random.Random) -> int:
-    """One draw from Poisson(``lam``) by Knuth's multiplication method: O(lam), fine for lam ≲ 30."""
+    """One draw from Poisson(``lam``) by Knuth's multiplication method: O(lam), fine for lam ≲
+    30."""
     _check_lambda(lam)
     threshold, k, product = math.exp(-lam), 0, rng.random()
     while product > threshold:
@@ -106,7 +107,8 @@ def sample_poisson(lam: float, rng: random.Random) -> int:
 
 
 def _span_lengths(total: int, lam: float, rng: random.Random) -> list[int]:
-    """Poisson(``lam``) span lengths, drawn until they cover ``total`` units; the last is cut to fit."""
+    """Poisson(``lam``) span lengths, drawn until they cover ``total`` units; the last is cut to
+    fit."""
     lengths: list[int] = []
     covered = 0
     while covered < total:
@@ -123,7 +125,7 @@ def _round_randomly(x: float, rng: random.Random) -> int:
     return whole + (rng.random() < x - whole)
 
 
-# --- the public corruptions, on token lists --------------------------------------------------------
+# --- the public corruptions, on token lists -------------------------------------------------------
 
 
 def mask_tokens(
@@ -177,7 +179,8 @@ def infill_spans(
 def shuffle_locally(
     tokens: Sequence[int], k: int, rng: random.Random, word_starts: Sequence[bool] | None = None
 ) -> list[int]:
-    """Permute tokens (or whole words) so that none moves more than ``k`` places (Lample et al. 2018).
+    """Permute tokens (or whole words) so that none moves more than ``k`` places (Lample et al.
+    2018).
 
     Unit ``i`` gets the key ``i + U(0, k+1)`` and units are sorted by key. The bound holds exactly:
     every ``j ≥ i + k + 1`` has ``key_j ≥ j ≥ i + k + 1 > key_i`` and so stays after ``i``; every
@@ -225,7 +228,8 @@ class NoiseConfig:
 
     @classmethod
     def lample(cls) -> NoiseConfig:
-        """The noise of Lample et al. (2018): word dropout with p = 0.1 and a local shuffle, k = 3."""
+        """The noise of Lample et al. (2018): word dropout with p = 0.1 and a local shuffle, k =
+        3."""
         return cls(delete_p=0.1, shuffle_k=3)
 
 
@@ -236,7 +240,8 @@ def apply_noise(
     mask_id: int,
     word_starts: Sequence[bool] | None = None,
 ) -> list[int]:
-    """Apply the enabled corruptions of ``config`` in the fixed order shuffle → delete → infill → mask.
+    """Apply the enabled corruptions of ``config`` in the fixed order shuffle → delete → infill →
+    mask.
 
     Shuffling comes first so its displacement bound refers to the original positions; deletion
     precedes infilling so the infill ratio is a share of what is left; masking comes last and so

@@ -251,7 +251,8 @@ class VAE(Objective):
         )
 
     def _drop_words(self, tgt_in: torch.Tensor) -> torch.Tensor:
-        """Replace decoder inputs (not the start tag, not padding) by <unk> with prob word_dropout."""
+        """Replace decoder inputs (not the start tag, not padding) by <unk> with prob
+        word_dropout."""
         if self.word_dropout <= 0:
             return tgt_in
         drop = torch.rand(tgt_in.shape, device=tgt_in.device) < self.word_dropout

@@ -469,7 +469,8 @@ def finetune(
 
 
 def load(path: str | Path, map_location: str = "cpu") -> tuple[Seq2Seq, Tokenizer, dict[str, Any]]:
-    """A checkpoint's model (eval mode), its tokenizer (``tokenizer.model`` beside it) and metadata."""
+    """A checkpoint's model (eval mode), its tokenizer (``tokenizer.model`` beside it) and
+    metadata."""
     path = Path(path)
     saved = checkpoint.load(path, map_location)
     if "model_config" not in saved:
@@ -535,8 +536,9 @@ def is_finished(folder: Path) -> bool:
 def cached_run(spec, tokenizer: Tokenizer | None = None, **finetune_options):
     """Run ``spec`` in ``data/cache/runs/<kind>-<hash>`` unless it already finished there.
 
-    A finished run is loaded from ``best.pt`` (or ``last.pt``) without training; an unfinished
-    one resumes (after waiting for another process that is training it). Returns (model, history, folder).
+    A finished run is loaded from ``best.pt`` (or ``last.pt``) without training; an unfinished one
+    resumes (after waiting for another process that is training it). Returns (model, history,
+    folder).
     """
     kind = "pretrain" if isinstance(spec, PretrainSpec) else "finetune"
     folder = runs_dir() / f"{kind}-{spec_hash(spec)}"

@@ -1,4 +1,5 @@
-"""Figures the notebooks show: learning curves, VAE terms, length histograms, attention, BLEU curves.
+"""Figures the notebooks show: learning curves, VAE terms, length histograms, attention, BLEU
+curves.
 
 Each function draws on a given matplotlib ``Axes`` (or makes one) and returns it, so a notebook can
 compose several into one figure.
@@ -169,7 +170,8 @@ def attention_heatmap(alignment: Alignment, ax: Axes | None = None) -> Axes:
 
 
 def seed_count(counts: Sequence[int]) -> str:
-    """How many seeds stand behind a line's points, for its legend: "3 seeds", or "3, 3, 1 seeds"."""
+    """How many seeds stand behind a line's points, for its legend: "3 seeds", or "3, 3, 1
+    seeds"."""
     return (
         f"{counts[0]} seed{'s' if counts[0] > 1 else ''}"
         if len(set(counts)) == 1
@@ -184,9 +186,9 @@ def score_curves(
     xlabel: str = "parallel training pairs",
     names: Mapping[str, str] | None = None,
 ) -> Axes:
-    """Mean ± sample standard deviation (over seeds; none for one seed) of a score against a
-    budget, one line per initialisation in its ``INIT_COLORS`` colour, the seed count of each point
-    in the legend (``names`` renames lines there), the legend beside the axes so it covers no point."""
+    """Mean ± sample standard deviation (over seeds; none for one seed) of a score against a budget,
+    one line per initialisation in its ``INIT_COLORS`` colour, the seed count of each point in the
+    legend (``names`` renames lines there), the legend beside the axes so it covers no point."""
     ax = _axes(ax)
     for name, by_budget in results.items():
         budgets = sorted(by_budget)

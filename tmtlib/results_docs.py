@@ -1,4 +1,5 @@
-"""The documents that show the committed results, rendered from ``data/results`` so they cannot drift.
+"""The documents that show the committed results, rendered from ``data/results`` so they cannot
+drift.
 
 README.md and docs/results.md hold marked blocks::
 

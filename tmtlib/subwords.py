@@ -74,7 +74,8 @@ class Tokenizer:
         )
 
     def lang_id(self, lang: str) -> int:
-        """Id of the ``<2xx>`` tag for ``lang``; a clear error for a language outside the vocabulary."""
+        """Id of the ``<2xx>`` tag for ``lang``; a clear error for a language outside the
+        vocabulary."""
         if lang not in self._lang_ids:
             raise ValueError(
                 f"unknown language {lang!r}: this vocabulary knows {', '.join(LANGUAGES)}"
@@ -82,7 +83,8 @@ class Tokenizer:
         return self._lang_ids[lang]
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        """Normalised texts to piece ids, without bos/eos (callers add what their objective needs)."""
+        """Normalised texts to piece ids, without bos/eos (callers add what their objective
+        needs)."""
         return self.sp.encode([normalize(t) for t in texts], out_type=int)
 
     def decode(self, ids: Iterable[Sequence[int]]) -> list[str]:
@@ -95,7 +97,8 @@ class Tokenizer:
         return self.sp.encode(normalize(text), out_type=str)
 
     def word_starts(self, ids: Sequence[int]) -> list[bool]:
-        """For each id, whether its piece begins a word (starts with ``▁``): word-level noise uses it."""
+        """For each id, whether its piece begins a word (starts with ``▁``): word-level noise uses
+        it."""
         return [self.sp.id_to_piece(int(i)).startswith("\u2581") for i in ids]
 
     def fingerprint(self) -> str:
@@ -149,7 +152,8 @@ def train_tokenizer(
 
 
 def _train_to(model_file: Path, lines: list[str], options: TokenizerSettings) -> None:
-    """Run the SentencePiece trainer and write the model atomically (a temporary file per process)."""
+    """Run the SentencePiece trainer and write the model atomically (a temporary file per
+    process)."""
     tmp = model_file.with_name(f".{model_file.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as writer:
         try:

@@ -510,7 +510,8 @@ def flush_denormals() -> Iterator[None]:
 
     Denormals cost 10-100x more on x86 CPUs, and the tiny gradients and Adam moments of a converging
     model fall into that range (a VAE overfit ran 25x slower). The switch is process-wide and torch
-    has no way to read it, so it is on only inside ``train`` and back at torch's default (off) after.
+    has no way to read it, so it is on only inside ``train`` and back at torch's default (off)
+    after.
     """
     torch.set_flush_denormal(True)
     try:
@@ -532,14 +533,16 @@ def train(
     callbacks: Sequence[StepCallback] = (),
     metadata: dict[str, Any] | None = None,
 ) -> History:
-    """Train ``model`` on ``examples`` with ``objective``; resume from ``out_dir/last.pt`` if present.
+    """Train ``model`` on ``examples`` with ``objective``; resume from ``out_dir/last.pt`` if
+    present.
 
-    ``metadata`` (model config, tokenizer fingerprint, run settings) is stored in every
-    checkpoint. ``param_groups`` overrides the optimiser's parameter groups (per-part learning
-    rates, see ``tmtlib.transfer.parameter_groups``); ``callbacks`` run after each optimiser step
-    with ``(step, model)`` (gradual unfreezing uses this). Every setting is checked against the
-    data and the machine first (``check_run``), and ``out_dir`` is locked for the run's lifetime
-    (``checkpoint.run_folder_lock``): a second process on it is refused. Returns the metrics history.
+    ``metadata`` (model config, tokenizer fingerprint, run settings) is stored in every checkpoint.
+    ``param_groups`` overrides the optimiser's parameter groups (per-part learning rates, see
+    ``tmtlib.transfer.parameter_groups``); ``callbacks`` run after each optimiser step with ``(step,
+    model)`` (gradual unfreezing uses this). Every setting is checked against the data and the
+    machine first (``check_run``), and ``out_dir`` is locked for the run's lifetime
+    (``checkpoint.run_folder_lock``): a second process on it is refused. Returns the metrics
+    history.
     """
     check_run(config, examples, valid, evaluate)
     with (

@@ -78,7 +78,7 @@ def _check_parts(
     return parts
 
 
-# --- the report ------------------------------------------------------------------------------------
+# --- the report -----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -128,7 +128,7 @@ def _count_keys() -> list[str]:
     return [*STATUSES, *(f"{status}_params" for status in STATUSES)]
 
 
-# --- reading the source ----------------------------------------------------------------------------
+# --- reading the source ---------------------------------------------------------------------------
 
 
 def _read_checkpoint(path: str | os.PathLike) -> object:
@@ -199,7 +199,7 @@ def _check_shapes(pairs: Iterable[tuple[str, Tensor, Tensor]]) -> None:
         )
 
 
-# --- transfer --------------------------------------------------------------------------------------
+# --- transfer -------------------------------------------------------------------------------------
 
 
 def transfer(
@@ -211,12 +211,12 @@ def transfer(
 ) -> TransferReport:
     """Copy the ``parts`` of ``source`` into ``model`` in place, and report what happened.
 
-    ``source`` is a checkpoint path, a checkpoint dict (with ``"model"`` and maybe
-    ``"tokenizer"``), a plain state dict or a model; it is never modified. Tensors of a selected
-    part that the source lacks (e.g. a parent with fewer decoder layers) keep their
-    initialisation, and source tensors the model lacks (e.g. VAE heads) are ignored: both are
-    reported, not errors, because mixing architectures that way is the point of transfer (Zoph et
-    al. 2016; Ramachandran et al. 2017; Liu et al. 2020). Weights that would be silently wrong are refused with a TransferError:
+    ``source`` is a checkpoint path, a checkpoint dict (with ``"model"`` and maybe ``"tokenizer"``),
+    a plain state dict or a model; it is never modified. Tensors of a selected part that the source
+    lacks (e.g. a parent with fewer decoder layers) keep their initialisation, and source tensors
+    the model lacks (e.g. VAE heads) are ignored: both are reported, not errors, because mixing
+    architectures that way is the point of transfer (Zoph et al. 2016; Ramachandran et al. 2017; Liu
+    et al. 2020). Weights that would be silently wrong are refused with a TransferError:
 
     * when ``"embeddings"`` are selected, a vocabulary mismatch (different tokenizer fingerprints,
       when both are known, or a different number of embedding rows): the rows would mean other
@@ -251,7 +251,7 @@ def transfer(
     )
 
 
-# --- fine-tuning strategies ------------------------------------------------------------------------
+# --- fine-tuning strategies -----------------------------------------------------------------------
 
 
 def _parameters_of(model: nn.Module, parts: Iterable[str]) -> Iterator[nn.Parameter]:

@@ -1,4 +1,5 @@
-"""Measuring a trained sentence VAE: how good a density model it is, and whether its decoder reads z.
+"""Measuring a trained sentence VAE: how good a density model it is, and whether its decoder reads
+z.
 
 Training reports -ELBO per token, but the validation figure of ``tmtlib.train.validation_loss``
 decodes from the posterior mean z = mu: its reconstruction term is log p(x | mu), not the ELBO's
@@ -10,7 +11,8 @@ properly, on a fixed list of examples (each with a source equal to its target, a
 * ``elbo``: E_q[log p(x|z)] estimated with those S samples, minus the closed-form KL;
 * ``importance_weighted_nll``: the bound of Burda et al. (2016, eq. 8),
   log p(x) >= L_k = E[log 1/k sum_i p(x, z_i) / q(z_i|x)], which tightens as k grows (L_1 = ELBO);
-* ``active_units``: the dimensions whose posterior mean varies over sentences (Burda et al. 2016 §5.2);
+* ``active_units``: the dimensions whose posterior mean varies over sentences (Burda et al. 2016
+  §5.2);
 * ``mutual_information``: I(x; z) under the encoder's joint q(x, z) = p_data(x) q(z|x), as He et
   al. (2019, "Lagging inference networks", §4 and their code) estimate it;
 * ``shuffled_latents``: each sentence decoded from another sentence's z; if the decoder ignored z
@@ -99,7 +101,8 @@ class LatentSamples:
 
     @property
     def log_weights(self) -> Tensor:
-        """log w_ns = log p(x_n, z_ns) - log q(z_ns | x_n), the importance weights of Burda et al."""
+        """log w_ns = log p(x_n, z_ns) - log q(z_ns | x_n), the importance weights of Burda et
+        al."""
         return self.reconstruction + self.log_prior_ratio
 
 
@@ -132,8 +135,9 @@ def elbo(draws: LatentSamples) -> dict[str, float]:
 
 def importance_weighted_nll(draws: LatentSamples, k: int) -> float:
     """-L_k per token, the importance-weighted upper bound on -log p(x) (Burda et al. 2016, eq. 8):
-    L_k = log (1/k) sum_{i<=k} p(x, z_i) / q(z_i | x). The S samples are cut into S // k groups of
-    k and the bound averaged over them; -L_1 is a (higher-variance) -ELBO, and -L_k falls as k grows."""
+    L_k = log (1/k) sum_{i<=k} p(x, z_i) / q(z_i | x). The S samples are cut into S // k groups of k
+    and the bound averaged over them; -L_1 is a (higher-variance) -ELBO, and -L_k falls as k
+    grows."""
     groups = draws.log_weights.shape[1] // k
     if groups < 1:
         raise ValueError(
@@ -158,8 +162,8 @@ def mutual_information(mu: Tensor, logvar: Tensor, samples: int = 10, seed: int 
         I = E_x E_{q(z|x)}[log q(z|x) - log q(z)],   q(z) ~ (1/N) sum_j q(z | x_j),
 
     with ``samples`` draws z ~ q(z|x) per sentence. (He et al. take E_q[log q(z|x)] in closed form;
-    scoring both terms on the same draws cancels most of the sampling noise.) I <= mean
-    KL(q(z|x) || p(z)) (their difference is KL(q(z) || p(z))), and the estimate cannot exceed log N."""
+    scoring both terms on the same draws cancels most of the sampling noise.) I <= mean KL(q(z|x) ||
+    p(z)) (their difference is KL(q(z) || p(z))), and the estimate cannot exceed log N."""
     n = mu.shape[0]
     generator = torch.Generator().manual_seed(seed)
     estimates = []
@@ -171,7 +175,8 @@ def mutual_information(mu: Tensor, logvar: Tensor, samples: int = 10, seed: int 
 
 
 def derangement(n: int, seed: int = 0) -> Tensor:
-    """A random permutation of range(n) with no fixed point: each index's successor on a random cycle."""
+    """A random permutation of range(n) with no fixed point: each index's successor on a random
+    cycle."""
     if n < 2:
         raise ValueError("a derangement needs at least two items")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
@@ -208,8 +213,8 @@ def measure(
     iw_k: Sequence[int] = (1, 10, 50),
     seed: int = 0,
 ) -> dict:
-    """Every diagnostic above for one VAE on ``examples``: per-token -ELBO with ``samples`` sampled z
-    per sentence and its terms, the reconstruction at z = mu (what training's validation reports),
+    """Every diagnostic above for one VAE on ``examples``: per-token -ELBO with ``samples`` sampled
+    z per sentence and its terms, the reconstruction at z = mu (what training's validation reports),
     active units, I(x; z) and the mean KL per sentence (nats), and the shuffled-z test; and on the
     fixed subset of the first ``iw_sentences`` examples, from ``iw_samples`` draws each, -ELBO and
     the importance-weighted bound on -log p(x) for each k in ``iw_k``."""
@@ -243,7 +248,8 @@ def _cross_attention_parts(
     model: Seq2Seq, of: Callable[[Tensor], Tensor]
 ) -> dict[str, list[Tensor]]:
     """``of(parameter)`` (the parameter's values, or its gradient) for each decoder layer's
-    cross-attention query, key, value and output projection, weights and biases (kv split in two)."""
+    cross-attention query, key, value and output projection, weights and biases (kv split in
+    two)."""
     d_model, parts = model.config.d_model, {"query": [], "key": [], "value": [], "output": []}
     for layer in model.decoder.layers:
         attention = layer.cross_attn

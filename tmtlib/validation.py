@@ -158,7 +158,8 @@ def check_fields(settings: Any) -> None:
 
 
 def _plain_value(name: str, value: Any, hint: Any) -> Any:
-    """``value`` from JSON/TOML as the field ``hint`` wants it: lists as tuples, tables as settings."""
+    """``value`` from JSON/TOML as the field ``hint`` wants it: lists as tuples, tables as
+    settings."""
     if dataclasses.is_dataclass(hint) and not isinstance(value, hint):
         if not isinstance(value, Mapping):
             raise SettingError(f"{name} must be a table of {hint.__name__} settings, not {value!r}")

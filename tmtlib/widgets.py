@@ -47,8 +47,9 @@ def noise_preview(
 def noise_explorer(tokenizer: Tokenizer, sentences: Sequence[str]) -> w.Widget:
     """Sliders for each corruption; shows the original and corrupted pieces of a chosen sentence.
 
-    It opens on the course's denoising noise (``EXPLORER_START``: BART's span infilling of 30% of the
-    pieces, which always masks at least one span), so the first view already shows a corruption."""
+    It opens on the course's denoising noise (``EXPLORER_START``: BART's span infilling of 30% of
+    the pieces, which always masks at least one span), so the first view already shows a
+    corruption."""
     sentence = w.Dropdown(
         options=list(sentences), description="sentence", layout=w.Layout(width="95%")
     )
@@ -116,7 +117,8 @@ def interpolation_slider(
 
 
 def wrapping_html(text: str) -> str:
-    """``text`` as HTML that wraps at the widget's edge (a ``Label`` cuts long lines off with "…")."""
+    """``text`` as HTML that wraps at the widget's edge (a ``Label`` cuts long lines off with
+    "…")."""
     return f'<div style="white-space: normal; overflow-wrap: anywhere">{html.escape(text)}</div>'
 
 

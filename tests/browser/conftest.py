@@ -1,4 +1,5 @@
-"""Fixtures of the browser test: Chromium from the system, a JupyterLab server on a copy of the notebooks.
+"""Fixtures of the browser test: Chromium from the system, a JupyterLab server on a copy of the
+notebooks.
 
 Skipped, with the reason printed, where Playwright or a Chromium cannot be found. Chromium is the
 operating system's (``apt-get install chromium``), not Playwright's own download: ``TMT_CHROMIUM``
@@ -6,10 +7,11 @@ names another executable. Screenshots and timings go to ``TMT_BROWSER_ARTEFACTS`
 folder under pytest's temporary directory, printed at the end of the run).
 
 The notebooks are copied to a temporary folder, so neither the test nor JupyterLab's autosave ever
-writes into them. The kernels share the test session's run cache (``cache/runs`` under ``TMT_HOME``, a temporary
-home unless set; see the root ``conftest.py``) with nbval. Before the lab starts, ``trained_models``
-trains the models the widget notebooks load (or, when another test worker is training one, waits for
-it), so Run All meets a warm cache in any test order, with or without parallel workers.
+writes into them. The kernels share the test session's run cache (``cache/runs`` under ``TMT_HOME``,
+a temporary home unless set; see the root ``conftest.py``) with nbval. Before the lab starts,
+``trained_models`` trains the models the widget notebooks load (or, when another test worker is
+training one, waits for it), so Run All meets a warm cache in any test order, with or without
+parallel workers.
 """
 
 from __future__ import annotations
@@ -84,7 +86,8 @@ def trained_models(corpus) -> None:
 
 @pytest.fixture(scope="session")
 def lab_server(playwright_api, trained_models, tmp_path_factory):
-    """JupyterLab on a temporary copy of the notebooks, kernels in quick mode importing this checkout."""
+    """JupyterLab on a temporary copy of the notebooks, kernels in quick mode importing this
+    checkout."""
     from lab_driver import start_lab
 
     root, state = tmp_path_factory.mktemp("lab-notebooks"), tmp_path_factory.mktemp("lab-state")

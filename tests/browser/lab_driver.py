@@ -1,7 +1,7 @@
 """A throw-away JupyterLab server and a thin driver for one notebook tab in a Playwright page.
 
-The server runs on 127.0.0.1 with a free port and no token, in a folder of copied notebooks, with its
-workspace, settings and runtime files in the same temporary folder: nothing it does reaches the
+The server runs on 127.0.0.1 with a free port and no token, in a folder of copied notebooks, with
+its workspace, settings and runtime files in the same temporary folder: nothing it does reaches the
 checkout or the user's Jupyter configuration. ``expose_app_in_browser`` gives the test the
 application object (``window.jupyterapp``), the way JupyterLab's own UI tests (Galata) drive it:
 opening files, running all cells and reading the kernel state go through it; the widgets themselves
@@ -28,7 +28,8 @@ STARTUP_LIMIT_S = 120
 
 
 def free_port() -> int:
-    """A port nothing listens on now (the server is started with ``port_retries=0``, so a race fails loudly)."""
+    """A port nothing listens on now (the server is started with ``port_retries=0``, so a race fails
+    loudly)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -71,8 +72,8 @@ def start_lab(root: Path, state: Path, env: dict[str, str]) -> LabServer:
     news.write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False})
     )  # no pop-up over the widgets
-    # every cell in the page, as a learner scrolling sees them: JupyterLab 4 otherwise renders only the cells
-    # near the viewport, so the n-th rendered cell is not the notebook's n-th cell
+    # every cell in the page, as a learner scrolling sees them: JupyterLab 4 otherwise renders only
+    # the cells near the viewport, so the n-th rendered cell is not the notebook's n-th cell
     tracker = (
         state / "settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
     )
@@ -183,7 +184,8 @@ class NotebookTab:
         return self._eval("return panel.context.model.dirty")
 
     def prompts(self) -> list[str]:
-        """The input prompt of each code cell, e.g. '[3]:', '[*]:' (queued or running), '[ ]:' (not run)."""
+        """The input prompt of each code cell, e.g. '[3]:', '[*]:' (queued or running), '[ ]:' (not
+        run)."""
         return self._eval(
             "return panel.content.widgets.filter(c => c.model.type === 'code')"
             ".map(c => c.node.querySelector('.jp-InputPrompt')?.textContent.trim() ?? '')"
@@ -219,7 +221,8 @@ class NotebookTab:
         return self.node.locator(".jp-Notebook .jp-Cell").nth(index)
 
     def error_outputs(self) -> list[str]:
-        """Every error (traceback) or stderr (warning) output of the notebook's cells, as 'cell N: text'."""
+        """Every error (traceback) or stderr (warning) output of the notebook's cells, as 'cell N:
+        text'."""
         return self._eval(
             "return panel.content.widgets.flatMap((cell, index) => cell.model.type !== 'code' ? [] : "
             "cell.model.outputs.toJSON().filter(o => o.output_type === 'error' || o.name === 'stderr')"

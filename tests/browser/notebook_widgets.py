@@ -1,10 +1,12 @@
-"""Which notebooks and cells show widgets, found from the notebooks' content, and their static fallbacks.
+"""Which notebooks and cells show widgets, found from the notebooks' content, and their static
+fallbacks.
 
 A *widget cell* calls one of the widget builders of ``tmtlib.widgets`` (the functions that return a
-``Widget``); a *widget notebook* has a widget cell or any committed widget output (tqdm's progress bars
-in the training notebooks are widgets too). Right after each widget cell comes a markdown *fallback*
-cell (tagged ``widget-fallback``): the widget's committed full-mode state written out as plain text,
-for readers on a code host or with an untrusted notebook, where the widget itself cannot draw.
+``Widget``); a *widget notebook* has a widget cell or any committed widget output (tqdm's progress
+bars in the training notebooks are widgets too). Right after each widget cell comes a markdown
+*fallback* cell (tagged ``widget-fallback``): the widget's committed full-mode state written out as
+plain text, for readers on a code host or with an untrusted notebook, where the widget itself cannot
+draw.
 
 Regenerate the fallbacks after re-running a notebook in full mode:
 ``python3 tests/browser/notebook_widgets.py notebooks/*.ipynb``
@@ -31,7 +33,8 @@ FALLBACK_INTRO = (
 
 
 def widget_builders() -> set[str]:
-    """Names of the functions in ``tmtlib.widgets`` that build a widget (annotated ``-> w.Widget``)."""
+    """Names of the functions in ``tmtlib.widgets`` that build a widget (annotated ``->
+    w.Widget``)."""
     return {
         name
         for name, function in inspect.getmembers(widgets, inspect.isfunction)
@@ -41,8 +44,9 @@ def widget_builders() -> set[str]:
 
 
 def widget_names(notebook: dict) -> tuple[dict[str, str], set[str]]:
-    """How the notebook refers to the builders: ({local name: builder} from ``from tmtlib.widgets import``,
-    {names bound to the module} from ``from tmtlib import widgets`` or ``import tmtlib.widgets as w``)."""
+    """How the notebook refers to the builders: ({local name: builder} from ``from tmtlib.widgets
+    import``, {names bound to the module} from ``from tmtlib import widgets`` or ``import
+    tmtlib.widgets as w``)."""
     builders, functions, modules = widget_builders(), {}, set()
     for tree in _trees(notebook):
         for node in ast.walk(tree):
@@ -182,7 +186,8 @@ def is_fallback(cell: dict) -> bool:
 
 
 def with_fallbacks(notebook: dict) -> dict:
-    """The notebook with each widget cell followed by its (re)generated fallback, old fallbacks replaced."""
+    """The notebook with each widget cell followed by its (re)generated fallback, old fallbacks
+    replaced."""
     cells = [cell for cell in notebook["cells"] if not is_fallback(cell)]
     rebuilt = dict(notebook, cells=cells)
     for cell in reversed(widget_cells(rebuilt)):
@@ -195,7 +200,8 @@ def with_fallbacks(notebook: dict) -> dict:
 
 
 def main(paths: list[str]) -> int:
-    """Rewrite the fallbacks of the given notebooks in place (notebooks without widget cells are left alone)."""
+    """Rewrite the fallbacks of the given notebooks in place (notebooks without widget cells are
+    left alone)."""
     for name in paths:
         path = Path(name)
         notebook = read(path)

@@ -24,7 +24,8 @@ OPEN_LIMIT_S = 120
 RUN_ALL_LIMIT_S = (
     300  # quick mode, models already cached by nbval; includes training them where they are not
 )
-# a widget the frontend drew (without the widget extension, the output is the widget's text/plain repr instead)
+# a widget the frontend drew (without the widget extension, the output is the widget's text/plain
+# repr instead)
 WIDGET_DRAWN = (
     ".jp-Cell-outputArea > .jp-OutputArea-child > .jp-OutputArea-output > .jupyter-widgets"
 )
@@ -47,7 +48,8 @@ def timed(notebook: str, what: str, limit_s: float, step, artefacts) -> None:
 
 
 def test_notebooks_open_unmodified(lab_page):
-    """A notebook opened fresh is not marked modified: its metadata is what JupyterLab itself writes."""
+    """A notebook opened fresh is not marked modified: its metadata is what JupyterLab itself
+    writes."""
     page, log = lab_page
     tabs = [NotebookTab(page, name) for name in ALL_NOTEBOOKS]
     try:
@@ -92,7 +94,8 @@ def test_widgets_respond_in_jupyterlab(name, lab_page, artefacts):
 
 
 def drive(name: str, tab: NotebookTab, cell, page, artefacts) -> None:
-    """Check that the widget of ``cell`` is drawn, drive all its controls, and save its screenshot."""
+    """Check that the widget of ``cell`` is drawn, drive all its controls, and save its
+    screenshot."""
     views = tab.cell(cell.index).locator(WIDGET_DRAWN)
     if views.count() == 0:
         shown = tab.cell(cell.index).locator(".jp-Cell-outputArea").inner_text()

@@ -1,4 +1,5 @@
-"""What a learner sees before running anything: metadata JupyterLab keeps, and a static fallback per widget.
+"""What a learner sees before running anything: metadata JupyterLab keeps, and a static fallback per
+widget.
 
 No browser needed. Readers on a code host or with an untrusted notebook cannot see widgets; the
 markdown cell after each widget cell shows the widget's committed full-mode state instead, and must
@@ -18,7 +19,8 @@ ALL_NOTEBOOKS = sorted(NOTEBOOKS.glob("*.ipynb"))
 
 @pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda path: path.name)
 def test_kernelspec_is_what_jupyterlab_writes(path):
-    """JupyterLab rewrites the kernelspec from the kernel's own spec on opening, marking the notebook modified."""
+    """JupyterLab rewrites the kernelspec from the kernel's own spec on opening, marking the
+    notebook modified."""
     spec = KernelSpecManager().get_kernel_spec("python3")
     expected = {"display_name": spec.display_name, "language": spec.language, "name": "python3"}
     assert read(path)["metadata"]["kernelspec"] == expected

@@ -1,9 +1,9 @@
 """Drive each of the course's widgets the way a learner does, and check what the learner then sees.
 
-One driver per builder of ``tmtlib.widgets``; each touches every control of its widget with the mouse
-or the keyboard (drag a slider, pick from a dropdown, type into a text box) and waits, up to a stated
-limit, for the visible output to change as it should. A failure names the notebook, the widget and the
-control, the expected change, and what the output showed instead.
+One driver per builder of ``tmtlib.widgets``; each touches every control of its widget with the
+mouse or the keyboard (drag a slider, pick from a dropdown, type into a text box) and waits, up to a
+stated limit, for the visible output to change as it should. A failure names the notebook, the
+widget and the control, the expected change, and what the output showed instead.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ class Driver:
     # --- finding controls ---------------------------------------------------------------------
 
     def control(self, kind: str, description: str) -> Locator:
-        """The control of CSS class ``widget-<kind>`` whose description label reads ``description``."""
+        """The control of CSS class ``widget-<kind>`` whose description label reads
+        ``description``."""
         label = self.page.locator(
             ".widget-label", has_text=re.compile(rf"^\s*{re.escape(description)}\s*$")
         )
@@ -85,7 +86,8 @@ class Driver:
     # --- gestures -----------------------------------------------------------------------------
 
     def drag_slider(self, description: str, fraction: float) -> str:
-        """Drag the slider's handle with the mouse to ``fraction`` of its track; return the new readout."""
+        """Drag the slider's handle with the mouse to ``fraction`` of its track; return the new
+        readout."""
         slider = self.control("slider", description)
         track, handle = slider.locator(".noUi-target"), slider.locator(".noUi-handle")
         handle.scroll_into_view_if_needed()
@@ -125,7 +127,8 @@ class Driver:
     def expect(
         self, control: str, action: Callable[[], str], expectation: str, changed: Callable[[], bool]
     ) -> None:
-        """Do ``action`` (it returns a description of what was done), then wait for ``changed()``."""
+        """Do ``action`` (it returns a description of what was done), then wait for
+        ``changed()``."""
         start = time.monotonic()
         done = action()
         while not changed():
@@ -182,7 +185,8 @@ class Driver:
         return self.root.locator("img:not([data-seen])").count() > 0
 
     def image_source(self) -> str:
-        """The data of the last image shown (a heatmap), to tell a redrawn one from a different one."""
+        """The data of the last image shown (a heatmap), to tell a redrawn one from a different
+        one."""
         images = self.root.locator("img")
         return images.last.get_attribute("src") or "" if images.count() else ""
 
@@ -191,7 +195,8 @@ class Driver:
 
 
 def drive_noise_explorer(d: Driver) -> None:
-    """Pick another sentence, then move each noise slider: the corrupted line must change each time."""
+    """Pick another sentence, then move each noise slider: the corrupted line must change each
+    time."""
     d.expect_line_change(
         "sentence", lambda: f"choosing '{d.choose('sentence', 1)}'", "original:", "corrupted:"
     )
@@ -227,9 +232,9 @@ def drive_interpolation_slider(d: Driver) -> None:
 
 
 def drive_translator(d: Driver) -> None:
-    """Type a sentence, add a reference, move the beam, switch the model: a new heatmap each time, and
-    new text for a new sentence; another model must draw another heatmap (its attention differs even
-    where two quick models agree on the words)."""
+    """Type a sentence, add a reference, move the beam, switch the model: a new heatmap each time,
+    and new text for a new sentence; another model must draw another heatmap (its attention differs
+    even where two quick models agree on the words)."""
     translation = lambda: d.output_text().splitlines()[0] if d.output_text() else ""
 
     def retranslated(

@@ -124,13 +124,15 @@ def _masking_attempt(my_mask: Corruption) -> str:
 
 
 def check_token_masking(my_mask: Corruption) -> Verdict:
-    """``my_mask(tokens, p, mask_id, rng)`` -> tokens with each piece replaced by ``mask_id`` with probability p."""
+    """``my_mask(tokens, p, mask_id, rng)`` -> tokens with each piece replaced by ``mask_id`` with
+    probability p."""
     return run_check("token masking", lambda: _masking_attempt(my_mask))
 
 
 def _spans_removed(tokens: Sequence[int], noisy: Sequence[int], mask: int) -> list[int] | None:
-    """The lengths of the spans each mask replaced, if ``noisy`` is ``tokens`` with disjoint contiguous
-    spans (possibly empty) each replaced by ONE mask; ``None`` if no such reading exists."""
+    """The lengths of the spans each mask replaced, if ``noisy`` is ``tokens`` with disjoint
+    contiguous spans (possibly empty) each replaced by ONE mask; ``None`` if no such reading
+    exists."""
     n = len(tokens)
     reachable: dict[tuple[int, int], list[int]] = {
         (0, 0): []
@@ -194,5 +196,6 @@ def _infilling_attempt(my_infill: Corruption) -> str:
 
 
 def check_span_infilling(my_infill: Corruption) -> Verdict:
-    """``my_infill(tokens, ratio, mask_id, rng)`` -> BART text infilling with Poisson(3) span lengths."""
+    """``my_infill(tokens, ratio, mask_id, rng)`` -> BART text infilling with Poisson(3) span
+    lengths."""
     return run_check("span infilling", lambda: _infilling_attempt(my_infill))

@@ -3,7 +3,8 @@ paraphrasing (Sun & Zhou 2012), and ROUGE-L, the longest-common-subsequence scor
 summarisation (Lin 2004), on the real task-2 captions of Multi30k.
 
 The hypotheses are real and need no model: caption 2 of each test image (a human paraphrase) and
-caption 1 itself (copying the input), scored against captions 3-5, as notebook 10 scores its systems.
+caption 1 itself (copying the input), scored against captions 3-5, as notebook 10 scores its
+systems.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from . import Verdict, expect, run_check
 
 
 def paraphrase_systems() -> tuple[dict[str, list[str]], list[str], list[list[str]]]:
-    """({system: outputs}, inputs, references): the human caption and the copied input, against captions 3-5."""
+    """({system: outputs}, inputs, references): the human caption and the copied input, against
+    captions 3-5."""
     sources, references = pipeline.paraphrase_test_set("en")
     systems = {"human (caption 2)": [refs[0] for refs in references], "copy the input": sources}
     return systems, sources, [refs[1:] for refs in references]
@@ -122,7 +124,8 @@ def check_ibleu(
 
 
 def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
-    """Length of the longest common subsequence of two token lists (dynamic programming, O(|a||b|))."""
+    """Length of the longest common subsequence of two token lists (dynamic programming,
+    O(|a||b|))."""
     previous = [0] * (len(b) + 1)
     for token in a:
         current = [0]
@@ -171,8 +174,8 @@ def _rouge_hint(got: float, hypothesis: str, reference: str) -> str:
 
 
 def check_rouge_l(my_rouge_l: Callable[[str, str], float], sentences: int = 200) -> Verdict:
-    """Compare ``my_rouge_l(hypothesis, reference) -> F1 in [0, 1]`` with :func:`rouge_l` on the human
-    paraphrase (caption 2) against caption 3 of real test images."""
+    """Compare ``my_rouge_l(hypothesis, reference) -> F1 in [0, 1]`` with :func:`rouge_l` on the
+    human paraphrase (caption 2) against caption 3 of real test images."""
 
     def attempt() -> str:
         systems, _, refs = paraphrase_systems()

@@ -51,9 +51,9 @@ def check_paired_bootstrap(
     """Compare ``my_bootstrap(hyps_a, hyps_b, refs, n_samples, seed) -> p`` with
     ``tmtlib.evaluate.paired_bootstrap`` (Koehn 2004) on real test translations of the budgets runs.
 
-    The protocol to follow: ``indices = np.random.default_rng(seed).integers(0, n, size=(n_samples, n))``
-    (row s is resample s), corpus BLEU of a and of b on each resample, and
-    ``p = (#{resamples where b does not beat a} + 1) / (n_samples + 1)`` (ties count against b)."""
+    The protocol to follow: ``indices = np.random.default_rng(seed).integers(0, n, size=(n_samples,
+    n))`` (row s is resample s), corpus BLEU of a and of b on each resample, and ``p = (#{resamples
+    where b does not beat a} + 1) / (n_samples + 1)`` (ties count against b)."""
 
     def attempt() -> str:
         lines = []
@@ -106,8 +106,8 @@ def reference_curve(records_dir: Path, init: str) -> Curve:
 
 
 def check_budget_curve(my_curve: Callable[[Path, str], Curve]) -> Verdict:
-    """Compare ``my_curve(records_dir, init) -> {pairs: (mean BLEU, sd or None)}`` with the summary that
-    ``tmtlib.experiments`` computes from the committed budgets records, for scratch and DAE."""
+    """Compare ``my_curve(records_dir, init) -> {pairs: (mean BLEU, sd or None)}`` with the summary
+    that ``tmtlib.experiments`` computes from the committed budgets records, for scratch and DAE."""
 
     def attempt() -> str:
         for init in ("scratch", "dae"):
@@ -160,8 +160,8 @@ def pairs_needed(curve: dict[int, float], target_bleu: float) -> float | None:
 def check_pairs_needed(
     my_pairs_needed: Callable[[dict[int, float], float], float | None],
 ) -> Verdict:
-    """Compare ``my_pairs_needed(scratch_curve, bleu)`` with :func:`pairs_needed` on the scratch curve
-    of the committed records, for every DAE score (and for scores outside the curve)."""
+    """Compare ``my_pairs_needed(scratch_curve, bleu)`` with :func:`pairs_needed` on the scratch
+    curve of the committed records, for every DAE score (and for scores outside the curve)."""
 
     def attempt() -> str:
         scratch = {

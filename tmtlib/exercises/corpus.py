@@ -14,7 +14,8 @@ Pairs = Sequence[tuple[str, str]]
 
 
 def _type_coverage(subset: Pairs, test: Pairs) -> float:
-    """Share of the lower-cased German word types of ``test`` that occur in ``subset`` (notebook 00)."""
+    """Share of the lower-cased German word types of ``test`` that occur in ``subset`` (notebook
+    00)."""
     test_words = {w for _, de in test for w in de.lower().split()}
     seen = {w for _, de in subset for w in de.lower().split()}
     return len(test_words & seen) / len(test_words)
@@ -63,7 +64,8 @@ def check_test_coverage(my_coverage: Callable[[Pairs, Pairs], float]) -> Verdict
 
 
 def _pieces_per_word(tokenizer: Tokenizer, sentences: Sequence[str]) -> float:
-    """Pieces per whitespace word, without BOS/EOS/tags (notebook 00's measure of sequence length)."""
+    """Pieces per whitespace word, without BOS/EOS/tags (notebook 00's measure of sequence
+    length)."""
     return sum(map(len, tokenizer.encode(list(sentences)))) / sum(len(s.split()) for s in sentences)
 
 

@@ -29,7 +29,8 @@ def coverage_inputs() -> tuple[list[int], list[int]]:
 
 def check_token_coverage(my_coverage: Callable[[list[int], list[int]], float]) -> Verdict:
     """Compare ``my_coverage(child_pieces, parent_pieces)`` (the share of the child's running pieces
-    that occur at least once among the parent's) with the reference on real French and German text."""
+    that occur at least once among the parent's) with the reference on real French and German
+    text."""
 
     def attempt() -> str:
         french, german = coverage_inputs()
@@ -131,7 +132,8 @@ def check_copy_parts(
 
 
 def overlap_inputs() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """The child's 3,000 en→fr training pairs (seed 0, as in notebook 7) and the parent's en→de pairs."""
+    """The child's 3,000 en→fr training pairs (seed 0, as in notebook 7) and the parent's en→de
+    pairs."""
     child = data.low_resource_subset(data.load_parallel("en", "fr"), 3000, seed=0)
     return child, data.load_parallel("en", "de")
 

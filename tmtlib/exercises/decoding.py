@@ -27,7 +27,8 @@ SENTENCES = (0, 1, 2, 3)
 
 def toy_translator(eos_scale: float = 1.0) -> Seq2Seq:
     """A seeded tiny-preset model with the course's vocabulary. Untrained, but its large learned
-    positions make each output position pick another token; ``eos_scale=5`` makes it end after one."""
+    positions make each output position pick another token; ``eos_scale=5`` makes it end after
+    one."""
     torch.manual_seed(0)
     model = Seq2Seq(
         model_config("tiny", course.tokenizer().vocab_size, positions="learned", max_len=64)
@@ -53,7 +54,8 @@ def decoding_cases() -> list[tuple[str, Seq2Seq, int, list[int], int]]:
 
 
 def test_sources() -> list[list[int]]:
-    """Real English test sentences as source ids: the pieces, then EOS (as ``tmtlib.decode.translate`` does)."""
+    """Real English test sentences as source ids: the pieces, then EOS (as
+    ``tmtlib.decode.translate`` does)."""
     sentences = [data.read_lines(1, "test_2016_flickr", "en")[i] for i in SENTENCES]
     return [ids + [EOS_ID] for ids in course.tokenizer().encode(sentences)]
 
@@ -104,9 +106,9 @@ def check_greedy(my_greedy: Callable[[Seq2Seq, list[int], int, int], list[int]])
 
 
 def next_piece_scores() -> Tensor:
-    """Real next-token distributions [96, V]: the log-frequencies of the piece that follows each of the
-    32 most frequent pieces in German validation captions (add-0.001 smoothed, so the tails are long
-    and tied), as they are and sharpened or flattened (temperatures 0.5 and 2)."""
+    """Real next-token distributions [96, V]: the log-frequencies of the piece that follows each of
+    the 32 most frequent pieces in German validation captions (add-0.001 smoothed, so the tails are
+    long and tied), as they are and sharpened or flattened (temperatures 0.5 and 2)."""
     tok, sentences = samples.tokenizer(), samples.caption_ids("de")
     follows = Counter((a, b) for ids in sentences for a, b in pairwise(ids))
     firsts = [piece for piece, _ in Counter(a for a, _ in follows.elements()).most_common(32)]
@@ -118,10 +120,10 @@ def next_piece_scores() -> Tensor:
 
 
 def nucleus_slip(kept: Tensor, probs: Tensor, p: float, tolerance: float = 1e-4) -> str | None:
-    """What is wrong with the kept set ``kept`` [V] of one row of ``probs`` (float64) as the nucleus of
-    mass ``p`` (Holtzman et al. 2020, eq. 3), or None. Judged by the definition, not by one sort order:
-    ties may be broken either way, and a token whose mass-before lies within ``tolerance`` of p may go
-    either way (float32 sums differ in their last bits between machines)."""
+    """What is wrong with the kept set ``kept`` [V] of one row of ``probs`` (float64) as the nucleus
+    of mass ``p`` (Holtzman et al. 2020, eq. 3), or None. Judged by the definition, not by one sort
+    order: ties may be broken either way, and a token whose mass-before lies within ``tolerance`` of
+    p may go either way (float32 sums differ in their last bits between machines)."""
     if not kept.any():
         return (
             "no token is left: the most likely token must always stay (the nucleus is never empty)"

@@ -27,7 +27,8 @@ from ..settings import REPO_ROOT
 from ..train import TrainConfig, learning_rate_factor
 from . import Verdict, expect, run_check
 
-# a kept record of the course (under data/results) whose 1,000 test_2016_flickr translations are stored with it
+# a kept record of the course (under data/results) whose 1,000 test_2016_flickr translations are
+# stored with it
 RECORD = "budgets/en-de_parent_dae_long_10000_seed2.json"
 
 
@@ -40,7 +41,7 @@ def recorded_translations() -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(hyps), tuple(refs[: len(hyps)])
 
 
-# --- exercise 1: the brevity penalty ---------------------------------------------------------------
+# --- exercise 1: the brevity penalty --------------------------------------------------------------
 
 
 def _brevity_cases() -> list[tuple[str, int, int, float]]:
@@ -121,7 +122,7 @@ def check_brevity_penalty(brevity_penalty: Callable[[int, int], float]) -> Verdi
     return run_check("brevity penalty", attempt)
 
 
-# --- exercise 2: causal attention ------------------------------------------------------------------
+# --- exercise 2: causal attention -----------------------------------------------------------------
 
 
 @cache
@@ -228,7 +229,7 @@ def check_causal_attention(
     return run_check("causal attention", attempt)
 
 
-# --- exercise 3: the learning rate of eq. 3 ---------------------------------------------------------
+# --- exercise 3: the learning rate of eq. 3 -------------------------------------------------------
 
 # (d_model, warm-up steps): the base Transformer of the paper, the course model with notebook 5's
 # fine-tuning warm-up, and the paper's big Transformer
@@ -284,8 +285,9 @@ def _same(values: list[float], expected: list[float]) -> bool:
 def check_vaswani_learning_rate(lrate: Callable[[int, int, int], float]) -> Verdict:
     """Exercise: ``lrate(step, d_model, warmup)`` must be eq. 3 of Vaswani et al. (2017),
     d_model^-0.5 * min(step^-0.5, step * warmup^-1.5) with ``step`` counted from 1, equal to the
-    course's schedule (``tmtlib.train.learning_rate_factor``) times the peak rate (d_model * warmup)^-0.5,
-    for the paper's base and big models and the course's model, from the first step to step 100,000."""
+    course's schedule (``tmtlib.train.learning_rate_factor``) times the peak rate (d_model *
+    warmup)^-0.5, for the paper's base and big models and the course's model, from the first step to
+    step 100,000."""
 
     def attempt() -> str:
         peaks = []

@@ -156,12 +156,14 @@ def _perplexity_attempt(my_perplexity: Callable[[nn.Module, Sequence[Batch]], fl
 
 
 def check_perplexity(my_perplexity: Callable[[nn.Module, Sequence[Batch]], float]) -> Verdict:
-    """``my_perplexity(model, batches)`` -> the language model's perplexity on ``batches`` of held-out captions."""
+    """``my_perplexity(model, batches)`` -> the language model's perplexity on ``batches`` of
+    held-out captions."""
     return run_check("language-model perplexity", lambda: _perplexity_attempt(my_perplexity))
 
 
 def parts_with_gradient(model: nn.Module) -> set[str]:
-    """The parts (``tmtlib.transfer.part_of``) of ``model`` whose parameters got a non-zero gradient."""
+    """The parts (``tmtlib.transfer.part_of``) of ``model`` whose parameters got a non-zero
+    gradient."""
     return {
         part_of(name)
         for name, p in model.named_parameters()

@@ -102,7 +102,8 @@ def check_parameter_groups(
 ) -> Verdict:
     """Compare ``my_groups(model, lr, part_lrs, weight_decay) -> AdamW parameter groups`` with
     ``tmtlib.transfer.parameter_groups``, parameter by parameter: its learning rate (the part's, or
-    ``lr``) and weight decay (none on 1-D parameters: biases and LayerNorm), frozen ones left out."""
+    ``lr``) and weight decay (none on 1-D parameters: biases and LayerNorm), frozen ones left
+    out."""
 
     def attempt() -> str:
         for part_lrs in PART_RATES:
@@ -147,8 +148,8 @@ def check_gradual_unfreezing(
     my_class: Callable[[Sequence[tuple[int, Sequence[str]]]], object],
 ) -> Verdict:
     """Compare ``my_class(schedule)`` (with ``initial(model)`` and ``on_step(step, model) -> parts
-    unfrozen``) with ``tmtlib.transfer.GradualUnfreezing``: the frozen parameters after ``initial`` and
-    after each step, a run that resumes at a later step, and the parts each step reports."""
+    unfrozen``) with ``tmtlib.transfer.GradualUnfreezing``: the frozen parameters after ``initial``
+    and after each step, a run that resumes at a later step, and the parts each step reports."""
 
     def attempt() -> str:
         for steps in (range(1, 31), [15, 25]):  # every step, then a resumed run that skips ahead

@@ -32,7 +32,8 @@ def damaged(
     references: Sequence[str], every: int, drop_last: int = 1, repeat_first: bool = False
 ) -> list[str]:
     """Stand-in system outputs: every ``every``-th reference loses its last ``drop_last`` words (and
-    repeats its first word when ``repeat_first``); a negative ``drop_last`` appends words instead."""
+    repeats its first word when ``repeat_first``); a negative ``drop_last`` appends words
+    instead."""
     outputs = []
     for i, sentence in enumerate(references):
         words = sentence.split()
@@ -43,8 +44,9 @@ def damaged(
     return outputs
 
 
-# (case, source model overrides, parts): the course's three pretrained starts with the parts notebook 5
-# moves (``course.INIT_PARTS``), and two transfers that leave part of a selected part behind
+# (case, source model overrides, parts): the course's three pretrained starts with the parts
+# notebook 5 moves (``course.INIT_PARTS``), and two transfers that leave part of a selected part
+# behind
 _VAE = {"latent_dim": course.pretrain_spec("vae").latent_dim}
 TRANSFERS = (
     ("the LM start", {}, course.INIT_PARTS["lm"]),
@@ -73,7 +75,8 @@ def transfer_reports() -> tuple[tuple[str, TransferReport], ...]:
 
 
 def loaded_fraction(report: TransferReport) -> float:
-    """The share of the translator's parameters (numbers, not tensors) that ``report`` says were loaded."""
+    """The share of the translator's parameters (numbers, not tensors) that ``report`` says were
+    loaded."""
     rows = report.by_part().values()
     loaded = sum(row["loaded_params"] for row in rows)
     return loaded / (loaded + sum(row["initialised_params"] for row in rows))
@@ -127,8 +130,9 @@ def _fraction_attempt(my_fraction: Callable[[TransferReport], float]) -> str:
 
 
 def check_loaded_fraction(my_fraction: Callable[[TransferReport], float]) -> Verdict:
-    """``my_fraction(report)`` -> the fraction of the translator's parameters that ``tmtlib.transfer``
-    loaded from the checkpoint, on five real transfers into the course's translator."""
+    """``my_fraction(report)`` -> the fraction of the translator's parameters that
+    ``tmtlib.transfer`` loaded from the checkpoint, on five real transfers into the course's
+    translator."""
     return run_check("share of the translator transferred", lambda: _fraction_attempt(my_fraction))
 
 
@@ -146,7 +150,8 @@ def _unclipped_precisions(outputs: Sequence[str], references: Sequence[str]) -> 
 
 
 def _reference_precisions(outputs: Sequence[str], references: Sequence[str]) -> list[float]:
-    """sacreBLEU's clipped n-gram precisions as fractions (its ``precisions`` are smoothed percentages)."""
+    """sacreBLEU's clipped n-gram precisions as fractions (its ``precisions`` are smoothed
+    percentages)."""
     result = BLEU().corpus_score(list(outputs), [list(references)])
     return [c / t for c, t in zip(result.counts, result.totals)]
 
@@ -181,7 +186,8 @@ def _precision_attempt(my_precisions: Callable[[Sequence[str], Sequence[str]], l
 def check_clipped_precisions(
     my_precisions: Callable[[Sequence[str], Sequence[str]], list[float]],
 ) -> Verdict:
-    """``my_precisions(outputs, references)`` -> BLEU's corpus-level clipped n-gram precisions, n = 1..4."""
+    """``my_precisions(outputs, references)`` -> BLEU's corpus-level clipped n-gram precisions, n =
+    1..4."""
     return run_check("clipped n-gram precisions", lambda: _precision_attempt(my_precisions))
 
 
@@ -214,5 +220,6 @@ def _freeze_attempt(my_freeze: Callable[[nn.Module], object]) -> str:
 
 
 def check_freeze_embeddings(my_freeze: Callable[[nn.Module], object]) -> Verdict:
-    """``my_freeze(model)`` -> nothing; afterwards the embeddings (and so the tied output layer) do not train."""
+    """``my_freeze(model)`` -> nothing; afterwards the embeddings (and so the tied output layer) do
+    not train."""
     return run_check("frozen embeddings", lambda: _freeze_attempt(my_freeze))

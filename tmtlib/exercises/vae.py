@@ -82,7 +82,8 @@ def _kl_attempt(my_kl: GaussianFn) -> str:
 
 
 def check_gaussian_kl(my_kl: GaussianFn) -> Verdict:
-    """``my_kl(mu, logvar)`` -> KL(N(mu, diag exp(logvar)) || N(0, I)) per dimension, shape of ``mu``."""
+    """``my_kl(mu, logvar)`` -> KL(N(mu, diag exp(logvar)) || N(0, I)) per dimension, shape of
+    ``mu``."""
     return run_check("closed-form Gaussian KL", lambda: _kl_attempt(my_kl))
 
 
@@ -135,7 +136,8 @@ def _seeded_reparameterize_attempt(my_reparameterize: GaussianFn) -> str:
 
 
 def check_reparameterize(my_reparameterize: GaussianFn) -> Verdict:
-    """``my_reparameterize(mu, logvar)`` -> one z ~ N(mu, exp(logvar)) per row, differentiable in both."""
+    """``my_reparameterize(mu, logvar)`` -> one z ~ N(mu, exp(logvar)) per row, differentiable in
+    both."""
     return run_check(
         "reparameterisation trick", lambda: _seeded_reparameterize_attempt(my_reparameterize)
     )
