@@ -119,10 +119,12 @@ def main() -> None:
         "modes": {},
     }
     print(
-        f"{len(sources)} test_2016_flickr sentences, {args.threads} threads, {args.rounds} rotating rounds"
+        f"{len(sources)} test_2016_flickr sentences, {args.threads} threads, {args.rounds} "
+        "rotating rounds"
     )
     print(
-        f"{'mode':7} {'engine':12} {'sent/s (median, min-max)':>26} {'÷ HF':>6} {'pieces/sent':>11} {'BLEU':>5} "
+        f"{'mode':7} {'engine':12} {'sent/s (median, min-max)':>26} {'÷ HF':>6} "
+        f"{'pieces/sent':>11} {'BLEU':>5} "
         f"{'same as HF':>10}"
     )
     names = list(engines)
@@ -149,8 +151,10 @@ def main() -> None:
                 / len(sources),
             }
             print(
-                f"{mode:7} {name:12} {stats['median']:12.1f} ({stats['min']:.1f}-{stats['max']:.1f}) "
-                f"{entry[name]['ratio_to_hf']:6.2f} {pieces:11.1f} {score.value:5.1f} {entry[name]['same_as_hf']:10.1%}"
+                f"{mode:7} {name:12} {stats['median']:12.1f} "
+                f"({stats['min']:.1f}-{stats['max']:.1f}) "
+                f"{entry[name]['ratio_to_hf']:6.2f} {pieces:11.1f} {score.value:5.1f} "
+                f"{entry[name]['same_as_hf']:10.1%}"
             )
         result["modes"][mode] = entry
     print("wrote", common.save("decode_throughput", result))

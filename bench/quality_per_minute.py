@@ -184,7 +184,8 @@ def plot() -> Path:
                 [c["minutes"] for c in curve],
                 [c["val_bleu"] for c in curve],
                 marker="o",
-                label=f"{engine} (test BLEU {record['test_bleu']:.1f} after {record['minutes']:.0f} min)",
+                label=f"{engine} (test BLEU {record['test_bleu']:.1f} after "
+                f"{record['minutes']:.0f} min)",
             )
     ax.set(
         xlabel="training minutes (2 CPU cores)",
@@ -232,7 +233,8 @@ def main() -> None:
         }
         for test in record["tests"]:
             print(
-                f"{args.engine}: test_2016_flickr BLEU {test['test_bleu']:.1f} after {test['minutes']:g} training minutes"
+                f"{args.engine}: test_2016_flickr BLEU {test['test_bleu']:.1f} after "
+                f"{test['minutes']:g} training minutes"
             )
         print("wrote", common.save(f"quality_{args.engine}", record))
     if args.plot:

@@ -92,11 +92,13 @@ def main() -> None:
         "engines": {},
     }
     print(
-        f"Same batches: {args.batches} real en->de batches x {args.rounds} interleaved rounds, {args.threads} "
+        f"Same batches: {args.batches} real en->de batches x {args.rounds} interleaved "
+        f"rounds, {args.threads} "
         f"threads; matmul peak {peak['fp32'] / 1e9:.1f} GFLOP/s fp32, {peak['bf16'] / 1e9:.1f} bf16"
     )
     print(
-        f"{'engine':12} {'tokens/s (median, min-max)':>30} {'vs HF':>7} {'GFLOP/s':>8} {'of peak':>8}"
+        f"{'engine':12} {'tokens/s (median, min-max)':>30} {'vs HF':>7} {'GFLOP/s':>8} "
+        f"{'of peak':>8}"
     )
     for engine in args.engines:
         stats = common.spread(rates[engine])
@@ -115,7 +117,8 @@ def main() -> None:
             "ratio_to_hf": ratio,
         }
         print(
-            f"{engine:12} {stats['median']:12,.0f} ({stats['min']:,.0f}-{stats['max']:,.0f}) {ratio:7.2f} "
+            f"{engine:12} {stats['median']:12,.0f} "
+            f"({stats['min']:,.0f}-{stats['max']:,.0f}) {ratio:7.2f} "
             f"{flop_rate / 1e9:8.1f} {share:8.0%}"
         )
     if {"tmtlib", "hf"} <= set(args.engines):
@@ -132,7 +135,8 @@ def own_batching(steps: dict, tmtlib_batches: list, args) -> dict:
     steps["hf"](own["hf"][0])  # warm-up for the new shapes
     rates = interleaved_rates({name: steps[name] for name in own}, own, args.rounds)
     print(
-        f"Own batching: tmtlib {len(tmtlib_batches)} token-bucketed batches, HF {len(own['hf'])} random batches "
+        f"Own batching: tmtlib {len(tmtlib_batches)} token-bucketed batches, HF "
+        f"{len(own['hf'])} random batches "
         f"of 64 sentences; real tokens/s"
     )
     result = {}
@@ -145,7 +149,8 @@ def own_batching(steps: dict, tmtlib_batches: list, args) -> dict:
             "ratio_to_hf": ratio,
         }
         print(
-            f"{name:12} {stats['median']:12,.0f} ({stats['min']:,.0f}-{stats['max']:,.0f}) {ratio:7.2f} "
+            f"{name:12} {stats['median']:12,.0f} ({stats['min']:,.0f}-{stats['max']:,.0f}) "
+            f"{ratio:7.2f} "
             f"padding {result[name]['padding_share']:.0%}"
         )
     return result

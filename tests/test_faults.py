@@ -78,7 +78,8 @@ def run(tmp_path_factory, corpus, one_thread):
 def _hold_lock(folder: Path) -> subprocess.Popen:
     """Another process that holds ``folder``'s run lock until it is killed."""
     code = (
-        f"from tmtlib import checkpoint; import time\nwith checkpoint.run_folder_lock({str(folder)!r}):\n"
+        "from tmtlib import checkpoint; import time\nwith "
+        f"checkpoint.run_folder_lock({str(folder)!r}):\n"
         f"    print('locked', flush=True); time.sleep(600)"
     )
     holder = subprocess.Popen(

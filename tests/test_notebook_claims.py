@@ -265,8 +265,8 @@ def test_07_prose_numbers_come_from_the_outputs_and_records():
     says(text, parent)
     de, en = _07_shares()
     assert (
-        f"{de}% of the French test pieces already occur in the parent's German text and {en}% in its English"
-        in text
+        f"{de}% of the French test pieces already occur in the parent's German text and "
+        f"{en}% in its English" in text
     )
     dae, weak = (
         record("crosslingual", "en-fr_dae_3000_seed0"),
@@ -275,7 +275,8 @@ def test_07_prose_numbers_come_from_the_outputs_and_records():
     for saved in (dae, weak):
         assert saved["validation"]["at_step"] == 250
     assert (
-        f"{dae['validation']['best_val_bleu_greedy']:.1f} against {weak['validation']['best_val_bleu_greedy']:.1f} "
+        f"{dae['validation']['best_val_bleu_greedy']:.1f} against "
+        f"{weak['validation']['best_val_bleu_greedy']:.1f} "
         "validation BLEU (greedy) at step 250"
     ) in text
     _, readme = readme_30_minute_run()
@@ -416,8 +417,8 @@ def test_10_prose_numbers_come_from_the_outputs_and_records():
     says(text, vae, digits=4)
     de, en = _07_shares()
     assert (
-        f"{de}% of the French test pieces occur in the German training text and {en}% in the English"
-        in text
+        f"{de}% of the French test pieces occur in the German training text and {en}% in "
+        "the English" in text
     )
     assert "did not measure a more distant pair" not in text and "Czech" in text
     assert "iBLEU" in prose("10", "c1d9f13e") and "Sun & Zhou 2012" in prose("10", "c1d9f13e")

@@ -201,8 +201,14 @@ def _refusal(path: Path, error: Exception) -> str:
             if found
             else "it is a pickle of Python objects"
         )
-        return f"not a plain-weights checkpoint: {holds}, which could run code when loaded, so it is refused"
-    return f"not a readable checkpoint: damaged or partial file (corrupted or truncated?): {type(error).__name__}"
+        return (
+            f"not a plain-weights checkpoint: {holds}, which could run code when loaded, so it "
+            "is refused"
+        )
+    return (
+        "not a readable checkpoint: damaged or partial file (corrupted or truncated?): "
+        f"{type(error).__name__}"
+    )
 
 
 def read(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:

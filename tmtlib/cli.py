@@ -114,7 +114,8 @@ def _add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json",
         action="store_true",
-        help="print the result as one JSON object on stdout, for scripts (default: text for people)",
+        help="print the result as one JSON object on stdout, for scripts (default: text for "
+        "people)",
     )
 
 
@@ -244,7 +245,8 @@ def _warn_if_untrained(checkpoint_path: Path, metadata: dict, tgt: str) -> None:
     produced = pipeline.output_languages(metadata)
     if produced is not None and tgt not in produced:
         print(
-            f"tmt translate: warning: {checkpoint_path} was trained to produce {', '.join(produced)}, not {tgt}: "
+            f"tmt translate: warning: {checkpoint_path} was trained to produce "
+            f"{', '.join(produced)}, not {tgt}: "
             f"expect poor output",
             file=sys.stderr,
         )
@@ -487,7 +489,8 @@ def _add_experiment(commands) -> None:
     ex.add_argument(
         "family",
         choices=families,
-        help="budgets: en->de BLEU against parallel pairs, per initialisation (notebook 6); crosslingual: "
+        help="budgets: en->de BLEU against parallel pairs, per initialisation (notebook 6); "
+        "crosslingual: "
         "en->de parent to en->fr/en->cs children (notebook 7); strategies: fine-tuning strategies "
         "for the en->fr child (notebook 8); full: en->X on all pairs for about 60 minutes; "
         "pretraining: the course's pretraining runs and the VAE with/without remedies; "

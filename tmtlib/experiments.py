@@ -350,11 +350,17 @@ class Versus:
         """The evidence in words: "paired bootstrap p ≤ 0.001 (seed 0)" ("... on each of the 3
         seeds" when every seed gives the same), "3 seeds against 3, rank
         test over seeds p = 0.050", or "1 seed against 1, no translations recorded: no test"."""
-        seeds = f"{len(self.b_scores)} seed{'s' if len(self.b_scores) > 1 else ''} against {len(self.a_scores)}"
+        seeds = (
+            f"{len(self.b_scores)} seed{'s' if len(self.b_scores) > 1 else ''} against "
+            f"{len(self.a_scores)}"
+        )
         if self.bootstrap_p:
             phrases = {seed: p_phrase(p) for seed, p in self.bootstrap_p.items()}
             if len(phrases) > 1 and len(set(phrases.values())) == 1:
-                return f"paired bootstrap p {phrases[min(phrases)]} on each of the {len(phrases)} seeds"
+                return (
+                    f"paired bootstrap p {phrases[min(phrases)]} on each of the {len(phrases)} "
+                    "seeds"
+                )
             return "paired bootstrap " + ", ".join(
                 f"p {phrase} (seed {seed})" for seed, phrase in phrases.items()
             )
@@ -430,7 +436,8 @@ def p_value_text(p: float, samples: int = 1000) -> str:
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| system | seeds | BLEU (mean ± sd) | chrF | gain over scratch | bootstrap p per seed | training minutes |",
+        "| system | seeds | BLEU (mean ± sd) | chrF | gain over scratch | bootstrap p per "
+        "seed | training minutes |",
         "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
@@ -590,7 +597,8 @@ def figures(family: str, records: dict[Cell, dict], folder: Path, log=print) -> 
     ]
     if uncurved:
         log(
-            f"learning_curves.png left as it is: {len(uncurved)} first seeds ({uncurved[0]}, ...) have no "
+            f"learning_curves.png left as it is: {len(uncurved)} first seeds "
+            f"({uncurved[0]}, ...) have no "
             f"recorded validation curve (records from before curves were kept)"
         )
         return written
@@ -671,7 +679,8 @@ def run_family(
         {"rows": rows, "signature": signature, "machine": machine()}, folder / "summary.json"
     )
     pivot = (
-        f"\n\nBLEU by parallel budget: mean ± sd (seeds, gain over scratch)\n\n{budget_table(cells, rows)}"
+        "\n\nBLEU by parallel budget: mean ± sd (seeds, gain over "
+        f"scratch)\n\n{budget_table(cells, rows)}"
         if len({c.pairs for c in cells}) > 1
         else ""
     )
@@ -805,7 +814,8 @@ def vae_diagnostics_record(name: str) -> dict[str, Any]:
         "run": name,
         "run_folder": folder.name,
         "checkpoint_step": checkpoint.load(folder / "best.pt")["progress"]["step"],
-        "examples": f"the run's validation captions ({', '.join(spec.langs)}; task-2 val, the first 500 per language)",
+        "examples": f"the run's validation captions ({', '.join(spec.langs)}; task-2 val, the first "
+        "500 per language)",
         **measured,
         "cross_attention_gradient_norm": gradients,
         "cross_attention_change_from_init": change,
@@ -866,7 +876,8 @@ def vae_diagnostics_table(records: dict[str, dict]) -> str:
     k = max(iw["nll_bound"], key=int)
     lines = [
         "| run | step | -ELBO | E_q[-log p(x\\|z)] | -log p(x\\|mu) | KL | -ELBO (subset) "
-        f"| IW bound, k={k} (subset) | active units | I(x;z) | KL per sentence | NLL from another's z | gap |",
+        f"| IW bound, k={k} (subset) | active units | I(x;z) | KL per sentence | NLL from "
+        "another's z | gap |",
         "|---" * 13 + "|",
     ]
     for name, r in records.items():
@@ -875,16 +886,23 @@ def vae_diagnostics_table(records: dict[str, dict]) -> str:
             f"| {name} | {r['checkpoint_step']} | {r['neg_elbo']:.3f} | {r['reconstruction']:.3f} "
             f"| {r['reconstruction_at_mean']:.3f} | {r['kl']:.4f} | {bound['neg_elbo']:.3f} "
             f"| {bound['nll_bound'][k]:.3f} | {r['active_units']} / {r['latent_dim']} "
-            f"| {r['mutual_information']:.2f} | {r['kl_per_sentence']:.2f} | {shuffled['other_z']:.3f} "
+            f"| {r['mutual_information']:.2f} | {r['kl_per_sentence']:.2f} | "
+            f"{shuffled['other_z']:.3f} "
             f"| {shuffled['gap']:+.3f} ({100 * shuffled['relative_gap']:+.1f}%) |"
         )
     return (
         "\n".join(lines)
         + f"\n\nVAE diagnostics (`tmtlib.vae_diagnostics`) on {first['examples']}, from the "
-        "selected checkpoint; nats per token except I(x;z) and KL per sentence (nats). -ELBO = E_q[-log p(x|z)] "
-        f"({first['samples']} samples z ~ q(z|x) per sentence) + KL; -log p(x|mu) is what training's validation "
-        f"reports. On the fixed subset of the first {iw['sentences']} captions, from {iw['samples']} samples each: "
-        "-ELBO and the importance-weighted upper bound on -log p(x) (Burda et al. 2016). Active units: "
-        "Cov_x(E_q[z_d]) > 0.01 (Burda et al. 2016); I(x;z) as He et al. (2019), at most log N. Shuffled z: "
-        "each sentence decoded from another sentence's posterior mean instead of its own; gap: how much worse."
+        "selected checkpoint; nats per token except I(x;z) and KL per sentence (nats). "
+        "-ELBO = E_q[-log p(x|z)] "
+        f"({first['samples']} samples z ~ q(z|x) per sentence) + KL; -log p(x|mu) is what "
+        "training's validation "
+        f"reports. On the fixed subset of the first {iw['sentences']} captions, from "
+        f"{iw['samples']} samples each: "
+        "-ELBO and the importance-weighted upper bound on -log p(x) (Burda et al. 2016). "
+        "Active units: "
+        "Cov_x(E_q[z_d]) > 0.01 (Burda et al. 2016); I(x;z) as He et al. (2019), at most "
+        "log N. Shuffled z: "
+        "each sentence decoded from another sentence's posterior mean instead of its own; "
+        "gap: how much worse."
     )

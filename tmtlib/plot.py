@@ -288,7 +288,8 @@ def beam_tree(nodes: Sequence[Mapping], ax: Axes | None = None) -> Axes:
         xlim=(-0.6, steps - 0.4),
         ylim=(-height + 0.4, 0.6),
         xlabel="step (pieces generated)",
-        title="beam search: kept hypotheses with their log-probability (red: the result; green: finished)",
+        title="beam search: kept hypotheses with their log-probability (red: the result; green: "
+        "finished)",
     )
     ax.set_xticks(range(steps))
     ax.set_yticks([])

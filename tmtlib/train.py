@@ -191,7 +191,8 @@ def pick_device(name: str) -> torch.device:
         )
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(
-            f"device {name!r}: this machine has no MPS GPU torch can use; choose --device cpu or auto"
+            f"device {name!r}: this machine has no MPS GPU torch can use; choose --device "
+            "cpu or auto"
         )
     return device
 
@@ -289,7 +290,8 @@ class _Run:
         self.device = pick_device(config.device)
         if config.precision == "bf16" and not native_bf16(self.device):
             warnings.warn(
-                f"this {self.device.type} has no native bf16: bf16 training will be slower than fp32"
+                f"this {self.device.type} has no native bf16: bf16 training will be slower "
+                "than fp32"
             )
         self.model = model.to(self.device)
         self.sizes = [e.size for e in examples]
@@ -492,7 +494,8 @@ class _Run:
         ):  # a custom evaluator without the metric: keep the steps, then stop
             self.save("last.pt")
             raise ValueError(
-                f"unknown select {self.config.select!r}: the evaluation reports {', '.join(metrics)}"
+                f"unknown select {self.config.select!r}: the evaluation reports "
+                f"{', '.join(metrics)}"
             )
         score = metrics[self.config.select]
         lower_is_better = self.config.select.endswith("loss")

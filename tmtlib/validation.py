@@ -90,7 +90,10 @@ def _type_name(hint: Any) -> str:
     if typing.get_origin(hint) is tuple:
         args = typing.get_args(hint)
         count = "" if args[-1] is Ellipsis else f"{len(args)} "
-        return f"a list (tuple) of {count}{_type_name(args[0]).removeprefix('a ').removeprefix('an ')}s"
+        return (
+            "a list (tuple) of "
+            f"{count}{_type_name(args[0]).removeprefix('a ').removeprefix('an ')}s"
+        )
     return {
         type(None): "null",
         int: "an integer",
@@ -125,7 +128,10 @@ def _matches(value: Any, hint: Any) -> bool:
 def _limit_problem(name: str, item: Any, limits: Mapping[str, Any]) -> str | None:
     """Why one value of the field ``name`` breaks the limits, or None."""
     if "choices" in limits and item not in limits["choices"]:
-        return f"unknown {name} {item!r}: {name} must be one of {', '.join(map(str, limits['choices']))}"
+        return (
+            f"unknown {name} {item!r}: {name} must be one of "
+            f"{', '.join(map(str, limits['choices']))}"
+        )
     if "pattern" in limits and not re.fullmatch(limits["pattern"], item):
         return f"unknown {name} {item!r}: {name} must match {limits['pattern']}"
     tests = {

@@ -45,7 +45,8 @@ def chromium() -> str:
     path = chromium_executable()
     if path is None:
         pytest.skip(
-            "no Chromium found (apt-get install chromium, or set TMT_CHROMIUM): browser test skipped"
+            "no Chromium found (apt-get install chromium, or set TMT_CHROMIUM): browser "
+            "test skipped"
         )
     return path
 
@@ -54,7 +55,8 @@ def chromium() -> str:
 def playwright_api(chromium):
     sync_api = pytest.importorskip(
         "playwright.sync_api",
-        reason="Playwright not installed (pip install -r requirements.txt installs it, with the test extra)",
+        reason="Playwright not installed (pip install -r requirements.txt installs it, with the "
+        "test extra)",
     )
     with sync_api.sync_playwright() as api:
         yield api

@@ -161,7 +161,8 @@ class NotebookTab:
     def open(self, limit_s: float) -> None:
         """Open the notebook (a fresh kernel starts) and wait until the kernel is idle."""
         panel_id = self.page.evaluate(
-            "async path => { const w = await window.jupyterapp.commands.execute('docmanager:open', {path}); "
+            "async path => { const w = await "
+            "window.jupyterapp.commands.execute('docmanager:open', {path}); "
             "await w.context.ready; await w.sessionContext.ready; return w.id; }",
             self.path,
         )
@@ -173,7 +174,8 @@ class NotebookTab:
         """Evaluate ``body`` with ``panel`` bound to this notebook's panel."""
         return self.page.evaluate(
             "([path, body]) => { const panel = [...window.jupyterapp.shell.widgets('main')]"
-            ".find(w => w.context && w.context.path === path); return new Function('panel', body)(panel); }",
+            ".find(w => w.context && w.context.path === path); return new "
+            "Function('panel', body)(panel); }",
             [self.path, body],
         )
 
@@ -224,9 +226,12 @@ class NotebookTab:
         """Every error (traceback) or stderr (warning) output of the notebook's cells, as 'cell N:
         text'."""
         return self._eval(
-            "return panel.content.widgets.flatMap((cell, index) => cell.model.type !== 'code' ? [] : "
-            "cell.model.outputs.toJSON().filter(o => o.output_type === 'error' || o.name === 'stderr')"
-            ".map(o => `cell ${index}: ` + (o.output_type === 'error' ? o.traceback.join('\\n') : JSON.stringify(o.text))))"
+            "return panel.content.widgets.flatMap((cell, index) => cell.model.type !== "
+            "'code' ? [] : "
+            "cell.model.outputs.toJSON().filter(o => o.output_type === 'error' || o.name "
+            "=== 'stderr')"
+            ".map(o => `cell ${index}: ` + (o.output_type === 'error' ? "
+            "o.traceback.join('\\n') : JSON.stringify(o.text))))"
         )
 
     def close(self) -> None:

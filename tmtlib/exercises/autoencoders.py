@@ -37,7 +37,8 @@ def _nll_attempt(my_nll: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -
     expect(
         not torch.isclose(got, with_padding, rtol=1e-4),
         f"you averaged over padding too ({float(got):.4f} instead of {float(expected):.4f}): "
-        f"{int((batch.tgt_out == PAD_ID).sum())} of the {batch.tgt_out.numel()} target positions are padding "
+        f"{int((batch.tgt_out == PAD_ID).sum())} of the {batch.tgt_out.numel()} target "
+        "positions are padding "
         f"(id {PAD_ID}); ignore them",
     )
     expect(
@@ -47,8 +48,10 @@ def _nll_attempt(my_nll: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -
     )
     expect(
         bool(torch.isclose(got, expected, rtol=1e-4)),
-        f"on 16 real captions the mean NLL per real token is {float(expected):.4f}, yours {float(got):.4f} "
-        "(log_softmax over the vocabulary, pick the target's log-probability, negate, average over real tokens)",
+        f"on 16 real captions the mean NLL per real token is {float(expected):.4f}, yours "
+        f"{float(got):.4f} "
+        "(log_softmax over the vocabulary, pick the target's log-probability, negate, "
+        "average over real tokens)",
     )
     return f"{float(got):.4f} nats per token on 16 real captions, as tmtlib.objectives.token_nll"
 
@@ -120,7 +123,10 @@ def _masking_attempt(my_mask: Corruption) -> str:
         set(my_mask(list(sentences[1]), 1.0, mask, random.Random(0))) == {mask},
         "p = 1 must mask every piece",
     )
-    return f"masked {100 * rate:.1f}% of {total:,} real pieces at p = 0.15 (tmtlib: {100 * reference:.1f}%)"
+    return (
+        f"masked {100 * rate:.1f}% of {total:,} real pieces at p = 0.15 (tmtlib: "
+        f"{100 * reference:.1f}%)"
+    )
 
 
 def check_token_masking(my_mask: Corruption) -> Verdict:
@@ -186,11 +192,13 @@ def _infilling_attempt(my_infill: Corruption) -> str:
     mean_span, ref_span = removed / len(lengths), ref_removed / ref_masks
     expect(
         abs(mean_span - ref_span) < 0.25 * ref_span,
-        f"your spans are {mean_span:.2f} pieces long on average, tmtlib's {ref_span:.2f}: draw the span lengths "
+        f"your spans are {mean_span:.2f} pieces long on average, tmtlib's {ref_span:.2f}: "
+        "draw the span lengths "
         "from Poisson(λ = 3) (zero-length spans insert a mask)",
     )
     return (
-        f"removed {100 * share:.1f}% of {total:,} real pieces in spans of {mean_span:.2f} pieces on average "
+        f"removed {100 * share:.1f}% of {total:,} real pieces in spans of {mean_span:.2f} "
+        "pieces on average "
         f"(tmtlib: {ref_span:.2f}), each span one <mask>"
     )
 

@@ -31,7 +31,8 @@ def _bleu_variants(hyps: list[str], refs: list[list[str]]) -> dict[str, float]:
     """Scores that typical mistakes produce, to name the mistake."""
     streams = [list(stream) for stream in zip(*refs)]
     return {
-        "the mean of single-reference BLEU scores: score once against all references together, an n-gram "
+        "the mean of single-reference BLEU scores: score once against all references "
+        "together, an n-gram "
         "counting as matched up to its largest count in any one reference": sum(
             bleu(hyps, stream).value for stream in streams
         )
@@ -75,7 +76,8 @@ def check_multi_reference_bleu(my_bleu: Callable[[list[str], list[list[str]]], f
                     f"your number is {mistakes[0]}"
                     if mistakes
                     else "clip each n-gram's count by its largest "
-                    "count in any one reference, and take the brevity penalty's reference length from the "
+                    "count in any one reference, and take the brevity penalty's reference "
+                    "length from the "
                     "reference closest in length to each hypothesis (the shorter one on a tie)"
                 )
                 expect(False, f"{name}: your BLEU {got:.2f}, sacreBLEU's {expected:.2f}: {hint}")
@@ -108,14 +110,18 @@ def check_ibleu(
                 expected = ibleu(hyps, sources, refs, alpha)
                 if not math.isclose(got, expected, abs_tol=0.01):
                     to_refs, to_input = bleu(hyps, refs).value, bleu(hyps, sources).value
-                    hint = "iBLEU = alpha * BLEU(output, references) - (1 - alpha) * BLEU(output, input)"
+                    hint = (
+                        "iBLEU = alpha * BLEU(output, references) - (1 - alpha) * BLEU(output, "
+                        "input)"
+                    )
                     if math.isclose(got, (1 - alpha) * to_refs - alpha * to_input, abs_tol=0.01):
                         hint = "you swapped alpha and 1 - alpha: alpha weighs the references"
                     elif math.isclose(got, alpha * to_refs + (1 - alpha) * to_input, abs_tol=0.01):
                         hint = "similarity to the input is a penalty: subtract it"
                     expect(
                         False,
-                        f"{name}, alpha {alpha}: your iBLEU {got:.2f}, the reference {expected:.2f}: {hint}",
+                        f"{name}, alpha {alpha}: your iBLEU {got:.2f}, the reference "
+                        f"{expected:.2f}: {hint}",
                     )
                 results.append(f"{name} at alpha {alpha}: {expected:.1f}")
         return "your iBLEU matches: " + "; ".join(results)
@@ -170,7 +176,10 @@ def _rouge_hint(got: float, hypothesis: str, reference: str) -> str:
             "you used the longest common substring (contiguous); a subsequence may skip words: "
             "'a man on a bike' and 'a man rides a bike' share 'a man a bike'"
         )
-    return "lowercase, split on whitespace, and use the longest common subsequence of the two token lists"
+    return (
+        "lowercase, split on whitespace, and use the longest common subsequence of the two "
+        "token lists"
+    )
 
 
 def check_rouge_l(my_rouge_l: Callable[[str, str], float], sentences: int = 200) -> Verdict:
@@ -185,7 +194,8 @@ def check_rouge_l(my_rouge_l: Callable[[str, str], float], sentences: int = 200)
             if not math.isclose(got, expected, abs_tol=1e-9):
                 expect(
                     False,
-                    f"image {index}: for {hypothesis!r} against {reference!r} your ROUGE-L is {got:.4f}, "
+                    f"image {index}: for {hypothesis!r} against {reference!r} your ROUGE-L "
+                    f"is {got:.4f}, "
                     f"the reference {expected:.4f}: {_rouge_hint(got, hypothesis, reference)}",
                 )
         mean = sum(rouge_l(h, r) for h, r in pairs) / len(pairs)

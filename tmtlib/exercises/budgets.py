@@ -119,13 +119,15 @@ def check_budget_curve(my_curve: Callable[[Path, str], Curve]) -> Verdict:
             expect(
                 set(got) == set(expected),
                 f"{init}: your budgets are {sorted(got)}, the records hold "
-                f"{sorted(expected)} (key by record['data']['train_pairs'], an int; 'all' is 29,000)",
+                f"{sorted(expected)} (key by record['data']['train_pairs'], an int; 'all' "
+                "is 29,000)",
             )
             for pairs, (mean, sd) in expected.items():
                 my_mean, my_sd = got[pairs]
                 expect(
                     math.isclose(my_mean, mean, abs_tol=1e-6),
-                    f"{init} at {pairs:,} pairs: your mean BLEU {my_mean:.3f}, the records' {mean:.3f} "
+                    f"{init} at {pairs:,} pairs: your mean BLEU {my_mean:.3f}, the "
+                    f"records' {mean:.3f} "
                     "(average record['test']['bleu']['score'] over that budget's seeds)",
                 )
                 if sd is None:
@@ -136,7 +138,8 @@ def check_budget_curve(my_curve: Callable[[Path, str], Curve]) -> Verdict:
                     continue
                 expect(
                     my_sd is not None and math.isclose(my_sd, sd, abs_tol=1e-6),
-                    f"{init} at {pairs:,} pairs: your sd {my_sd}, the reference {sd:.3f} (the sample standard "
+                    f"{init} at {pairs:,} pairs: your sd {my_sd}, the reference {sd:.3f} "
+                    "(the sample standard "
                     "deviation, dividing by seeds - 1: statistics.stdev or np.std(..., ddof=1))",
                 )
         return f"your curve matches the records at {', '.join(f'{p:,}' for p in expected)} pairs"
@@ -189,13 +192,15 @@ def check_pairs_needed(
             )
             linear = _linear_guess(scratch, target)
             hint = (
-                " you interpolated linearly in pairs; interpolate in log(pairs), as the curve is drawn"
+                " you interpolated linearly in pairs; interpolate in log(pairs), as the "
+                "curve is drawn"
                 if linear is not None and math.isclose(got, linear, rel_tol=1e-6)
                 else ""
             )
             expect(
                 math.isclose(got, expected, rel_tol=1e-6),
-                f"for {target:.2f} BLEU you say {got:,.0f} pairs, the reference {expected:,.0f}.{hint}",
+                f"for {target:.2f} BLEU you say {got:,.0f} pairs, the reference "
+                f"{expected:,.0f}.{hint}",
             )
         return "your interpolation matches the reference for every DAE score and outside the curve"
 

@@ -93,7 +93,8 @@ def _pieces_attempt(my_pieces_per_word: Callable[[Tokenizer, Sequence[str]], flo
             abs(got - expected) < 1e-9,
             f"on 500 {lang} validation captions: {expected:.4f} pieces per word, yours {got:.4f}"
             + (
-                f" (≈ {extra:.1f} pieces too many per sentence: do not count BOS/EOS or a language tag)"
+                f" (≈ {extra:.1f} pieces too many per sentence: do not count BOS/EOS or a "
+                "language tag)"
                 if 0.5 < extra < 3.5
                 else ""
             ),

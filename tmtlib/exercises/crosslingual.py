@@ -44,7 +44,10 @@ def check_token_coverage(my_coverage: Callable[[list[int], list[int]], float]) -
         types = len(set(french) & seen) / len(set(french))
         hint = ""
         if abs(got - types) < 1e-9:
-            hint = " You counted distinct pieces (type coverage); count every running piece (token coverage)."
+            hint = (
+                " You counted distinct pieces (type coverage); count every running piece "
+                "(token coverage)."
+            )
         elif abs(got - 100 * expected) < 1e-6:
             hint = " You returned a percentage; return a share between 0 and 1."
         elif abs(got - (1 - expected)) < 1e-9:
@@ -75,7 +78,8 @@ def _snapshot(model: nn.Module) -> dict[str, Tensor]:
 
 
 _PART_HINTS = {
-    "cross_attention": "Decoder tensors named *.cross_attn.* and *.cross_norm.* form the part 'cross_attention', "
+    "cross_attention": "Decoder tensors named *.cross_attn.* and *.cross_norm.* form the part "
+    "'cross_attention', "
     "not 'decoder' (a language model's decoder never trains them)",
     "embeddings": "The part 'embeddings' holds embed.* and the learned positions.*",
     None: "Decide by the part each tensor belongs to: tmtlib.transfer.part_of(name)",
@@ -108,7 +112,8 @@ def check_copy_parts(
             for name, tensor in before.items():
                 expect(
                     torch.equal(parent.state_dict()[name], tensor),
-                    f"with parts {list(parts)} you changed the parent's {name}: copy into the child, not out of it",
+                    f"with parts {list(parts)} you changed the parent's {name}: copy into "
+                    "the child, not out of it",
                 )
             expected, got = reference.state_dict(), mine.state_dict()
             for name in expected:
@@ -126,7 +131,10 @@ def check_copy_parts(
                     )
                     + f". {_PART_HINTS.get(part_of(name), _PART_HINTS[None])}",
                 )
-        return f"you copy the same tensors as tmtlib.transfer.transfer for {len(PART_CHOICES)} choices of parts"
+        return (
+            f"you copy the same tensors as tmtlib.transfer.transfer for {len(PART_CHOICES)} "
+            "choices of parts"
+        )
 
     return run_check("copy chosen parts", attempt)
 
@@ -156,7 +164,8 @@ def check_source_overlap(
         parent_pairs = set(parent)
         whole_pairs = sum(pair in parent_pairs for pair in child) / len(child)
         hint = (
-            " You compared whole pairs: the targets are in different languages, so they never match;"
+            " You compared whole pairs: the targets are in different languages, so they "
+            "never match;"
             " compare the English sources"
             if abs(got - whole_pairs) < 1e-9
             else ""

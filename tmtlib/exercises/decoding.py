@@ -68,7 +68,10 @@ def reference_greedy(model: Seq2Seq, src_ids: list[int], start_id: int, max_len:
 def _first_difference(got: list[int], expected: list[int]) -> str:
     for position, (mine, theirs) in enumerate(zip(got, expected)):
         if mine != theirs:
-            return f"they first differ at output position {position} (yours {mine}, the reference {theirs})"
+            return (
+                f"they first differ at output position {position} (yours {mine}, the reference "
+                f"{theirs})"
+            )
     return f"yours has {len(got)} tokens, the reference {len(expected)}"
 
 
@@ -79,7 +82,10 @@ def _greedy_hint(got: list[int], expected: list[int], start_id: int, max_len: in
         return " Stop at EOS without returning it."
     if len(got) > len(expected) and got[: len(expected)] == expected:
         return f" Stop when the model predicts EOS, or after max_len = {max_len} tokens."
-    return " Feed the start tag plus every token so far and take the argmax of the LAST position's logits."
+    return (
+        " Feed the start tag plus every token so far and take the argmax of the LAST "
+        "position's logits."
+    )
 
 
 def check_greedy(my_greedy: Callable[[Seq2Seq, list[int], int, int], list[int]]) -> Verdict:
@@ -97,10 +103,14 @@ def check_greedy(my_greedy: Callable[[Seq2Seq, list[int], int, int], list[int]])
             expect(
                 got == expected,
                 f"{name}, max_len {max_len}: your output {got} differs from tmtlib.decode.greedy's "
-                f"{expected}: {_first_difference(got, expected)}.{_greedy_hint(got, expected, start, max_len)}",
+                f"{expected}: "
+                f"{_first_difference(got, expected)}.{_greedy_hint(got, expected, start, max_len)}",
             )
             lengths.append(len(expected))
-        return f"your greedy search equals tmtlib.decode.greedy on {len(lengths)} cases (output lengths {lengths})"
+        return (
+            f"your greedy search equals tmtlib.decode.greedy on {len(lengths)} cases (output "
+            f"lengths {lengths})"
+        )
 
     return run_check("greedy search by hand", attempt)
 
@@ -129,13 +139,20 @@ def nucleus_slip(kept: Tensor, probs: Tensor, p: float, tolerance: float = 1e-4)
             "no token is left: the most likely token must always stay (the nucleus is never empty)"
         )
     if (~kept).any() and probs[~kept].max() > probs[kept].min():
-        return "a dropped token is more likely than a kept one: keep the most probable tokens, in order"
+        return (
+            "a dropped token is more likely than a kept one: keep the most probable tokens, in "
+            "order"
+        )
     mass, smallest = float(probs[kept].sum()), float(probs[kept].min())
     if mass < p - tolerance:
-        return f"the kept tokens hold {mass:.4f} < p: keep the token that crosses p too (the kept mass must reach p)"
+        return (
+            f"the kept tokens hold {mass:.4f} < p: keep the token that crosses p too (the kept "
+            "mass must reach p)"
+        )
     if mass - smallest >= p + tolerance:
         return (
-            f"the kept tokens hold {mass:.4f}, and {mass - smallest:.4f} >= p without the least likely one: "
+            f"the kept tokens hold {mass:.4f}, and {mass - smallest:.4f} >= p without the "
+            "least likely one: "
             "one too many, stop as soon as the mass reaches p"
         )
     return None
@@ -168,12 +185,14 @@ def check_top_p(my_top_p: Callable[[Tensor, float], Tensor]) -> Verdict:
                     library = int(nucleus(logits[row : row + 1], p).isfinite().sum())
                     expect(
                         False,
-                        f"with p = {p}, distribution {row}: you keep {int(kept[row].sum())} tokens, "
+                        f"with p = {p}, distribution {row}: you keep "
+                        f"{int(kept[row].sum())} tokens, "
                         f"the library {library}; {slip}",
                     )
             sizes.append(f"{p}: {float(kept.sum(-1).double().mean()):.0f}")
         return (
-            f"your filter keeps the nucleus on {len(logits)} real next-piece distributions (mean tokens kept "
+            f"your filter keeps the nucleus on {len(logits)} real next-piece distributions "
+            "(mean tokens kept "
             f"per p: {', '.join(sizes)} of {logits.shape[1]:,})"
         )
 
@@ -241,8 +260,12 @@ def check_top_p_sampling(my_sample: Callable[..., list[int]]) -> Verdict:
                     got == expected,
                     f"{name}, p = {p}: your sample {got} differs from the reference "
                     f"{expected}: {_first_difference(got, expected)}. Draw one token per step with "
-                    "torch.multinomial(softmax(filtered logits), 1, generator=generator), and stop at EOS",
+                    "torch.multinomial(softmax(filtered logits), 1, generator=generator), "
+                    "and stop at EOS",
                 )
-        return "your sampler draws the same outputs as the reference at p = 0.5 and 0.9, and is greedy at p = 1e-6"
+        return (
+            "your sampler draws the same outputs as the reference at p = 0.5 and 0.9, and is "
+            "greedy at p = 1e-6"
+        )
 
     return run_check("top-p sampling", attempt)

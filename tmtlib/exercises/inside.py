@@ -85,11 +85,8 @@ def _brevity_hint(mine: float, c: int, r: int) -> str:
     """The slip that turns sacreBLEU's penalty into ``mine``, if it is a usual one."""
     slips = {
         "exp(1 - c/r): the ratio is upside down, it must be exp(1 - r/c)": math.exp(1 - c / r),
-        "exp(1 - r/c) also when c > r: the penalty is 1 for hypotheses at least as long as the reference": math.exp(
-            1 - r / c
-        )
-        if c > 0
-        else 0.0,
+        "exp(1 - r/c) also when c > r: the penalty is 1 for hypotheses at least as long as "
+        "the reference": math.exp(1 - r / c) if c > 0 else 0.0,
         "a percentage: BP is a factor in [0, 1]": 100 * (math.exp(1 - r / c) if 0 < c < r else 1.0),
         "exp(r/c - 1): the sign of the exponent is flipped": math.exp(r / c - 1) if c > 0 else 0.0,
     }
@@ -114,10 +111,14 @@ def check_brevity_penalty(brevity_penalty: Callable[[int, int], float]) -> Verdi
             )
             expect(
                 math.isclose(mine, reference, rel_tol=1e-9, abs_tol=1e-12),
-                f"on {name} (hypothesis length c = {c}, reference length r = {r}) your brevity penalty is "
+                f"on {name} (hypothesis length c = {c}, reference length r = {r}) your "
+                "brevity penalty is "
                 f"{mine:.4f}; sacreBLEU's is {reference:.4f}{_brevity_hint(mine, c, r)}",
             )
-        return f"equal to sacreBLEU's on {len(cases)} cases, from BP = {min(c[3] for c in cases):.3f} to 1"
+        return (
+            f"equal to sacreBLEU's on {len(cases)} cases, from BP = "
+            f"{min(c[3] for c in cases):.3f} to 1"
+        )
 
     return run_check("brevity penalty", attempt)
 
@@ -152,9 +153,8 @@ def _attention_variants(
     return {
         "no mask: every position also attends to later ones": (scores / math.sqrt(Dh)).softmax(-1)
         @ v,
-        "a mask that hides the diagonal too: a position must see itself (use triu(1), not triu(0))": (
-            scores / math.sqrt(Dh)
-        )
+        "a mask that hides the diagonal too: a position must see itself (use triu(1), not "
+        "triu(0))": (scores / math.sqrt(Dh))
         .masked_fill(torch.ones(T, T, dtype=torch.bool).triu(0), -1e9)
         .softmax(-1)
         @ v,
@@ -201,7 +201,8 @@ def check_causal_attention(
         )
         expect(
             mine.shape == reference.shape,
-            f"your output has shape {tuple(mine.shape)}; for q, k, v of shape {tuple(q.shape)} it should be "
+            f"your output has shape {tuple(mine.shape)}; for q, k, v of shape "
+            f"{tuple(q.shape)} it should be "
             f"{tuple(reference.shape)} [B, H, T, Dh]",
         )
         if not torch.allclose(mine, reference, atol=1e-5):
@@ -214,7 +215,8 @@ def check_causal_attention(
             expect(
                 False,
                 f"your output first differs at position t = {t} (max difference "
-                f"{(mine - reference).abs().max():.3g}); position 0 should equal v[..., 0, :] exactly",
+                f"{(mine - reference).abs().max():.3g}); position 0 should equal v[..., 0, "
+                ":] exactly",
             )
         changed_k, changed_v = k.clone(), v.clone()
         changed_k[:, :, -1] += 1.0
@@ -224,7 +226,10 @@ def check_causal_attention(
             torch.allclose(leaked, mine[:, :, :-1], atol=1e-6),
             "changing the last position's key and value changed earlier outputs: the future leaks",
         )
-        return f"equal to tmtlib.models.attend on {q.size(0)} real test sentences of {T} pieces, {q.size(1)} heads"
+        return (
+            f"equal to tmtlib.models.attend on {q.size(0)} real test sentences of {T} pieces, "
+            f"{q.size(1)} heads"
+        )
 
     return run_check("causal attention", attempt)
 
@@ -270,10 +275,9 @@ def _schedule_slips(d_model: int, warmup: int) -> dict[str, Callable[[int], floa
             (d_model * step) ** -0.5
         ),
         "steps counted from 0 (eq. 3's step_num is 1 at the first update)": eq3(shift=1),
-        "a multiplier of a base rate, as tmtlib.train.learning_rate_factor: eq. 3 is the rate itself": lambda step: (
-            learning_rate_factor(
-                step - 1, TrainConfig(warmup_steps=warmup, schedule="inverse_sqrt")
-            )
+        "a multiplier of a base rate, as tmtlib.train.learning_rate_factor: eq. 3 is the "
+        "rate itself": lambda step: learning_rate_factor(
+            step - 1, TrainConfig(warmup_steps=warmup, schedule="inverse_sqrt")
         ),
     }
 
@@ -297,7 +301,8 @@ def check_vaswani_learning_rate(lrate: Callable[[int, int, int], float]) -> Verd
             for step, value in zip(steps, mine):
                 expect(
                     isinstance(value, (int, float)) and not isinstance(value, bool),
-                    f"lrate({step}, {d_model}, {warmup}) returned {value!r}; it should return a float",
+                    f"lrate({step}, {d_model}, {warmup}) returned {value!r}; it should "
+                    "return a float",
                 )
             reference = [reference_learning_rate(step, d_model, warmup) for step in steps]
             if not _same(mine, reference):
@@ -320,10 +325,12 @@ def check_vaswani_learning_rate(lrate: Callable[[int, int, int], float]) -> Verd
                     f"{value:.4g}; eq. 3 gives {right:.4g}{hint}",
                 )
             peaks.append(
-                f"{reference_learning_rate(warmup, d_model, warmup):.2g} (d_model {d_model}, warm-up {warmup})"
+                f"{reference_learning_rate(warmup, d_model, warmup):.2g} (d_model "
+                f"{d_model}, warm-up {warmup})"
             )
         return (
-            "equal to the course's inverse-sqrt schedule times (d_model * warmup)^-0.5 at every step tried; "
+            "equal to the course's inverse-sqrt schedule times (d_model * warmup)^-0.5 at "
+            "every step tried; "
             f"peak rates {', '.join(peaks)}"
         )
 

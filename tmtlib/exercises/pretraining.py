@@ -54,7 +54,10 @@ def _lm_attempt(my_example: Callable[[Sequence[int], int], tuple[list[int], list
             f"caption {i}: expected inputs {expected[0]} and targets {expected[1]}, "
             f"got {inputs} and {targets}",
         )
-    return "teacher-forced inputs and targets as tmtlib.batching.collate builds them, on 200 German captions"
+    return (
+        "teacher-forced inputs and targets as tmtlib.batching.collate builds them, on 200 "
+        "German captions"
+    )
 
 
 def check_lm_example(
@@ -107,19 +110,15 @@ def _perplexity_slips(model: nn.Module, batches: Sequence[Batch]) -> dict[str, f
         "padding counted: average over the real target tokens only (tgt_out != PAD_ID)": math.exp(
             sum(padded) / len(padded)
         ),
-        "a mean of per-batch means: sum the NLL and the tokens over all batches, then divide": math.exp(
-            sum(s / n for s, n in zip(sums, counts)) / len(sums)
-        ),
-        "a mean of per-batch perplexities: sum the NLL and the tokens over all batches, then divide": sum(
-            math.exp(s / n) for s, n in zip(sums, counts)
-        )
-        / len(sums),
+        "a mean of per-batch means: sum the NLL and the tokens over all batches, then "
+        "divide": math.exp(sum(s / n for s, n in zip(sums, counts)) / len(sums)),
+        "a mean of per-batch perplexities: sum the NLL and the tokens over all batches, "
+        "then divide": sum(math.exp(s / n) for s, n in zip(sums, counts)) / len(sums),
         "a mean over sentences: every token counts once, so long captions weigh more": math.exp(
             sum(sentences) / len(sentences)
         ),
-        "label smoothing (the training loss): the perplexity uses the plain NLL of the target pieces": math.exp(
-            smoothed / sum(counts)
-        ),
+        "label smoothing (the training loss): the perplexity uses the plain NLL of the "
+        "target pieces": math.exp(smoothed / sum(counts)),
     }
 
 
@@ -141,16 +140,19 @@ def _perplexity_attempt(my_perplexity: Callable[[nn.Module, Sequence[Batch]], fl
                 for slip, wrong in _perplexity_slips(model, batches).items()
                 if math.isclose(got, wrong, rel_tol=1e-4)
             ),
-            " — exp(sum of -log p(target) over every real target piece / their number), no label smoothing",
+            " — exp(sum of -log p(target) over every real target piece / their number), no "
+            "label smoothing",
         )
         expect(
             False,
-            f"your perplexity is {got:,.1f}; tmtlib.train.validation_loss gives {expected:,.1f}{hint}",
+            f"your perplexity is {got:,.1f}; tmtlib.train.validation_loss gives "
+            f"{expected:,.1f}{hint}",
         )
     tokens = sum(batch.tgt_tokens for batch in batches)
     return (
         f"perplexity {expected:,.0f} over {tokens} held-out pieces in {len(batches)} batches, as "
-        f"tmtlib.train.validation_loss computes it, for an untrained model (a uniform guess among the "
+        "tmtlib.train.validation_loss computes it, for an untrained model (a uniform "
+        "guess among the "
         f"{samples.tokenizer().vocab_size:,} pieces scores {samples.tokenizer().vocab_size:,})"
     )
 

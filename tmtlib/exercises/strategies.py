@@ -51,21 +51,27 @@ def check_freeze(my_freeze: Callable[[nn.Module, Sequence[str]], int]) -> Verdic
             )
             if missing:
                 raise Mismatch(
-                    f"with parts {list(parts)} you left {missing[0]} (part {transfer.part_of(missing[0])!r})"
+                    f"with parts {list(parts)} you left {missing[0]} (part "
+                    f"{transfer.part_of(missing[0])!r})"
                     f"{f' and {len(missing) - 1} more' if len(missing) > 1 else ''} trainable: set "
                     "requires_grad = False on every parameter whose part_of(name) is selected"
                 )
             if extra:
                 raise Mismatch(
                     f"with parts {list(parts)} you froze {extra[0]}, which belongs to "
-                    f"{transfer.part_of(extra[0])!r}: pick parameters by tmtlib.transfer.part_of(name)"
+                    f"{transfer.part_of(extra[0])!r}: pick parameters by "
+                    "tmtlib.transfer.part_of(name)"
                 )
             expect(
                 count == expected_count,
                 f"with parts {list(parts)} you froze the right parameters but "
-                f"returned {count}; the number of parameters (numel, not tensors) is {expected_count:,}",
+                f"returned {count}; the number of parameters (numel, not tensors) is "
+                f"{expected_count:,}",
             )
-        return f"you freeze the same parameters as tmtlib.transfer.freeze for {len(FREEZE_CASES)} choices of parts"
+        return (
+            f"you freeze the same parameters as tmtlib.transfer.freeze for {len(FREEZE_CASES)} "
+            "choices of parts"
+        )
 
     return run_check("freezing parts", attempt)
 
@@ -114,7 +120,8 @@ def check_parameter_groups(
             frozen_in, left_out = sorted(set(got) - set(expected)), sorted(set(expected) - set(got))
             if frozen_in:
                 raise Mismatch(
-                    f"{frozen_in[0]} is frozen (requires_grad False) but in your groups: leave it out"
+                    f"{frozen_in[0]} is frozen (requires_grad False) but in your groups: "
+                    "leave it out"
                 )
             if left_out:
                 raise Mismatch(f"{left_out[0]} is trainable but in none of your groups")
@@ -170,7 +177,8 @@ def check_gradual_unfreezing(
                 expect(
                     sorted(got or []) == sorted(expected),
                     f"at step {step} (steps run: {list(steps)[:3]}...) "
-                    f"you unfroze {got}, the reference {expected}: unfreeze every part due at or before this "
+                    f"you unfroze {got}, the reference {expected}: unfreeze every part due "
+                    "at or before this "
                     "step that is still frozen (a resumed run catches up), each once",
                 )
                 expect(
@@ -178,6 +186,9 @@ def check_gradual_unfreezing(
                     f"after step {step} your frozen tensors differ: "
                     f"{sorted(_frozen(mine) ^ _frozen(reference))[:2]}",
                 )
-        return "your schedule freezes and unfreezes exactly as tmtlib.transfer.GradualUnfreezing, resumed runs included"
+        return (
+            "your schedule freezes and unfreezes exactly as tmtlib.transfer.GradualUnfreezing, "
+            "resumed runs included"
+        )
 
     return run_check("gradual unfreezing", attempt)

@@ -93,10 +93,10 @@ def _fraction_slips(report: TransferReport) -> dict[str, float]:
             report.loaded
         )
         / (len(report.loaded) + len(report.initialised)),
-        "the ignored parameters in the denominator: they are in the checkpoint, not in the translator": loaded
-        / (loaded + initialised + ignored),
-        "a share of the checkpoint (report.source_sizes), not of the translator (report.sizes)": loaded
-        / sum(report.source_sizes.values()),
+        "the ignored parameters in the denominator: they are in the checkpoint, not in the "
+        "translator": loaded / (loaded + initialised + ignored),
+        "a share of the checkpoint (report.source_sizes), not of the translator "
+        "(report.sizes)": loaded / sum(report.source_sizes.values()),
         "the share that kept its random initialisation, not the share loaded": initialised
         / (loaded + initialised),
         "a percentage: return a fraction in [0, 1]": 100 * loaded / (loaded + initialised),
@@ -118,11 +118,13 @@ def _fraction_attempt(my_fraction: Callable[[TransferReport], float]) -> str:
                     for slip, wrong in _fraction_slips(report).items()
                     if math.isclose(got, wrong, rel_tol=1e-9)
                 ),
-                " — sum report.sizes over report.loaded, divide by the sum over loaded and initialised",
+                " — sum report.sizes over report.loaded, divide by the sum over loaded and "
+                "initialised",
             )
             expect(
                 False,
-                f"{case}: you say {got:.4f} of the translator came from the checkpoint; the report says "
+                f"{case}: you say {got:.4f} of the translator came from the checkpoint; "
+                "the report says "
                 f"{expected:.4f}{hint}",
             )
         shares.append(f"{case} {expected:.0%}")
@@ -170,8 +172,10 @@ def _precision_attempt(my_precisions: Callable[[Sequence[str], Sequence[str]], l
     unclipped = _unclipped_precisions(outputs, references)
     expect(
         not all(abs(g - u) < 1e-9 for g, u in zip(got, unclipped)),
-        f"unigram precision {got[0]:.4f} instead of {expected[0]:.4f}: you did not clip. An output n-gram counts "
-        "at most as often as it occurs in the reference (half of these outputs repeat their first word)",
+        f"unigram precision {got[0]:.4f} instead of {expected[0]:.4f}: you did not clip. "
+        "An output n-gram counts "
+        "at most as often as it occurs in the reference (half of these outputs repeat "
+        "their first word)",
     )
     for n, (g, e) in enumerate(zip(got, expected), start=1):
         expect(
@@ -214,7 +218,8 @@ def _freeze_attempt(my_freeze: Callable[[nn.Module], object]) -> str:
     expect("embeddings" not in moved, "the embeddings changed in a training step")
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     return (
-        f"{frozen:,} of {sum(p.numel() for p in model.parameters()):,} parameters frozen (the embedding, tied "
+        f"{frozen:,} of {sum(p.numel() for p in model.parameters()):,} parameters frozen "
+        "(the embedding, tied "
         f"to the output layer); one step on real pairs moved only {', '.join(sorted(moved))}"
     )
 

@@ -76,8 +76,10 @@ def _kl_attempt(my_kl: GaussianFn) -> str:
     estimate = monte_carlo_kl(mu[:4], logvar[:4])
     gap = (got[:4].sum(-1) - estimate).abs().max()
     return (
-        f"matches tmtlib on 16×8 posteriors of real captions, and a Monte-Carlo estimate with 20,000 samples "
-        f"within {float(gap):.3f} nats (of KLs of {float(estimate.min()):.1f}–{float(estimate.max()):.1f})"
+        "matches tmtlib on 16×8 posteriors of real captions, and a Monte-Carlo estimate "
+        "with 20,000 samples "
+        f"within {float(gap):.3f} nats (of KLs of "
+        f"{float(estimate.min()):.1f}–{float(estimate.max()):.1f})"
     )
 
 
@@ -125,7 +127,10 @@ def _reparameterize_attempt(my_reparameterize: GaussianFn) -> str:
         f"the standard deviation of your z is off by up to "
         f"{100 * float(ratio.sub(1).abs().max()):.0f}%: σ = exp(logvar / 2)",
     )
-    return "gradients reach mu and logvar; 4,000 draws have mean mu and standard deviation exp(logvar / 2)"
+    return (
+        "gradients reach mu and logvar; 4,000 draws have mean mu and standard deviation "
+        "exp(logvar / 2)"
+    )
 
 
 def _seeded_reparameterize_attempt(my_reparameterize: GaussianFn) -> str:
@@ -154,8 +159,10 @@ def _schedule_attempt(my_beta: Callable[[int, float, int], float]) -> str:
             where = "rising half" if phase < 0.5 else "flat half"
             expect(
                 False,
-                f"at step {step} (phase {phase:.2f} of a {cycle}-step cycle, the {where}) β should be "
-                f"{expected:.4f}, yours is {got:.4f}: rise linearly from 0 to max_beta over the first "
+                f"at step {step} (phase {phase:.2f} of a {cycle}-step cycle, the {where}) "
+                "β should be "
+                f"{expected:.4f}, yours is {got:.4f}: rise linearly from 0 to max_beta "
+                "over the first "
                 "half of each cycle, then stay at max_beta; restart at 0 every cycle",
             )
     expect(
