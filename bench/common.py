@@ -99,7 +99,8 @@ def hf_model(vocab_size: int):
 
 
 class TorchTransformer(nn.Module):
-    """``torch.nn.Transformer`` with tied embeddings and sinusoidal positions, pre-LN like tmtlib."""
+    """``torch.nn.Transformer`` with tied embeddings and sinusoidal positions, pre-LN like
+    tmtlib."""
 
     def __init__(self, vocab_size: int):
         super().__init__()

@@ -1,7 +1,8 @@
 """Decoding throughput: sentences/s, greedy and beam 5, tmtlib vs HF ``generate`` on the same
 weights.
 
-    python -m bench.decode_throughput [--checkpoint runs/full-en-de/best.pt]   # about 4 minutes on 2 cores (+7 to train the model in a fresh checkout)
+    # about 4 minutes on 2 cores (+7 to train the model in a fresh checkout)
+    python -m bench.decode_throughput [--checkpoint runs/full-en-de/best.pt]
 
 Both engines translate the 1,000 English sentences of test_2016_flickr into German with the
 *same* trained weights (``common.hf_copy`` puts tmtlib's weights into HF's M2M100), the same

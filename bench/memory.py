@@ -1,6 +1,7 @@
 """Peak memory (resident set) of training and decoding, each engine in a fresh process.
 
-    python -m bench.memory [--checkpoint runs/full-en-de/best.pt]     # about 4 minutes on 2 cores (+7 to train the model in a fresh checkout)
+    # about 4 minutes on 2 cores (+7 to train the model in a fresh checkout)
+    python -m bench.memory [--checkpoint runs/full-en-de/best.pt]
 
 Training: 20 AdamW steps of the course-size model on real ~4,096-token en->de batches. Decoding:
 the 1,000 test_2016_flickr sentences with beam 5 (tmtlib, and HF ``generate`` on a copy of the same

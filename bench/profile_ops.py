@@ -1,6 +1,6 @@
 """Where the time goes: torch.profiler op tables of a training step and of decoding, per engine.
 
-    python -m bench.profile_ops [--checkpoint runs/full-en-de/best.pt]    # about 2 minutes on 2 cores
+    python -m bench.profile_ops [--checkpoint runs/full-en-de/best.pt]  # about 2 minutes on 2 cores
 
 Training: 4 real en->de batches (forward + backward + AdamW) after one warm-up batch. Decoding: the
 first 300 test_2016_flickr sentences, greedy and beam 5, on the same weights in both engines. Ops

@@ -1,9 +1,9 @@
 """Quality per CPU-minute: BLEU against wall-clock training minutes on all en->de pairs.
 
     python -m bench.quality_per_minute --engine tmtlib --minutes 30 60  # tmtlib's CPU recipe
-    python -m bench.quality_per_minute --engine tmtlib-bf16 --minutes 30  # the same in bf16 mixed precision
-    python -m bench.quality_per_minute --engine hf --minutes 60         # HF BART, its usual recipe
-    python -m bench.quality_per_minute --plot                           # the figure from both records
+    python -m bench.quality_per_minute --engine tmtlib-bf16 --minutes 30  # the same in bf16
+    python -m bench.quality_per_minute --engine hf --minutes 60  # HF BART, its usual recipe
+    python -m bench.quality_per_minute --plot  # the figure from both records
 
 tmtlib's recipe is the course's: token-bucketed batches of ~4,096 tokens, AdamW (lr 1e-3, 200
 warm-up steps, inverse square root), label smoothing 0.1; ``tmtlib-bf16`` trains it in bf16 mixed

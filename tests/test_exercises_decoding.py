@@ -41,9 +41,11 @@ def test_top_p_filter():
 
 def test_top_p_sampling():
     def sample(model, src_ids, start_id, max_len, p, generator):
-        draw = lambda logits: int(
-            torch.multinomial(nucleus(logits[None], p).softmax(-1), 1, generator=generator)
-        )
+        def draw(logits):
+            return int(
+                torch.multinomial(nucleus(logits[None], p).softmax(-1), 1, generator=generator)
+            )
+
         return greedy_by_hand(model, src_ids, start_id, max_len, choose=draw)
 
     assert decoding.check_top_p_sampling(sample)

@@ -119,10 +119,15 @@ def test_sigkill_during_a_checkpoint_write_loses_nothing_and_leaves_no_stale_loc
         import time, torch
         from tmtlib import checkpoint
         def stall(obj, handle):
-            handle.write(b"half a checkpoint"); handle.flush(); print("writing", flush=True); time.sleep(600)
+            handle.write(b"half a checkpoint")
+            handle.flush()
+            print("writing", flush=True)
+            time.sleep(600)
         torch.save = stall
         with checkpoint.run_folder_lock({str(tmp_path)!r}):
-            checkpoint.save_atomic({{"model": {{"w": torch.zeros(3)}}}}, {str(tmp_path / "last.pt")!r})
+            checkpoint.save_atomic(
+                {{"model": {{"w": torch.zeros(3)}}}}, {str(tmp_path / "last.pt")!r}
+            )
     """)
     writer = subprocess.Popen(
         [sys.executable, "-c", code], env=ENV, stdout=subprocess.PIPE, text=True

@@ -25,7 +25,8 @@ from tmtlib.settings import REPO_ROOT
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 RESULTS = REPO_ROOT / "data" / "results"
-FLOOR = "p = 0.001 (1000 samples)"  # how BootstrapResult prints the smallest p-value 1,000 samples can give
+# how BootstrapResult prints the smallest p-value 1,000 samples can give
+FLOOR = "p = 0.001 (1000 samples)"
 
 
 @cache

@@ -1,9 +1,10 @@
-"""``python -m tmtlib`` (or ``tmt``): the course's pipeline from the command line, at any scale.
+r"""``python -m tmtlib`` (or ``tmt``): the course's pipeline from the command line, at any scale.
 
     python -m tmtlib pretrain --objective dae --langs en de --out runs/dae --max-minutes 30
     python -m tmtlib finetune --src en --tgt de --pairs 3000 --init runs/dae/best.pt --out runs/ft
     python -m tmtlib translate --checkpoint runs/ft/best.pt --tgt de < input.en > output.de
-    python -m tmtlib evaluate --checkpoint runs/ft/best.pt --src en --tgt de --split test_2016_flickr
+    python -m tmtlib evaluate --checkpoint runs/ft/best.pt --src en --tgt de \
+        --split test_2016_flickr
     python -m tmtlib experiment budgets --budgets 1000 3000 all --inits scratch dae --seeds 0 1 2
 
 The training commands' flags are made from the fields of ``tmtlib.pipeline.PretrainSpec`` /

@@ -37,7 +37,8 @@ PRESET = "tiny" if QUICK else "course"
 # ``showcase_train_config``: long enough to translate recognisably, and three of them are a third of
 # CI's time
 SHOWCASE = {"runs": ((None, 2000), ("dae", 2000), (None, None)), "preset": "small"}
-SHOWCASE_STEPS = 150  # test BLEU on 100 sentences 7.1 / 8.1 / 7.3 (300 steps: 12.6 / 14.4 / 14.5, twice the time)
+# test BLEU on 100 sentences 7.1 / 8.1 / 7.3 (300 steps: 12.6 / 14.4 / 14.5, twice the time)
+SHOWCASE_STEPS = 150
 PRETRAIN_OBJECTIVES = ("lm", "dae", "vae")
 # which parts of each pretrained model go into the translator: an LM trained only its decoder
 INIT_PARTS = {

@@ -49,7 +49,8 @@ from .train import History
 class Cell:
     """One run of a family: a translator from ``init`` on ``pairs`` pairs (None: all) with ``seed``,
     trained with the course's 250-step ``recipe`` or one of the ~60-minute ``LONG_RECIPES``
-    (``tmtlib.course.long_train_config``; from a pretrained ``init``, the hour less its pretraining)."""
+    (``tmtlib.course.long_train_config``; from a pretrained ``init``, the hour less its
+    pretraining)."""
 
     family: str
     init: str | None
@@ -814,8 +815,10 @@ def vae_diagnostics_record(name: str) -> dict[str, Any]:
         "run": name,
         "run_folder": folder.name,
         "checkpoint_step": checkpoint.load(folder / "best.pt")["progress"]["step"],
-        "examples": f"the run's validation captions ({', '.join(spec.langs)}; task-2 val, the first "
-        "500 per language)",
+        "examples": (
+            f"the run's validation captions ({', '.join(spec.langs)}; task-2 val, the first "
+            "500 per language)"
+        ),
         **measured,
         "cross_attention_gradient_norm": gradients,
         "cross_attention_change_from_init": change,

@@ -216,7 +216,8 @@ class SelfAttention(nn.Module):
 
 
 class CrossAttention(nn.Module):
-    """Multi-head attention from decoder states to the memory (encoder states or a latent vector)."""
+    """Multi-head attention from decoder states to the memory (encoder states or a latent
+    vector)."""
 
     def __init__(self, d_model: int, n_heads: int):
         super().__init__()
@@ -303,7 +304,8 @@ class EncoderLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    """Pre-LN block: causal self-attention, cross-attention (skipped without memory), feed-forward."""
+    """Pre-LN block: causal self-attention, cross-attention (skipped without memory),
+    feed-forward."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -448,7 +450,8 @@ class LatentHeads(nn.Module):
 
 
 class Seq2Seq(nn.Module):
-    """Pre-LN Transformer encoder–decoder with one shared, tied embedding (see the module docstring)."""
+    """Pre-LN Transformer encoder–decoder with one shared, tied embedding (see the module
+    docstring)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -565,7 +568,8 @@ class Seq2Seq(nn.Module):
 
 @dataclass
 class LayerCache:
-    """One decoder layer's cached keys/values: self-attention [B, H, t, Dh], memory [B, H, M, Dh]."""
+    """One decoder layer's cached keys/values: self-attention [B, H, t, Dh], memory [B, H, M,
+    Dh]."""
 
     self_kv: tuple[Tensor, Tensor] | None = None
     memory_kv: tuple[Tensor, Tensor] | None = None

@@ -162,7 +162,7 @@ class PretrainSpec:
 
 @dataclass(frozen=True)
 class FinetuneSpec:
-    """A translation run: ``src`` -> ``tgt`` on ``pairs`` training pairs, from scratch or ``init``."""
+    """Translation run: ``src`` -> ``tgt`` on ``pairs`` training pairs, from scratch or ``init``."""
 
     src: str = setting("en", choices=LANGUAGES, help="source language")
     tgt: str = setting("de", choices=LANGUAGES, help="target language")

@@ -427,7 +427,8 @@ class _Run:
         totals = {"nll": 0.0, "kl": 0.0, "tokens": 0, "src_tokens": 0, "kl_weight": 0.0}
         for micro, indices in enumerate(group):
             rng = random.Random(
-                f"{self.config.seed}/{self.progress.epoch}/{self.progress.batch + micro}/{self.rank}"
+                f"{self.config.seed}/{self.progress.epoch}/"
+                f"{self.progress.batch + micro}/{self.rank}"
             )
             batch = collate([self.objective.corrupt(self.examples[i], rng) for i in indices]).to(
                 self.device

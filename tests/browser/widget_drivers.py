@@ -18,7 +18,8 @@ if TYPE_CHECKING:  # Playwright may be missing: the tests then skip instead of f
     from playwright.sync_api import Locator, Page
 
 
-LIMIT_S = 30.0  # per interaction; the heaviest is one beam-search translation plus its heatmap, in quick mode
+# per interaction; the heaviest is one beam-search translation plus its heatmap, in quick mode
+LIMIT_S = 30.0
 
 
 @dataclass
@@ -37,7 +38,8 @@ class WidgetFailure(AssertionError):
 
 
 class Driver:
-    """Shared gestures and the timed wait for a change, for the widget ``root`` of one notebook cell."""
+    """Shared gestures and the timed wait for a change, for the widget ``root`` of one notebook
+    cell."""
 
     def __init__(
         self, page: Page, notebook: str, widget: str, root: Locator, limit_s: float = LIMIT_S
@@ -235,7 +237,9 @@ def drive_translator(d: Driver) -> None:
     """Type a sentence, add a reference, move the beam, switch the model: a new heatmap each time,
     and new text for a new sentence; another model must draw another heatmap (its attention differs
     even where two quick models agree on the words)."""
-    translation = lambda: d.output_text().splitlines()[0] if d.output_text() else ""
+
+    def translation() -> str:
+        return d.output_text().splitlines()[0] if d.output_text() else ""
 
     def retranslated(
         new_text: bool, new_map: bool, old_text: str, old_map: str

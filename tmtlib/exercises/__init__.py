@@ -3,10 +3,9 @@ data.
 
 Every code exercise in a notebook ends with a call such as ``check_gaussian_kl(my_kl)``. A check
 runs the learner's function on real inputs, compares it with ``tmtlib``'s own implementation and
-returns a
-:class:`Verdict` that says *what* is wrong (a shape, a sign, a value off by how much, on which input),
-not just ``False``. A function that still raises ``NotImplementedError`` is reported as "not
-attempted yet", so a notebook with unsolved exercises still runs top to bottom.
+returns a :class:`Verdict` that says *what* is wrong (a shape, a sign, a value off by how much, on
+which input), not just ``False``. A function that still raises ``NotImplementedError`` is reported
+as "not attempted yet", so a notebook with unsolved exercises still runs top to bottom.
 
 One module per notebook topic (e.g. ``tmtlib.exercises.vae``); the model solutions live in
 ``notebooks/solutions/`` and the test command executes them, asserting that every check passes.
