@@ -482,6 +482,16 @@ def _add_names(
     )
 
 
+# the experiment families, as ``tmt experiment --help`` describes them
+FAMILY_HELP = (
+    "budgets: en->de BLEU against parallel pairs, per initialisation (notebook 6); crosslingual: "
+    "en->de parent to en->fr/en->cs children (notebook 7); strategies: fine-tuning strategies for "
+    "the en->fr child (notebook 8); full: en->X on all pairs for about 60 minutes; pretraining: "
+    "the course's pretraining runs and the VAE with/without remedies; vae-diagnostics: those VAEs "
+    "measured (sampled ELBO, IW bound, active units, I(x;z), shuffled z)"
+)
+
+
 def _add_experiment(commands) -> None:
     ex = commands.add_parser(
         "experiment", help="run an experiment family (cached, resumable) and write its results"
@@ -490,13 +500,7 @@ def _add_experiment(commands) -> None:
     ex.add_argument(
         "family",
         choices=families,
-        help="budgets: en->de BLEU against parallel pairs, per initialisation (notebook 6); "
-        "crosslingual: "
-        "en->de parent to en->fr/en->cs children (notebook 7); strategies: fine-tuning strategies "
-        "for the en->fr child (notebook 8); full: en->X on all pairs for about 60 minutes; "
-        "pretraining: the course's pretraining runs and the VAE with/without remedies; "
-        "vae-diagnostics: those VAEs measured (sampled ELBO, IW bound, active units, I(x;z), "
-        "shuffled z)",
+        help=FAMILY_HELP,
     )
     ex.add_argument(
         "--seeds",

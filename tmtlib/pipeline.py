@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -404,6 +404,25 @@ def fine_tuning_strategy(
     return [], None
 
 
+def _validation_bleu(
+    spec: FinetuneSpec, tokenizer: Tokenizer, bleu_pairs: list[tuple[str, str]]
+) -> Callable[[Seq2Seq], dict[str, float]]:
+    """``finetune``'s model-selection metric: greedy BLEU of a model on ``bleu_pairs``."""
+
+    def validation_bleu(net: Seq2Seq) -> dict[str, float]:
+        hyps = translate(
+            net,
+            tokenizer,
+            [s for s, _ in bleu_pairs],
+            spec.tgt,
+            beam_size=1,
+            precision=spec.train.precision,
+        )
+        return {"val_bleu": bleu(hyps, [t for _, t in bleu_pairs]).value}
+
+    return validation_bleu
+
+
 def finetune(
     spec: FinetuneSpec,
     out_dir: str | Path,
@@ -435,19 +454,7 @@ def finetune(
     strategy_callbacks, strategy_groups = fine_tuning_strategy(spec.strategy, model, spec.train)
     callbacks = [*strategy_callbacks, *callbacks]
     param_groups = param_groups if param_groups is not None else strategy_groups
-    bleu_pairs = valid_pairs[: spec.bleu_sentences]
-
-    def validation_bleu(net: Seq2Seq) -> dict[str, float]:
-        hyps = translate(
-            net,
-            tokenizer,
-            [s for s, _ in bleu_pairs],
-            spec.tgt,
-            beam_size=1,
-            precision=spec.train.precision,
-        )
-        return {"val_bleu": bleu(hyps, [t for _, t in bleu_pairs]).value}
-
+    validation_bleu = _validation_bleu(spec, tokenizer, valid_pairs[: spec.bleu_sentences])
     examples = translation_examples(tokenizer, pairs, spec.tgt)
     valid = translation_examples(tokenizer, valid_pairs, spec.tgt)
     check_run(spec.train, examples, valid, validation_bleu)
