@@ -1,7 +1,8 @@
 """The shape of ``tmtlib``: no import cycle between its modules, and no module named like the
 standard library's (a ``tmtlib/tokenize.py`` once shadowed ``tokenize`` for scripts run from
 inside the package folder, and ``tokenize`` imported ``data`` which imported ``tokenize``); no
-function longer than the house limit; no command-line option without a help text.
+function longer than the house limit; no command-line option without a help text; and the code
+clean under ruff with the repository's configuration (pyproject.toml's ``[tool.ruff]``).
 
 Every import counts, at module level and inside functions (a late import only hides a cycle),
 except those under ``if TYPE_CHECKING:``, which never run.
@@ -10,6 +11,9 @@ except those under ``if TYPE_CHECKING:``, which never run.
 from __future__ import annotations
 
 import ast
+import importlib.util
+import re
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -17,6 +21,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent / "tmtlib"
+REPO_ROOT = PACKAGE_ROOT.parent
 
 
 def module_files(package_root: Path) -> dict[str, Path]:
@@ -243,3 +248,39 @@ def test_an_option_without_help_is_found_and_named():
     commands = parser.add_subparsers()
     commands.add_parser("run", help="run").add_argument("--fast", action="store_true")
     assert options_without_help(parser) == ["tmt run --fast"]
+
+
+# --- lint: ruff with pyproject.toml's configuration (pycodestyle, pyflakes, import order) ---------
+
+FINDING = re.compile(r"\S.*:\d+:\d+: [A-Z]+\d+ ")  # a line of ruff's concise output
+
+
+def lint_findings(root: Path, config: Path | None = None) -> list[str]:
+    """``ruff check``'s findings under ``root``, one ``path:line:column: CODE message`` each (paths
+    relative to ``root``), with the configuration ruff finds there (or ``config``); no cache
+    written into the checkout."""
+    if importlib.util.find_spec("ruff") is None:
+        pytest.skip("ruff is not installed: install the test extra (pip install -e '.[test]')")
+    command = [sys.executable, "-m", "ruff", "check", "--output-format", "concise", "--no-cache"]
+    command += ["--config", str(config)] if config else []
+    result = subprocess.run(
+        [*command, str(root)], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    if result.returncode not in (0, 1):  # 2: ruff itself failed (bad configuration, say)
+        raise RuntimeError(f"ruff check failed (status {result.returncode}):\n{result.stderr}")
+    return [line for line in result.stdout.splitlines() if FINDING.match(line)]
+
+
+def test_the_code_is_clean_under_ruff():
+    findings = lint_findings(REPO_ROOT)
+    assert not findings, (
+        f"{len(findings)} ruff findings (ruff format . and ruff check --fix . fix most of them):\n"
+        + "\n".join(findings)
+    )
+
+
+def test_a_lint_finding_is_reported_with_its_place(tmp_path):
+    (tmp_path / "bad.py").write_text("import os\n\nx = 1  " + "#" * 100 + "\n")
+    findings = lint_findings(tmp_path, config=REPO_ROOT / "pyproject.toml")
+    assert [finding.split(": ")[1].split()[0] for finding in findings] == ["F401", "E501"]
+    assert findings[0].startswith("bad.py:1:8: F401"), findings
