@@ -125,8 +125,7 @@ def main() -> None:
     )
     print(
         f"{'mode':7} {'engine':12} {'sent/s (median, min-max)':>26} {'÷ HF':>6} "
-        f"{'pieces/sent':>11} {'BLEU':>5} "
-        f"{'same as HF':>10}"
+        f"{'pieces/sent':>11} {'BLEU':>5} {'same as HF':>10}"
     )
     names = list(engines)
     for beam in args.beams:
@@ -153,9 +152,8 @@ def main() -> None:
             }
             print(
                 f"{mode:7} {name:12} {stats['median']:12.1f} "
-                f"({stats['min']:.1f}-{stats['max']:.1f}) "
-                f"{entry[name]['ratio_to_hf']:6.2f} {pieces:11.1f} {score.value:5.1f} "
-                f"{entry[name]['same_as_hf']:10.1%}"
+                f"({stats['min']:.1f}-{stats['max']:.1f}) {entry[name]['ratio_to_hf']:6.2f} "
+                f"{pieces:11.1f} {score.value:5.1f} {entry[name]['same_as_hf']:10.1%}"
             )
         result["modes"][mode] = entry
     print("wrote", common.save("decode_throughput", result))

@@ -18,10 +18,9 @@ COMMANDS = {
     "train_throughput": "python -m bench.train_throughput",
     "decode_throughput": "python -m bench.decode_throughput",
     "memory": "python -m bench.memory",
-    "quality": "python -m bench.quality_per_minute --engine tmtlib --minutes 30 60; "
-    "python -m bench.quality_per_minute --engine tmtlib-bf16 --minutes 30; "
-    "python -m bench.quality_per_minute --engine hf --minutes 60; python -m "
-    "bench.quality_per_minute --plot",
+    "quality": "python -m bench.quality_per_minute --engine tmtlib --minutes 30 60; python -m "
+    "bench.quality_per_minute --engine tmtlib-bf16 --minutes 30; python -m "
+    "bench.quality_per_minute --engine hf --minutes 60; python -m bench.quality_per_minute --plot",
     "ci_cost": "python -m bench.ci_cost",
     "profile": "python -m bench.profile_ops",
 }
@@ -45,13 +44,11 @@ def load(name: str) -> dict | None:
 
 def training(result: dict) -> list[str]:
     lines = [
-        f"{result['batches']} real en→de batches × {result['rounds']} interleaved rounds; "
-        "matmul peak "
-        f"{result['matmul_peak_flops'] / 1e9:.1f} GFLOP/s in fp32 and "
-        f"{result['matmul_peak_flops_bf16'] / 1e9:.1f} "
-        "in bf16 (measured in the same run; each engine's share is of its precision's "
-        "peak). `-bf16`: the "
-        "engine under bf16 autocast; ÷ HF: against HF in fp32, its usual CPU loop.",
+        f"{result['batches']} real en→de batches × {result['rounds']} interleaved rounds; matmul "
+        f"peak {result['matmul_peak_flops'] / 1e9:.1f} GFLOP/s in fp32 and "
+        f"{result['matmul_peak_flops_bf16'] / 1e9:.1f} in bf16 (measured in the same run; each "
+        "engine's share is of its precision's peak). `-bf16`: the engine under bf16 autocast; ÷ "
+        "HF: against HF in fp32, its usual CPU loop.",
         "",
         "| engine | tokens/s median (min–max) | ÷ HF | GFLOP/s | share of its precision's "
         "peak | share of the fp32 peak |",
@@ -61,16 +58,14 @@ def training(result: dict) -> list[str]:
         t = row["tokens_per_s"]
         lines.append(
             f"| {engine} | {t['median']:,.0f} ({t['min']:,.0f}–{t['max']:,.0f}) | "
-            f"{row['ratio_to_hf']:.2f} | "
-            f"{row['flop_per_s'] / 1e9:.1f} | {row['share_of_peak']:.0%} | "
-            f"{row['flop_per_s'] / result['matmul_peak_flops']:.0%} |"
+            f"{row['ratio_to_hf']:.2f} | {row['flop_per_s'] / 1e9:.1f} | "
+            f"{row['share_of_peak']:.0%} | {row['flop_per_s'] / result['matmul_peak_flops']:.0%} |"
         )
     if "own_batching" in result:
         lines += [
             "",
-            "Each engine with its own recipe's batches from the same data (tmtlib: "
-            "token-bucketed, ~4,096 "
-            "tokens; HF: its usual random batches of 64 sentences padded to the longest); "
+            "Each engine with its own recipe's batches from the same data (tmtlib: token-bucketed, "
+            "~4,096 tokens; HF: its usual random batches of 64 sentences padded to the longest); "
             "real tokens/s:",
             "",
             "| engine | real tokens/s median (min–max) | ÷ HF | padding share |",
@@ -87,10 +82,9 @@ def training(result: dict) -> list[str]:
 
 def decoding(result: dict) -> list[str]:
     lines = [
-        f"{result['sentences']} test_2016_flickr sentences, the same trained weights in "
-        "every engine; `-bf16`: "
-        "under bf16 autocast; ÷ HF and identical outputs: against HF `generate` in fp32, "
-        "its default.",
+        f"{result['sentences']} test_2016_flickr sentences, the same trained weights in every "
+        "engine; `-bf16`: under bf16 autocast; ÷ HF and identical outputs: against HF `generate` "
+        "in fp32, its default.",
         "",
         "| mode | engine | sentences/s median (min–max) | ÷ HF | pieces/sentence | BLEU | "
         "outputs identical to HF's |",
@@ -101,9 +95,8 @@ def decoding(result: dict) -> list[str]:
             s = row["sentences_per_s"]
             lines.append(
                 f"| {mode} | {engine} | {s['median']:.1f} ({s['min']:.1f}–{s['max']:.1f}) | "
-                f"{row['ratio_to_hf']:.2f} | {row['pieces_per_sentence']:.1f} | "
-                f"{row['bleu']:.1f} | "
-                f"{row['same_as_hf']:.1%} |"
+                f"{row['ratio_to_hf']:.2f} | {row['pieces_per_sentence']:.1f} | {row['bleu']:.1f} "
+                f"| {row['same_as_hf']:.1%} |"
             )
     return lines
 
@@ -131,8 +124,7 @@ def quality(records: list[dict]) -> list[str]:
     return lines + [
         "",
         f"sacreBLEU signature: `{signature}`; tmtlib scores the checkpoint with the best "
-        "validation "
-        "BLEU so far (its step is given), HF the model at the end.",
+        "validation BLEU so far (its step is given), HF the model at the end.",
         "",
         "![quality per CPU-minute](bench/results/quality_per_minute.png)",
     ]

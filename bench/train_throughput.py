@@ -117,9 +117,8 @@ def main() -> None:
             "ratio_to_hf": ratio,
         }
         print(
-            f"{engine:12} {stats['median']:12,.0f} "
-            f"({stats['min']:,.0f}-{stats['max']:,.0f}) {ratio:7.2f} "
-            f"{flop_rate / 1e9:8.1f} {share:8.0%}"
+            f"{engine:12} {stats['median']:12,.0f} ({stats['min']:,.0f}-{stats['max']:,.0f}) "
+            f"{ratio:7.2f} {flop_rate / 1e9:8.1f} {share:8.0%}"
         )
     if {"tmtlib", "hf"} <= set(args.engines):
         result["own_batching"] = own_batching(steps, batches, args)
@@ -135,9 +134,8 @@ def own_batching(steps: dict, tmtlib_batches: list, args) -> dict:
     steps["hf"](own["hf"][0])  # warm-up for the new shapes
     rates = interleaved_rates({name: steps[name] for name in own}, own, args.rounds)
     print(
-        f"Own batching: tmtlib {len(tmtlib_batches)} token-bucketed batches, HF "
-        f"{len(own['hf'])} random batches "
-        f"of 64 sentences; real tokens/s"
+        f"Own batching: tmtlib {len(tmtlib_batches)} token-bucketed batches, HF {len(own['hf'])} "
+        "random batches of 64 sentences; real tokens/s"
     )
     result = {}
     for name in own:
@@ -150,8 +148,7 @@ def own_batching(steps: dict, tmtlib_batches: list, args) -> dict:
         }
         print(
             f"{name:12} {stats['median']:12,.0f} ({stats['min']:,.0f}-{stats['max']:,.0f}) "
-            f"{ratio:7.2f} "
-            f"padding {result[name]['padding_share']:.0%}"
+            f"{ratio:7.2f} padding {result[name]['padding_share']:.0%}"
         )
     return result
 

@@ -277,8 +277,7 @@ def test_07_prose_numbers_come_from_the_outputs_and_records():
         assert saved["validation"]["at_step"] == 250
     assert (
         f"{dae['validation']['best_val_bleu_greedy']:.1f} against "
-        f"{weak['validation']['best_val_bleu_greedy']:.1f} "
-        "validation BLEU (greedy) at step 250"
+        f"{weak['validation']['best_val_bleu_greedy']:.1f} validation BLEU (greedy) at step 250"
     ) in text
     _, readme = readme_30_minute_run()
     says(text, readme)

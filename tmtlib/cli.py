@@ -247,8 +247,7 @@ def _warn_if_untrained(checkpoint_path: Path, metadata: dict, tgt: str) -> None:
     if produced is not None and tgt not in produced:
         print(
             f"tmt translate: warning: {checkpoint_path} was trained to produce "
-            f"{', '.join(produced)}, not {tgt}: "
-            f"expect poor output",
+            f"{', '.join(produced)}, not {tgt}: expect poor output",
             file=sys.stderr,
         )
 

@@ -598,9 +598,8 @@ def figures(family: str, records: dict[Cell, dict], folder: Path, log=print) -> 
     ]
     if uncurved:
         log(
-            f"learning_curves.png left as it is: {len(uncurved)} first seeds "
-            f"({uncurved[0]}, ...) have no "
-            f"recorded validation curve (records from before curves were kept)"
+            f"learning_curves.png left as it is: {len(uncurved)} first seeds ({uncurved[0]}, ...) "
+            "have no recorded validation curve (records from before curves were kept)"
         )
         return written
     budgets = sorted({c.pairs for c in first_seed.values()}, key=lambda pairs: pairs or 10**9)
@@ -687,9 +686,8 @@ def run_family(
     )
     minutes = sum(records[c]["training"]["seconds"] / 60 for c in cells)
     checkpoint.write_text_atomic(
-        f"{markdown_table(rows)}\n\ntest_2016_flickr, beam 5; {signature}; training "
-        f"minutes: wall clock of the optimiser steps, all seeds together, "
-        f"{minutes:.0f} in all{pivot}\n",
+        f"{markdown_table(rows)}\n\ntest_2016_flickr, beam 5; {signature}; training minutes: wall "
+        f"clock of the optimiser steps, all seeds together, {minutes:.0f} in all{pivot}\n",
         folder / "summary.md",
     )
     figures(family, {cell: records[cell] for cell in cells}, folder, log=log)
@@ -896,16 +894,12 @@ def vae_diagnostics_table(records: dict[str, dict]) -> str:
     return (
         "\n".join(lines)
         + f"\n\nVAE diagnostics (`tmtlib.vae_diagnostics`) on {first['examples']}, from the "
-        "selected checkpoint; nats per token except I(x;z) and KL per sentence (nats). "
-        "-ELBO = E_q[-log p(x|z)] "
-        f"({first['samples']} samples z ~ q(z|x) per sentence) + KL; -log p(x|mu) is what "
-        "training's validation "
-        f"reports. On the fixed subset of the first {iw['sentences']} captions, from "
-        f"{iw['samples']} samples each: "
-        "-ELBO and the importance-weighted upper bound on -log p(x) (Burda et al. 2016). "
-        "Active units: "
-        "Cov_x(E_q[z_d]) > 0.01 (Burda et al. 2016); I(x;z) as He et al. (2019), at most "
-        "log N. Shuffled z: "
-        "each sentence decoded from another sentence's posterior mean instead of its own; "
-        "gap: how much worse."
+        "selected checkpoint; nats per token except I(x;z) and KL per sentence (nats). -ELBO = "
+        f"E_q[-log p(x|z)] ({first['samples']} samples z ~ q(z|x) per sentence) + KL; -log p(x|mu) "
+        "is what training's validation reports. On the fixed subset of the first "
+        f"{iw['sentences']} captions, from {iw['samples']} samples each: -ELBO and the "
+        "importance-weighted upper bound on -log p(x) (Burda et al. 2016). Active units: "
+        "Cov_x(E_q[z_d]) > 0.01 (Burda et al. 2016); I(x;z) as He et al. (2019), at most log N. "
+        "Shuffled z: each sentence decoded from another sentence's posterior mean instead of its "
+        "own; gap: how much worse."
     )

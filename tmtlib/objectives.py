@@ -262,8 +262,7 @@ class VAE(Objective):
     def describe(self) -> str:
         return (
             f"VAE (KL {self.schedule.kind} to beta={self.schedule.max_beta}, free bits "
-            f"{self.free_bits}, "
-            f"word dropout {self.word_dropout})"
+            f"{self.free_bits}, word dropout {self.word_dropout})"
         )
 
 

@@ -95,9 +95,8 @@ class TrainConfig:
     )
     select: str = setting(
         "val_loss",
-        help="validation metric that picks best.pt (val_loss, val_nll, val_kl, "
-        "val_ppl, or val_bleu for translators); names ending in loss are "
-        "minimised",
+        help="validation metric that picks best.pt (val_loss, val_nll, val_kl, val_ppl, or "
+        "val_bleu for translators); names ending in loss are minimised",
     )
     seed: int = setting(
         0, at_least=0, help="random seed of initialisation, batch order and dropout"

@@ -161,9 +161,8 @@ class NotebookTab:
     def open(self, limit_s: float) -> None:
         """Open the notebook (a fresh kernel starts) and wait until the kernel is idle."""
         panel_id = self.page.evaluate(
-            "async path => { const w = await "
-            "window.jupyterapp.commands.execute('docmanager:open', {path}); "
-            "await w.context.ready; await w.sessionContext.ready; return w.id; }",
+            "async path => { const w = await window.jupyterapp.commands.execute('docmanager:open', "
+            "{path}); await w.context.ready; await w.sessionContext.ready; return w.id; }",
             self.path,
         )
         self.node = self.page.locator(f"[id='{panel_id}']")
@@ -226,11 +225,9 @@ class NotebookTab:
         """Every error (traceback) or stderr (warning) output of the notebook's cells, as 'cell N:
         text'."""
         return self._eval(
-            "return panel.content.widgets.flatMap((cell, index) => cell.model.type !== "
-            "'code' ? [] : "
-            "cell.model.outputs.toJSON().filter(o => o.output_type === 'error' || o.name "
-            "=== 'stderr')"
-            ".map(o => `cell ${index}: ` + (o.output_type === 'error' ? "
+            "return panel.content.widgets.flatMap((cell, index) => cell.model.type !== 'code' ? [] "
+            ": cell.model.outputs.toJSON().filter(o => o.output_type === 'error' || o.name === "
+            "'stderr').map(o => `cell ${index}: ` + (o.output_type === 'error' ? "
             "o.traceback.join('\\n') : JSON.stringify(o.text))))"
         )
 

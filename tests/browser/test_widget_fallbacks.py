@@ -43,8 +43,7 @@ def test_every_widget_has_its_committed_result_as_a_static_fallback(path):
         )
         expected = fallback_cell(notebook, cell)
         assert following["source"] == expected["source"], (
-            f"{path.name}: the fallback after cell {cell.index} ({cell.builder}) differs "
-            "from the committed widget "
-            "state; regenerate it: python3 tests/browser/notebook_widgets.py "
+            f"{path.name}: the fallback after cell {cell.index} ({cell.builder}) differs from the "
+            "committed widget state; regenerate it: python3 tests/browser/notebook_widgets.py "
             + f"notebooks/{path.name}"
         )

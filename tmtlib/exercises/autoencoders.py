@@ -37,9 +37,8 @@ def _nll_attempt(my_nll: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -
     expect(
         not torch.isclose(got, with_padding, rtol=1e-4),
         f"you averaged over padding too ({float(got):.4f} instead of {float(expected):.4f}): "
-        f"{int((batch.tgt_out == PAD_ID).sum())} of the {batch.tgt_out.numel()} target "
-        "positions are padding "
-        f"(id {PAD_ID}); ignore them",
+        f"{int((batch.tgt_out == PAD_ID).sum())} of the {batch.tgt_out.numel()} target positions "
+        f"are padding (id {PAD_ID}); ignore them",
     )
     expect(
         not torch.isclose(got, summed, rtol=1e-4),
@@ -49,9 +48,8 @@ def _nll_attempt(my_nll: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -
     expect(
         bool(torch.isclose(got, expected, rtol=1e-4)),
         f"on 16 real captions the mean NLL per real token is {float(expected):.4f}, yours "
-        f"{float(got):.4f} "
-        "(log_softmax over the vocabulary, pick the target's log-probability, negate, "
-        "average over real tokens)",
+        f"{float(got):.4f} (log_softmax over the vocabulary, pick the target's log-probability, "
+        "negate, average over real tokens)",
     )
     return f"{float(got):.4f} nats per token on 16 real captions, as tmtlib.objectives.token_nll"
 
@@ -111,9 +109,8 @@ def _masking_attempt(my_mask: Corruption) -> str:
     rate = masked / total
     expect(
         abs(rate - 0.15) < 0.02,
-        f"with p = 0.15 you masked {100 * rate:.1f}% of {total:,} pieces "
-        f"(tmtlib masks {100 * reference:.1f}%): mask each piece independently with "
-        "probability p",
+        f"with p = 0.15 you masked {100 * rate:.1f}% of {total:,} pieces (tmtlib masks "
+        f"{100 * reference:.1f}%): mask each piece independently with probability p",
     )
     expect(
         my_mask(list(sentences[1]), 0.0, mask, random.Random(0)) == list(sentences[1]),
@@ -192,14 +189,12 @@ def _infilling_attempt(my_infill: Corruption) -> str:
     mean_span, ref_span = removed / len(lengths), ref_removed / ref_masks
     expect(
         abs(mean_span - ref_span) < 0.25 * ref_span,
-        f"your spans are {mean_span:.2f} pieces long on average, tmtlib's {ref_span:.2f}: "
-        "draw the span lengths "
-        "from Poisson(λ = 3) (zero-length spans insert a mask)",
+        f"your spans are {mean_span:.2f} pieces long on average, tmtlib's {ref_span:.2f}: draw the "
+        "span lengths from Poisson(λ = 3) (zero-length spans insert a mask)",
     )
     return (
-        f"removed {100 * share:.1f}% of {total:,} real pieces in spans of {mean_span:.2f} "
-        "pieces on average "
-        f"(tmtlib: {ref_span:.2f}), each span one <mask>"
+        f"removed {100 * share:.1f}% of {total:,} real pieces in spans of {mean_span:.2f} pieces "
+        f"on average (tmtlib: {ref_span:.2f}), each span one <mask>"
     )
 
 

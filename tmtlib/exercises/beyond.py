@@ -75,10 +75,9 @@ def check_multi_reference_bleu(my_bleu: Callable[[list[str], list[list[str]]], f
                 hint = (
                     f"your number is {mistakes[0]}"
                     if mistakes
-                    else "clip each n-gram's count by its largest "
-                    "count in any one reference, and take the brevity penalty's reference "
-                    "length from the "
-                    "reference closest in length to each hypothesis (the shorter one on a tie)"
+                    else "clip each n-gram's count by its largest count in any one reference, and "
+                    "take the brevity penalty's reference length from the reference closest in "
+                    "length to each hypothesis (the shorter one on a tie)"
                 )
                 expect(False, f"{name}: your BLEU {got:.2f}, sacreBLEU's {expected:.2f}: {hint}")
             scores.append(f"{name} {expected:.1f}")

@@ -118,9 +118,8 @@ def check_budget_curve(my_curve: Callable[[Path, str], Curve]) -> Verdict:
             )
             expect(
                 set(got) == set(expected),
-                f"{init}: your budgets are {sorted(got)}, the records hold "
-                f"{sorted(expected)} (key by record['data']['train_pairs'], an int; 'all' "
-                "is 29,000)",
+                f"{init}: your budgets are {sorted(got)}, the records hold {sorted(expected)} (key "
+                "by record['data']['train_pairs'], an int; 'all' is 29,000)",
             )
             for pairs, (mean, sd) in expected.items():
                 my_mean, my_sd = got[pairs]

@@ -79,8 +79,7 @@ def _snapshot(model: nn.Module) -> dict[str, Tensor]:
 
 _PART_HINTS = {
     "cross_attention": "Decoder tensors named *.cross_attn.* and *.cross_norm.* form the part "
-    "'cross_attention', "
-    "not 'decoder' (a language model's decoder never trains them)",
+    "'cross_attention', not 'decoder' (a language model's decoder never trains them)",
     "embeddings": "The part 'embeddings' holds embed.* and the learned positions.*",
     None: "Decide by the part each tensor belongs to: tmtlib.transfer.part_of(name)",
 }
@@ -164,9 +163,8 @@ def check_source_overlap(
         parent_pairs = set(parent)
         whole_pairs = sum(pair in parent_pairs for pair in child) / len(child)
         hint = (
-            " You compared whole pairs: the targets are in different languages, so they "
-            "never match;"
-            " compare the English sources"
+            " You compared whole pairs: the targets are in different languages, so they never "
+            "match; compare the English sources"
             if abs(got - whole_pairs) < 1e-9
             else ""
         )

@@ -151,9 +151,8 @@ def nucleus_slip(kept: Tensor, probs: Tensor, p: float, tolerance: float = 1e-4)
         )
     if mass - smallest >= p + tolerance:
         return (
-            f"the kept tokens hold {mass:.4f}, and {mass - smallest:.4f} >= p without the "
-            "least likely one: "
-            "one too many, stop as soon as the mass reaches p"
+            f"the kept tokens hold {mass:.4f}, and {mass - smallest:.4f} >= p without the least "
+            "likely one: one too many, stop as soon as the mass reaches p"
         )
     return None
 
@@ -185,15 +184,13 @@ def check_top_p(my_top_p: Callable[[Tensor, float], Tensor]) -> Verdict:
                     library = int(nucleus(logits[row : row + 1], p).isfinite().sum())
                     expect(
                         False,
-                        f"with p = {p}, distribution {row}: you keep "
-                        f"{int(kept[row].sum())} tokens, "
-                        f"the library {library}; {slip}",
+                        f"with p = {p}, distribution {row}: you keep {int(kept[row].sum())} "
+                        f"tokens, the library {library}; {slip}",
                     )
             sizes.append(f"{p}: {float(kept.sum(-1).double().mean()):.0f}")
         return (
-            f"your filter keeps the nucleus on {len(logits)} real next-piece distributions "
-            "(mean tokens kept "
-            f"per p: {', '.join(sizes)} of {logits.shape[1]:,})"
+            f"your filter keeps the nucleus on {len(logits)} real next-piece distributions (mean "
+            f"tokens kept per p: {', '.join(sizes)} of {logits.shape[1]:,})"
         )
 
     return run_check("top-p (nucleus) filter", attempt)

@@ -111,9 +111,8 @@ def check_brevity_penalty(brevity_penalty: Callable[[int, int], float]) -> Verdi
             )
             expect(
                 math.isclose(mine, reference, rel_tol=1e-9, abs_tol=1e-12),
-                f"on {name} (hypothesis length c = {c}, reference length r = {r}) your "
-                "brevity penalty is "
-                f"{mine:.4f}; sacreBLEU's is {reference:.4f}{_brevity_hint(mine, c, r)}",
+                f"on {name} (hypothesis length c = {c}, reference length r = {r}) your brevity "
+                f"penalty is {mine:.4f}; sacreBLEU's is {reference:.4f}{_brevity_hint(mine, c, r)}",
             )
         return (
             f"equal to sacreBLEU's on {len(cases)} cases, from BP = "
@@ -201,9 +200,8 @@ def check_causal_attention(
         )
         expect(
             mine.shape == reference.shape,
-            f"your output has shape {tuple(mine.shape)}; for q, k, v of shape "
-            f"{tuple(q.shape)} it should be "
-            f"{tuple(reference.shape)} [B, H, T, Dh]",
+            f"your output has shape {tuple(mine.shape)}; for q, k, v of shape {tuple(q.shape)} it "
+            f"should be {tuple(reference.shape)} [B, H, T, Dh]",
         )
         if not torch.allclose(mine, reference, atol=1e-5):
             for slip, wrong in _attention_variants(q, k, v).items():
@@ -329,9 +327,8 @@ def check_vaswani_learning_rate(lrate: Callable[[int, int, int], float]) -> Verd
                 f"{d_model}, warm-up {warmup})"
             )
         return (
-            "equal to the course's inverse-sqrt schedule times (d_model * warmup)^-0.5 at "
-            "every step tried; "
-            f"peak rates {', '.join(peaks)}"
+            "equal to the course's inverse-sqrt schedule times (d_model * warmup)^-0.5 at every "
+            f"step tried; peak rates {', '.join(peaks)}"
         )
 
     return run_check("learning rate of Vaswani et al. (eq. 3)", attempt)

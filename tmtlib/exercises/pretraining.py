@@ -151,9 +151,8 @@ def _perplexity_attempt(my_perplexity: Callable[[nn.Module, Sequence[Batch]], fl
     tokens = sum(batch.tgt_tokens for batch in batches)
     return (
         f"perplexity {expected:,.0f} over {tokens} held-out pieces in {len(batches)} batches, as "
-        "tmtlib.train.validation_loss computes it, for an untrained model (a uniform "
-        "guess among the "
-        f"{samples.tokenizer().vocab_size:,} pieces scores {samples.tokenizer().vocab_size:,})"
+        "tmtlib.train.validation_loss computes it, for an untrained model (a uniform guess among "
+        f"the {samples.tokenizer().vocab_size:,} pieces scores {samples.tokenizer().vocab_size:,})"
     )
 
 

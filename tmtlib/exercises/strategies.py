@@ -64,9 +64,8 @@ def check_freeze(my_freeze: Callable[[nn.Module, Sequence[str]], int]) -> Verdic
                 )
             expect(
                 count == expected_count,
-                f"with parts {list(parts)} you froze the right parameters but "
-                f"returned {count}; the number of parameters (numel, not tensors) is "
-                f"{expected_count:,}",
+                f"with parts {list(parts)} you froze the right parameters but returned {count}; "
+                f"the number of parameters (numel, not tensors) is {expected_count:,}",
             )
         return (
             f"you freeze the same parameters as tmtlib.transfer.freeze for {len(FREEZE_CASES)} "
@@ -176,10 +175,9 @@ def check_gradual_unfreezing(
                 )
                 expect(
                     sorted(got or []) == sorted(expected),
-                    f"at step {step} (steps run: {list(steps)[:3]}...) "
-                    f"you unfroze {got}, the reference {expected}: unfreeze every part due "
-                    "at or before this "
-                    "step that is still frozen (a resumed run catches up), each once",
+                    f"at step {step} (steps run: {list(steps)[:3]}...) you unfroze {got}, the "
+                    f"reference {expected}: unfreeze every part due at or before this step that is "
+                    "still frozen (a resumed run catches up), each once",
                 )
                 expect(
                     _frozen(mine) == _frozen(reference),

@@ -123,9 +123,8 @@ def _fraction_attempt(my_fraction: Callable[[TransferReport], float]) -> str:
             )
             expect(
                 False,
-                f"{case}: you say {got:.4f} of the translator came from the checkpoint; "
-                "the report says "
-                f"{expected:.4f}{hint}",
+                f"{case}: you say {got:.4f} of the translator came from the checkpoint; the report "
+                f"says {expected:.4f}{hint}",
             )
         shares.append(f"{case} {expected:.0%}")
     return "equal to the report's own counts: " + "; ".join(shares)
@@ -172,10 +171,9 @@ def _precision_attempt(my_precisions: Callable[[Sequence[str], Sequence[str]], l
     unclipped = _unclipped_precisions(outputs, references)
     expect(
         not all(abs(g - u) < 1e-9 for g, u in zip(got, unclipped)),
-        f"unigram precision {got[0]:.4f} instead of {expected[0]:.4f}: you did not clip. "
-        "An output n-gram counts "
-        "at most as often as it occurs in the reference (half of these outputs repeat "
-        "their first word)",
+        f"unigram precision {got[0]:.4f} instead of {expected[0]:.4f}: you did not clip. An output "
+        "n-gram counts at most as often as it occurs in the reference (half of these outputs "
+        "repeat their first word)",
     )
     for n, (g, e) in enumerate(zip(got, expected), start=1):
         expect(

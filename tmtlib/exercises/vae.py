@@ -76,9 +76,8 @@ def _kl_attempt(my_kl: GaussianFn) -> str:
     estimate = monte_carlo_kl(mu[:4], logvar[:4])
     gap = (got[:4].sum(-1) - estimate).abs().max()
     return (
-        "matches tmtlib on 16×8 posteriors of real captions, and a Monte-Carlo estimate "
-        "with 20,000 samples "
-        f"within {float(gap):.3f} nats (of KLs of "
+        "matches tmtlib on 16×8 posteriors of real captions, and a Monte-Carlo estimate with "
+        f"20,000 samples within {float(gap):.3f} nats (of KLs of "
         f"{float(estimate.min()):.1f}–{float(estimate.max()):.1f})"
     )
 
@@ -159,11 +158,9 @@ def _schedule_attempt(my_beta: Callable[[int, float, int], float]) -> str:
             where = "rising half" if phase < 0.5 else "flat half"
             expect(
                 False,
-                f"at step {step} (phase {phase:.2f} of a {cycle}-step cycle, the {where}) "
-                "β should be "
-                f"{expected:.4f}, yours is {got:.4f}: rise linearly from 0 to max_beta "
-                "over the first "
-                "half of each cycle, then stay at max_beta; restart at 0 every cycle",
+                f"at step {step} (phase {phase:.2f} of a {cycle}-step cycle, the {where}) β should "
+                f"be {expected:.4f}, yours is {got:.4f}: rise linearly from 0 to max_beta over the "
+                "first half of each cycle, then stay at max_beta; restart at 0 every cycle",
             )
     expect(
         abs(my_beta(150, 0.5, 400) - KLSchedule("cyclical", max_beta=0.5, cycle_steps=400)(150))
