@@ -31,9 +31,8 @@ from tmtlib.subwords import EOS_ID
 
 from . import common
 
-DECODERS = [
-    engine for engine in common.ENGINE_CHOICES if not engine.startswith("torch")
-]  # torch has no search
+# torch has no search
+DECODERS = [engine for engine in common.ENGINE_CHOICES if not engine.startswith("torch")]
 
 
 def hf_translate(

@@ -76,9 +76,8 @@ def test_runs_write_checkpoints_config_and_history(runs):
         }
     config = json.loads((runs / "dae" / "config.json").read_text())
     assert config["objective"] == "dae" and config["sentences_per_lang"] == 600
-    assert (
-        config["train"]["max_steps"] == 12 and config["train"]["max_tokens"] == 1500
-    )  # file + flags
+    # file + flags
+    assert config["train"]["max_steps"] == 12 and config["train"]["max_tokens"] == 1500
     last = checkpoint.load(runs / "ft" / "last.pt")
     assert last["progress"]["step"] == 10 and last["spec"]["init"].endswith("best.pt")
     assert [e["step"] for e in json.loads((runs / "ft" / "history.json").read_text())["evals"]] == [
@@ -260,6 +259,7 @@ def test_experiment_family_writes_a_record_per_run_and_a_summary(corpus, tmp_pat
     assert (out / "budgets" / "summary.md").read_text().startswith("| system |")
     for figure in ("bleu_vs_pairs.png", "learning_curves.png"):
         assert (out / "budgets" / figure).read_bytes().startswith(b"\x89PNG")
+    # a second command adds seeds to the same table
     assert (
         main(
             [
@@ -277,7 +277,7 @@ def test_experiment_family_writes_a_record_per_run_and_a_summary(corpus, tmp_pat
             ]
         )
         == 0
-    )  # a second command adds seeds to the same table
+    )
     summary = json.loads((out / "budgets" / "summary.json").read_text())
     assert [row["seeds"] for row in summary["rows"]] == [[0, 1], [0, 1]]
     dae_seconds = [
@@ -287,9 +287,8 @@ def test_experiment_family_writes_a_record_per_run_and_a_summary(corpus, tmp_pat
         for s in (0, 1)
     ]
     dae = next(row for row in summary["rows"] if row["system"] == "en-de_dae_200")
-    assert dae["training_minutes"] == pytest.approx(
-        sum(dae_seconds) / 60
-    )  # both seeds' training time
+    # both seeds' training time
+    assert dae["training_minutes"] == pytest.approx(sum(dae_seconds) / 60)
 
 
 def test_a_family_summary_is_rebuilt_from_its_records_alone(corpus, tmp_path, monkeypatch):
@@ -322,13 +321,11 @@ def test_a_family_summary_is_rebuilt_from_its_records_alone(corpus, tmp_path, mo
     assert dae["comparison"]["p_value"] == before[1]["p_values"][0]
     monkeypatch.setattr(pipeline, "runs_dir", lambda: pytest.fail("the summary read the run cache"))
     (folder / "learning_curves.png").unlink()
-    assert (
-        experiments.run_family("budgets", [], out) == before
-    )  # a fresh clone, without the run cache
+    # a fresh clone, without the run cache
+    assert experiments.run_family("budgets", [], out) == before
     assert (folder / "learning_curves.png").exists()
-    del dae["test"][
-        "hypotheses"
-    ]  # a record from before records kept translations: its comparison stands
+    # a record from before records kept translations: its comparison stands
+    del dae["test"]["hypotheses"]
     checkpoint.write_json_atomic(dae, folder / "en-de_dae_200_seed0.json")
     assert experiments.run_family("budgets", [], out) == before
     scratch = json.loads((folder / "en-de_scratch_200_seed0.json").read_text())
@@ -397,9 +394,8 @@ def test_full_family_trains_the_long_recipe_and_parents_a_child(corpus, tmp_path
         == 0
     )
     child = json.loads((out / "crosslingual" / "en-fr_parent_long_3000_seed0.json").read_text())
-    assert (
-        full["run_folder"] in child["config"]["init"]
-    )  # the child starts from the long run's best.pt
+    # the child starts from the long run's best.pt
+    assert full["run_folder"] in child["config"]["init"]
     summary = json.loads((out / "crosslingual" / "summary.json").read_text())
     assert [row["system"] for row in summary["rows"]] == [
         "en-fr_scratch_3000",
@@ -415,9 +411,8 @@ def test_the_hour_in_bf16_is_a_recipe_of_its_own(capsys):
         and cell.system != experiments.full()[0].system
     )
     assert course.long_train_config(precision="bf16").precision == "bf16"
-    assert (
-        course.long_train_config().precision == "fp32"
-    )  # the parents and committed runs stay fp32
+    # the parents and committed runs stay fp32
+    assert course.long_train_config().precision == "fp32"
     with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
         experiments.full(precision="fp16")
     assert main(["experiment", "budgets", "--precision", "bf16"]) == 2
@@ -516,9 +511,8 @@ def test_flags_over_config_file_over_defaults_reach_the_spec(tmp_path, monkeypat
         (0.9, 0.99),
         False,
     )
-    assert (
-        spec.train.select == "val_bleu" and spec.label_smoothing == 0.1
-    )  # the FinetuneSpec defaults
+    # the FinetuneSpec defaults
+    assert spec.train.select == "val_bleu" and spec.label_smoothing == 0.1
 
 
 def test_training_commands_print_text_or_one_json_object(tmp_path, monkeypatch, capsys):

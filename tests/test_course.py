@@ -32,9 +32,8 @@ def test_quick_mode_showcases_only_notebook_9s_en_de_translators():
         == course.finetune_spec(None, 2000, tgt="fr").preset
         == course.PRESET
     )
-    assert (
-        course.finetune_spec("dae", None).preset == course.PRESET
-    )  # three showcases, not every combination
+    # three showcases, not every combination
+    assert course.finetune_spec("dae", None).preset == course.PRESET
     assert (
         course.finetune_spec(None, 2000, train=course.long_train_config()).preset == course.PRESET
     )

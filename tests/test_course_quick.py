@@ -19,9 +19,8 @@ pytestmark = pytest.mark.slow
 def test_the_quick_vae_interpolation_changes_along_the_path(tokenizer):
     model, _, _ = cached_run(course.vae_collapse_specs()["all_remedies"], tokenizer)
     captions = data.load_monolingual("en", "val")
-    path = interpolate(
-        model, tokenizer, captions[0], captions[7], "en", [i / 6 for i in range(7)]
-    )  # notebook 2's
+    # notebook 2's
+    path = interpolate(model, tokenizer, captions[0], captions[7], "en", [i / 6 for i in range(7)])
     assert len(set(path)) >= 2, path
 
 

@@ -263,14 +263,14 @@ def test_nucleus_keeps_the_smallest_set_reaching_top_p():
     kept = nucleus(probs.log(), 0.8).isfinite()
     assert kept.tolist() == [[True, True, False, False], [False, True, False, False]]
     assert nucleus(probs.log(), 0.81).isfinite()[0].tolist() == [True, True, True, False]
+    # the best token always stays
     assert nucleus(probs.log(), 1e-6).isfinite().sum(-1).tolist() == [
         1,
         1,
-    ]  # the best token always stays
+    ]
     assert torch.equal(nucleus(probs.log(), 1.0), probs.log())
-    assert torch.equal(
-        nucleus(probs.log(), 0.8)[0, :2], probs.log()[0, :2]
-    )  # kept scores unchanged
+    # kept scores unchanged
+    assert torch.equal(nucleus(probs.log(), 0.8)[0, :2], probs.log()[0, :2])
     with pytest.raises(ValueError, match="top_p"):
         nucleus(probs, 0.0)
 

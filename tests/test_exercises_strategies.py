@@ -7,9 +7,8 @@ from tmtlib.exercises import strategies
 def test_freeze():
     assert strategies.check_freeze(transfer.freeze)
 
-    def by_prefix(
-        model, parts
-    ):  # "decoder" also catches cross-attention; "embeddings" matches nothing
+    # "decoder" also catches cross-attention; "embeddings" matches nothing
+    def by_prefix(model, parts):
         count = 0
         for name, param in model.named_parameters():
             if any(name.startswith(part) for part in parts):

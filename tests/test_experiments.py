@@ -32,9 +32,8 @@ def test_budget_table_puts_each_initialisation_on_a_row_and_each_budget_in_a_col
         for init in (None, "dae")
         for seed in (0, 1)
     ]
-    cells = [
-        c for c in cells if not (c.init == "dae" and c.pairs is None)
-    ]  # a missing cell stays empty
+    # a missing cell stays empty
+    cells = [c for c in cells if not (c.init == "dae" and c.pairs is None)]
     rows = [
         {"system": "en-de_scratch_1000", "seeds": [0, 1], "bleu_mean": 12.71, "bleu_std": 0.7},
         {
@@ -84,9 +83,8 @@ def test_the_rank_test_over_seeds_is_exact_and_cannot_go_below_its_floor():
     assert experiments.seed_rank_p([1.0, 2.0, 3.0], [4.0, 5.0, 6.0]) == pytest.approx(1 / 20)
     assert experiments.seed_rank_p([4.0, 5.0, 6.0], [1.0, 2.0, 3.0]) == 1.0
     assert experiments.seed_rank_p([1.0], [2.0, 3.0, 4.0]) == pytest.approx(1 / 4)
-    assert experiments.seed_rank_p([1.0, 3.0, 5.0], [2.0, 4.0, 6.0]) == pytest.approx(
-        0.35
-    )  # interleaved
+    # interleaved
+    assert experiments.seed_rank_p([1.0, 3.0, 5.0], [2.0, 4.0, 6.0]) == pytest.approx(0.35)
 
 
 def _record(
@@ -207,6 +205,5 @@ def test_a_record_names_its_starting_checkpoint_relative_to_the_run_cache(tmp_pa
         "pairs": 200,
     }
     (folder / "config.json").write_text(json.dumps({"init": "my/best.pt"}))
-    assert (
-        experiments.recorded_config(folder)["init"] == "my/best.pt"
-    )  # a path the user gave stays as given
+    # a path the user gave stays as given
+    assert experiments.recorded_config(folder)["init"] == "my/best.pt"

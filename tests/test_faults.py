@@ -136,12 +136,10 @@ def test_sigkill_during_a_checkpoint_write_loses_nothing_and_leaves_no_stale_loc
     writer.send_signal(signal.SIGKILL)
     writer.wait()
     assert checkpoint.load(tmp_path / "last.pt")["model"]["w"].tolist() == [1.0, 1.0, 1.0]
-    assert [p.name for p in tmp_path.glob(".*.tmp")] == [
-        f".last.pt.{writer.pid}.tmp"
-    ]  # unique per process
-    with checkpoint.run_folder_lock(
-        tmp_path
-    ):  # taken at once, and the killed writer's leftovers removed
+    # unique per process
+    assert [p.name for p in tmp_path.glob(".*.tmp")] == [f".last.pt.{writer.pid}.tmp"]
+    # taken at once, and the killed writer's leftovers removed
+    with checkpoint.run_folder_lock(tmp_path):
         assert not list(tmp_path.glob(".*.tmp"))
 
 
@@ -154,19 +152,19 @@ def test_checkpoint_writes_are_durable(tmp_path, monkeypatch):
         lambda fd: synced.append(Path(os.readlink(f"/proc/self/fd/{fd}"))) or real_fsync(fd),
     )
     checkpoint.save_atomic({"model": {}}, tmp_path / "last.pt")
-    assert (
-        synced[0].name.startswith(".last.pt.") and synced[1] == tmp_path
-    )  # the file, then the folder
+    # the file, then the folder
+    assert synced[0].name.startswith(".last.pt.") and synced[1] == tmp_path
 
 
 # --- 2. every setting checked before the first step ----------------------------------------------
 
+# a value of the wrong type for each kind of field
 _WRONG = {
     int: "7",
     float: "0.5",
     str: 3,
     bool: "yes",
-}  # a value of the wrong type for each kind of field
+}
 
 
 def _wrong_value(hint):
@@ -411,13 +409,14 @@ def test_an_unwritable_hyp_out_is_refused_before_decoding(run, mount, capsys, mo
 
 # --- 4. any text in, the same lines out -----------------------------------------------------------
 
+# every one a line separator to str.splitlines, none to wc -l
 ODD_LINES = [
     "A dog\u2028runs.",
     "Two men\x85talk.",
     "A cat\x1csits\x1d\x1e.",
     "A\x0bbird\x0cflies\u2029away.",
     "A boy jumps.\r",
-]  # every one a line separator to str.splitlines, none to wc -l
+]
 
 
 def test_translate_writes_one_line_per_line_read_whatever_the_characters(run, tmp_path, capsys):
@@ -541,9 +540,8 @@ def test_translate_streams_a_large_input(run):
     worker.stdin.flush()
     ready, _, _ = select.select([worker.stdout], [], [], 240)
     assert ready, "no output before the input ended: translate does not stream"
-    out, _ = worker.communicate(
-        b"".join(sentences[STREAM_LINES:]), timeout=600
-    )  # reads while it writes
+    # reads while it writes
+    out, _ = worker.communicate(b"".join(sentences[STREAM_LINES:]), timeout=600)
     assert worker.returncode == 0 and out.count(b"\n") == len(sentences)
 
 

@@ -94,10 +94,11 @@ def test_learned_and_sinusoidal_positions():
         "positions.table.weight"
     ]
     assert learned.num_parameters() == sinusoidal.num_parameters() + 512 * 32
+    # positions matter: a permuted input is not a permuted output
     for model in (
         sinusoidal,
         learned,
-    ):  # positions matter: a permuted input is not a permuted output
+    ):
         src = tokens(1, 5)
         memory, _ = model.encode(src)
         swapped, _ = model.encode(src.flip(1))
@@ -299,9 +300,8 @@ def test_bf16_autocast_computes_the_fp32_model_in_bf16():
         memory, memory_pad = model.encode(src)
         approx = model.decode(tgt_in, memory, memory_pad)
     assert approx.dtype == torch.bfloat16  # the products really ran in bf16 ...
-    torch.testing.assert_close(
-        approx.float(), exact, atol=0.1, rtol=0.05
-    )  # ... to bf16's 3 significant digits
+    # ... to bf16's 3 significant digits
+    torch.testing.assert_close(approx.float(), exact, atol=0.1, rtol=0.05)
     assert not torch.equal(approx.float(), exact)
     with autocast(cpu, "fp32"):
         assert torch.equal(model.decode(tgt_in, *model.encode(src)), exact)

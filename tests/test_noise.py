@@ -268,9 +268,8 @@ def test_shuffle_preserves_tokens_and_moves_none_more_than_k(k):
         moves = [abs(out.index(t) - i) for i, t in enumerate(tokens)]
         assert all(move <= k for move in moves)
         largest = max([largest, *moves])
-    assert largest >= min(
-        k, 3
-    )  # small bounds are reached: the shuffle is no stricter than promised
+    # small bounds are reached: the shuffle is no stricter than promised
+    assert largest >= min(k, 3)
 
 
 def test_shuffle_k0_is_identity():

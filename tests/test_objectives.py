@@ -149,9 +149,8 @@ def test_free_bits_floor_the_kl_term():
     assert a.kl == pytest.approx(b.kl)
     assert b.kl < 5.0 * 4 * 8  # the true KL is below the floor here...
     expected = (a.loss * batch.tgt_tokens - a.kl + 5.0 * 4 * 8) / batch.tgt_tokens
-    assert float(b.loss.detach()) == pytest.approx(
-        float(expected.detach()), rel=1e-5
-    )  # ...so the floor counts instead
+    # ...so the floor counts instead
+    assert float(b.loss.detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
 
 
 def test_word_dropout_replaces_only_real_non_start_tokens():

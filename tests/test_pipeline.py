@@ -69,9 +69,8 @@ def test_pretraining_can_continue_from_another_model(tokenizer, tmp_path, monkey
         sentences_per_lang=300,
         train=TrainConfig(max_steps=6, eval_every=3, max_tokens=1024, progress=False),
     )
-    assert "init" not in pipeline.spec_dict(
-        lm
-    )  # runs cached before ``init`` existed keep their names
+    # runs cached before ``init`` existed keep their names
+    assert "init" not in pipeline.spec_dict(lm)
     _, _, lm_folder = pipeline.cached_run(lm, tokenizer)
     tiny_step = replace(lm.train, max_steps=1, lr=1e-12)
     continued = replace(lm, objective="dae", init=str(lm_folder / "best.pt"), train=tiny_step)

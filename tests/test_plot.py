@@ -70,11 +70,12 @@ def test_beam_tree_joins_each_hypothesis_to_its_parent_and_marks_the_result():
     ]
     ax = beam_tree(nodes)
     edges = [line.get_xydata().tolist() for line in ax.lines]
+    # one edge per child, rows by id
     assert edges == [
         [[0, 0], [1, 0]],
         [[0, 0], [1, -1]],
         [[1, 0], [2, 0]],
-    ]  # one edge per child, rows by id
+    ]
     red = [line for line in ax.lines if line.get_color() == "tab:red"]
     assert len(red) == 2  # the result's path: <2de> -> Ein -> EOS
     assert [text.get_text() for text in ax.texts] == [

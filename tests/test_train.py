@@ -102,9 +102,8 @@ def test_history_and_best_checkpoint(tmp_path):
     assert best["note"] == "hello" and "optimizer" not in best
     last = checkpoint.load(tmp_path / "last.pt")
     assert last["progress"]["step"] == 30 and last["train_config"]["max_steps"] == 30
-    assert (
-        30 <= last["progress"]["tokens"] <= 30 * 2 * quick().max_tokens
-    )  # source + target, no padding
+    # source + target, no padding
+    assert 30 <= last["progress"]["tokens"] <= 30 * 2 * quick().max_tokens
     assert History.from_dict(last["history"]).evals == history.evals
 
 

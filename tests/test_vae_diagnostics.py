@@ -175,9 +175,8 @@ def test_committed_vae_measurements_hold_what_the_course_says():
     for name, record in runs.items():
         trained = json.loads((PRETRAINING_RESULTS / f"{name}.json").read_text())
         assert record["run_folder"] == trained["run_folder"] and f"| {name} |" in summary
-        if (
-            record["checkpoint_step"] == trained["final_validation"]["step"]
-        ):  # the same weights as in training
+        # the same weights as in training
+        if record["checkpoint_step"] == trained["final_validation"]["step"]:
             assert record["reconstruction_at_mean"] == pytest.approx(
                 trained["final_validation"]["val_nll"], abs=1e-4
             )
@@ -196,9 +195,8 @@ def test_committed_vae_measurements_hold_what_the_course_says():
         )
     remedied = runs["vae_all_remedies"]
     assert remedied["shuffled_z"]["gap"] > 0.05 and remedied["active_units"] > 0
-    assert (
-        remedied["reconstruction"] > remedied["reconstruction_at_mean"]
-    )  # sampled z decodes worse than the mean
+    # sampled z decodes worse than the mean
+    assert remedied["reconstruction"] > remedied["reconstruction_at_mean"]
     if "vae_no_remedy" in runs:
         collapsed = runs["vae_no_remedy"]
         assert collapsed["active_units"] == 0 and abs(collapsed["shuffled_z"]["gap"]) < 0.01

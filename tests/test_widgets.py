@@ -72,9 +72,8 @@ def test_translate_one_returns_attention_and_score(vae, tokenizer):
     rows, cols = view.alignment.attention.shape
     assert rows == len(view.alignment.output_pieces) and cols == len(view.alignment.source_pieces)
     assert view.translation == translate(vae, tokenizer, [SENTENCES[0]], "de", beam_size=2)[0]
-    assert view.chrf == pytest.approx(
-        chrf([view.translation], ["Ein Mann."]).value
-    )  # the sentence's own chrF
+    # the sentence's own chrF
+    assert view.chrf == pytest.approx(chrf([view.translation], ["Ein Mann."]).value)
     assert widgets.translate_one(vae, tokenizer, SENTENCES[0], "de", beam_size=1).chrf is None
 
 

@@ -222,9 +222,8 @@ def read(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> A
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: the file does not exist")
     try:
-        with (
-            warnings.catch_warnings()
-        ):  # torch warns about the pickle protocol of a file it then refuses
+        # torch warns about the pickle protocol of a file it then refuses
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises pickle, zip and runtime errors alike for a bad file

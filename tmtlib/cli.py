@@ -99,9 +99,8 @@ def _add_setting_flags(group, cls: type, defaults: Any) -> None:
     hints = typing.get_type_hints(cls)
     by_name = {f.name: f for f in fields(cls)}
     for name in setting_names(cls):
-        text = describe(by_name[name], getattr(defaults, name)).replace(
-            "%", "%%"
-        )  # argparse %-formats help
+        # argparse %-formats help
+        text = describe(by_name[name], getattr(defaults, name)).replace("%", "%%")
         group.add_argument(
             f"--{name.replace('_', '-')}",
             dest=name,
@@ -260,9 +259,8 @@ def cmd_translate(args) -> None:
     tokenizer.lang_id(args.tgt)  # an unknown language fails before any work
     _warn_if_untrained(args.checkpoint, metadata, args.tgt)
     if args.input:
-        collections.deque(
-            _sentences(args.input), maxlen=0
-        )  # a file is checked whole before any output
+        # a file is checked whole before any output
+        collections.deque(_sentences(args.input), maxlen=0)
     count = 0
     for batch in _batches(_sentences(args.input), STREAM_LINES):
         outputs = translate(
@@ -348,9 +346,8 @@ def _experiment_options(args) -> dict[str, Any]:
 
     given = {key: getattr(args, flag.removeprefix("--")) for key, flag in EXPERIMENT_FLAGS.items()}
     given = {key: value for key, value in given.items() if value is not None}
-    family = experiments.FAMILIES.get(
-        args.family
-    )  # None: pretraining and the VAE measurements, not grids of cells
+    # None: pretraining and the VAE measurements, not grids of cells
+    family = experiments.FAMILIES.get(args.family)
     accepted = (
         inspect.signature(family).parameters
         if family

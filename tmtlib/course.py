@@ -54,10 +54,11 @@ INIT_PARTS = {
 # the long parent, then denoising for this many times the course's pretraining steps
 DENOISED_PARENTS = {"parent_dae": 1, "parent_dae_long": 3}
 PARENT = ("en", "de")  # the parent pair of cross-lingual transfer: trained on all its 29,000 pairs
+# the parent of an en->de child, which must not learn from all en->de pairs
 PARENT_OF_EN_DE = (
     "en",
     "fr",
-)  # the parent of an en->de child, which must not learn from all en->de pairs
+)
 
 
 def tokenizer() -> Tokenizer:
@@ -416,9 +417,8 @@ def shared_runs() -> list[Callable[[], tuple[Seq2Seq, History, Path]]]:
     it: notebook 9's translators (in quick mode the ``SHOWCASE``; scratch on all pairs is also the
     parent of notebooks 7, 8 and 10) and notebook 2's VAEs. ``prepare`` trains them ahead of time.
     Calls, not specs: a translator's spec names its pretrained start, which building it trains."""
-    dae_first = sorted(
-        SHOWCASE["runs"], key=lambda run: run[0] is None
-    )  # its pretraining comes on top
+    # its pretraining comes on top
+    dae_first = sorted(SHOWCASE["runs"], key=lambda run: run[0] is None)
     translators = [partial(translator, init, pairs) for init, pairs in dae_first]
     return [*translators, *(partial(cached_run, spec) for spec in vae_collapse_specs().values())]
 

@@ -104,9 +104,8 @@ class _Prefixes:
         """Next-token logits for every row: [r, V]; log p(next token | prefix, memory) is their
         log-softmax, which the searches apply only where they need it."""
         # with a cache only the newest token is fed; the cache holds the rest of the prefix
-        inputs = (
-            self.tokens[:, -1:] if self.cache is not None else self.tokens
-        )  # [r, 1] or [r, 1 + t]
+        # [r, 1] or [r, 1 + t]
+        inputs = self.tokens[:, -1:] if self.cache is not None else self.tokens
         return self.model.decode(inputs, self.memory, self.memory_pad, cache=self.cache)[
             :, -1
         ].float()
@@ -345,15 +344,12 @@ class _BeamSearch:
         top_scores, parents, tokens = self._candidates()
         is_eos = tokens.eq(EOS_ID)
         self._finish_ended(is_eos[:, : self.K], top_scores, parents, penalty)
-        live = is_eos.long().argsort(dim=1, stable=True)[
-            :, : self.K
-        ]  # the K best non-EOS candidates
-        scores, parents, tokens = (
-            t.gather(1, live) for t in (top_scores, parents, tokens)
-        )  # [n, K]
-        at_limit = (
-            self.limits[self.alive] <= length
-        )  # [n]: the live hypotheses end here as they are
+        # the K best non-EOS candidates
+        live = is_eos.long().argsort(dim=1, stable=True)[:, : self.K]
+        # [n, K]
+        scores, parents, tokens = (t.gather(1, live) for t in (top_scores, parents, tokens))
+        # [n]: the live hypotheses end here as they are
+        at_limit = self.limits[self.alive] <= length
         if at_limit.any():
             self._finish_at_limit(at_limit, scores, parents, tokens, penalty)
         # done: K finished hypotheses, none beaten by the best live one at its current length
@@ -376,13 +372,11 @@ class _BeamSearch:
         n, g = self.scores.shape
         log_probs = self.prefixes.logits().log_softmax(dim=-1)  # [n * g, V]
         V = log_probs.size(-1)
-        candidates = log_probs.add_(self.scores.view(-1, 1)).view(
-            n, g * V
-        )  # in place: [n * g, V] is large
+        # in place: [n * g, V] is large
+        candidates = log_probs.add_(self.scores.view(-1, 1)).view(n, g * V)
         top_scores, top = candidates.topk(2 * self.K, dim=1)  # [n, 2K], best first
-        parents = (
-            torch.arange(n, device=top.device).unsqueeze(1) * g + top // V
-        )  # [n, 2K] rows extended
+        # [n, 2K] rows extended
+        parents = torch.arange(n, device=top.device).unsqueeze(1) * g + top // V
         return top_scores, parents, top % V
 
     def _finish_ended(

@@ -805,9 +805,8 @@ def vae_diagnostics_record(name: str) -> dict[str, Any]:
     objective = pipeline.build_objective(spec, tokenizer)
     torch.manual_seed(0)  # word dropout and z are drawn from the global generator
     gradients = vae_diagnostics.cross_attention_gradients(model, objective, examples[:64])
-    torch.manual_seed(
-        spec.train.seed
-    )  # the initialisation the run started from (tmtlib.pipeline.pretrain)
+    # the initialisation the run started from (tmtlib.pipeline.pretrain)
+    torch.manual_seed(spec.train.seed)
     change = vae_diagnostics.cross_attention_change(model, type(model)(model.config))
     return {
         "run": name,

@@ -257,9 +257,8 @@ class CrossAttention(nn.Module):
             raise ValueError(f"{rows} query rows cannot share {k.size(0)} memory rows evenly")
         x = x.reshape(k.size(0), -1, x.size(-1))  # [b, g * T, D]
         q = split_heads(self.q(x), self.n_heads)  # [b, H, g * T, Dh]
-        mask = attention_mask(
-            memory_pad, False, q.size(2), k.size(2), q.device
-        )  # [B, 1, 1, M] or None
+        # [B, 1, 1, M] or None
+        mask = attention_mask(memory_pad, False, q.size(2), k.size(2), q.device)
         weights = None
         if need_weights:
             scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # [B, H, T, M]

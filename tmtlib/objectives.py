@@ -46,10 +46,11 @@ def token_nll(
     Label smoothing (Szegedy et al. 2016) mixes the one-hot target with a uniform distribution:
     ``(1 - eps) * NLL + eps * mean_v(-log p_v)``; the plain NLL is reported for perplexity.
     """
+    # [B*T, V], [B*T]
     flat_logits, flat_targets = (
         logits.reshape(-1, logits.shape[-1]),
         targets.reshape(-1),
-    )  # [B*T, V], [B*T]
+    )
     smoothed = F.cross_entropy(
         flat_logits, flat_targets, ignore_index=PAD_ID, label_smoothing=label_smoothing
     )
@@ -227,12 +228,13 @@ class VAE(Objective):
         z = reparameterize(mu, logvar) if model.training else mu
         tgt_in = self._drop_words(batch.tgt_in) if model.training else batch.tgt_in
         logits = model.decode(tgt_in, model.latent_memory(z))  # [B, T, V]
+        # -E_q[log p(x|z)], one sample
         nll_sum = F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]),
             batch.tgt_out.reshape(-1),
             ignore_index=PAD_ID,
             reduction="sum",
-        )  # -E_q[log p(x|z)], one sample
+        )
         kl = gaussian_kl(mu, logvar)  # [B, L]
         kl_term = (
             kl.sum()

@@ -256,9 +256,8 @@ def _prepare_folder(out_dir: Path, spec, tokenizer: Tokenizer) -> None:
         return
     out_dir.mkdir(parents=True, exist_ok=True)
     config_file = out_dir / "config.json"
-    wanted = json.loads(
-        json.dumps({"kind": type(spec).__name__, **spec_dict(spec)})
-    )  # tuples as lists
+    # tuples as lists
+    wanted = json.loads(json.dumps({"kind": type(spec).__name__, **spec_dict(spec)}))
     if config_file.exists() and (out_dir / "last.pt").exists():
         existing = json.loads(config_file.read_text())
         changed = sorted(
@@ -550,9 +549,8 @@ def cached_run(spec, tokenizer: Tokenizer | None = None, **finetune_options):
     kind = "pretrain" if isinstance(spec, PretrainSpec) else "finetune"
     folder = runs_dir() / f"{kind}-{spec_hash(spec)}"
     if not is_finished(folder):
-        with checkpoint.run_folder_lock(
-            folder, wait=True
-        ):  # another notebook training it: wait, then reuse
+        # another notebook training it: wait, then reuse
+        with checkpoint.run_folder_lock(folder, wait=True):
             if kind == "pretrain" and not is_finished(folder):
                 pretrain(spec, folder, tokenizer)
             elif kind == "finetune" and not is_finished(folder):

@@ -143,9 +143,8 @@ def train_tokenizer(
         folder / f"{options.model_type}{options.vocab_size}-{_cache_key(lines, options)}.model"
     )
     if not model_file.exists():
-        with checkpoint.run_folder_lock(
-            folder, wait=True
-        ):  # another process training it: wait, then load
+        # another process training it: wait, then load
+        with checkpoint.run_folder_lock(folder, wait=True):
             if not model_file.exists():
                 _train_to(model_file, lines, options)
     return Tokenizer(model_file)

@@ -489,9 +489,8 @@ class _Run:
         self.history.evals.append(
             {"step": self.progress.step, "time": round(self.progress.elapsed, 3), **metrics}
         )
-        if (
-            self.config.select not in metrics
-        ):  # a custom evaluator without the metric: keep the steps, then stop
+        # a custom evaluator without the metric: keep the steps, then stop
+        if self.config.select not in metrics:
             self.save("last.pt")
             raise ValueError(
                 f"unknown select {self.config.select!r}: the evaluation reports "

@@ -69,9 +69,8 @@ def start_lab(root: Path, state: Path, env: dict[str, str]) -> LabServer:
         / "notification.jupyterlab-settings"
     )
     news.parent.mkdir(parents=True, exist_ok=True)
-    news.write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False})
-    )  # no pop-up over the widgets
+    # no pop-up over the widgets
+    news.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     # every cell in the page, as a learner scrolling sees them: JupyterLab 4 otherwise renders only
     # the cells near the viewport, so the n-th rendered cell is not the notebook's n-th cell
     tracker = (

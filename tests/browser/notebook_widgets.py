@@ -95,9 +95,8 @@ def built_widgets(tree: ast.AST, functions: dict[str, str], modules: set[str]) -
 class WidgetCell:
     index: int  # position among all cells of the notebook
     builder: str  # the tmtlib.widgets function it calls
-    model_id: (
-        str | None
-    )  # the committed widget's model id, None when the cell has no committed widget output
+    # the committed widget's model id, None when the cell has no committed widget output
+    model_id: str | None
 
 
 def read(path: Path) -> dict:

@@ -112,9 +112,8 @@ class Driver:
     def choose(self, description: str, option_index: int) -> str:
         """Pick option ``option_index`` of a dropdown; return its label."""
         select = self.control("dropdown", description).locator("select")
-        label = (
-            select.locator("option").nth(option_index).text_content().strip()
-        )  # a closed <select> renders none
+        # a closed <select> renders none
+        label = select.locator("option").nth(option_index).text_content().strip()
         select.select_option(index=option_index)
         return label
 

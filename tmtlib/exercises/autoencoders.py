@@ -137,9 +137,8 @@ def _spans_removed(tokens: Sequence[int], noisy: Sequence[int], mask: int) -> li
     contiguous spans (possibly empty) each replaced by ONE mask; ``None`` if no such reading
     exists."""
     n = len(tokens)
-    reachable: dict[tuple[int, int], list[int]] = {
-        (0, 0): []
-    }  # (position in noisy, in tokens) -> spans
+    # (position in noisy, in tokens) -> spans
+    reachable: dict[tuple[int, int], list[int]] = {(0, 0): []}
     for i, piece in enumerate(noisy):
         following: dict[tuple[int, int], list[int]] = {}
         for (_, j), spans in reachable.items():

@@ -18,10 +18,11 @@ from ..evaluate import paired_bootstrap
 from . import Verdict, expect, run_check
 
 BUDGETS_DIR = Path(__file__).resolve().parents[2] / "data" / "results" / "budgets"
+# records with translations
 WEAK, STRONG = (
     "en-de_scratch_10000_seed2",
     "en-de_parent_dae_long_10000_seed2",
-)  # records with translations
+)
 
 
 def recorded_hypotheses(run: str) -> list[str]:
@@ -58,9 +59,8 @@ def check_paired_bootstrap(
     def attempt() -> str:
         lines = []
         for case, (a, b, refs) in bootstrap_cases().items():
-            got = my_bootstrap(
-                list(a), list(b), list(refs), n_samples, seed
-            )  # first: a stub stops here
+            # first: a stub stops here
+            got = my_bootstrap(list(a), list(b), list(refs), n_samples, seed)
             expected = paired_bootstrap(a, b, refs, n_samples=n_samples, seed=seed).p_value
             expect(
                 isinstance(got, (float, int)) and not isinstance(got, bool),

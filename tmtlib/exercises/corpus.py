@@ -116,9 +116,8 @@ def _first(items) -> str:
 
 
 def _pool_attempt(my_pool: Callable[[str], list[str]]) -> str:
-    with (
-        warnings.catch_warnings()
-    ):  # a mirror without the 2017/2018 test sets warns once; not the learner's fault
+    # a mirror without the 2017/2018 test sets warns once; not the learner's fault
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         banned, expected = data.evaluation_sentences("de"), data.pretraining_corpus("de")
     got = my_pool("de")

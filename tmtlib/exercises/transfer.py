@@ -65,9 +65,8 @@ def transfer_reports() -> tuple[tuple[str, TransferReport], ...]:
     vocab = samples.tokenizer().vocab_size
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        translator = Seq2Seq(
-            model_config("course", vocab)
-        )  # one is enough: a report ignores the values
+        # one is enough: a report ignores the values
+        translator = Seq2Seq(model_config("course", vocab))
         return tuple(
             (case, transfer(translator, Seq2Seq(model_config("course", vocab, **overrides)), parts))
             for case, overrides, parts in TRANSFERS

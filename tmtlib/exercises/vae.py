@@ -107,9 +107,8 @@ def _reparameterize_attempt(my_reparameterize: GaussianFn) -> str:
         logvar.grad is not None and bool((logvar.grad != 0).any()),
         "no gradient reaches logvar: sigma must be computed from it",
     )
-    draws = torch.stack(
-        [my_reparameterize(mu.detach(), logvar.detach()) for _ in range(4000)]
-    )  # [N, 4, 8]
+    # [N, 4, 8]
+    draws = torch.stack([my_reparameterize(mu.detach(), logvar.detach()) for _ in range(4000)])
     expect(draws.std(0).max() > 0, "every call returned the same z: add noise eps ~ N(0, I)")
     mean_error = ((draws.mean(0) - mu.detach()) / (0.5 * logvar.detach()).exp()).abs().max()
     expect(
