@@ -17,13 +17,13 @@ import time
 from pathlib import Path
 
 import torch
-from decode_throughput import default_checkpoint, hf_translate
 from torch.profiler import ProfilerActivity, profile
 
 from tmtlib import data, pipeline
 from tmtlib.decode import translate
 
 from . import common
+from .decode_throughput import default_checkpoint, hf_translate
 
 # op groups: exact aten names (trailing "_" of in-place variants ignored), then substrings
 GROUPS = {
