@@ -57,8 +57,8 @@ def _import_nodes(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
 
 
 def _from_base(module: str, is_package: bool, node: ast.ImportFrom) -> str:
-    """The absolute module a ``from ... import`` reads from (``from .. import x`` in a.b.c ->
-    ``a``)."""
+    """The absolute module a ``from ... import`` reads from (``from .. import x`` in
+    a.b.c -> ``a``)."""
     if node.level == 0:
         return node.module or ""
     package = module.split(".") if is_package else module.split(".")[:-1]

@@ -96,8 +96,8 @@ def _infill(
 
 
 def sample_poisson(lam: float, rng: random.Random) -> int:
-    """One draw from Poisson(``lam``) by Knuth's multiplication method: O(lam), fine for lam ≲
-    30."""
+    """One draw from Poisson(``lam``) by Knuth's multiplication method: O(lam), fine for
+    lam ≲ 30."""
     _check_lambda(lam)
     threshold, k, product = math.exp(-lam), 0, rng.random()
     while product > threshold:
@@ -228,8 +228,8 @@ class NoiseConfig:
 
     @classmethod
     def lample(cls) -> NoiseConfig:
-        """The noise of Lample et al. (2018): word dropout with p = 0.1 and a local shuffle, k =
-        3."""
+        """The noise of Lample et al. (2018): word dropout with p = 0.1 and a local shuffle,
+        k = 3."""
         return cls(delete_p=0.1, shuffle_k=3)
 
 
@@ -240,8 +240,8 @@ def apply_noise(
     mask_id: int,
     word_starts: Sequence[bool] | None = None,
 ) -> list[int]:
-    """Apply the enabled corruptions of ``config`` in the fixed order shuffle → delete → infill →
-    mask.
+    """Apply the enabled corruptions of ``config`` in the fixed order
+    shuffle → delete → infill → mask.
 
     Shuffling comes first so its displacement bound refers to the original positions; deletion
     precedes infilling so the infill ratio is a share of what is left; masking comes last and so

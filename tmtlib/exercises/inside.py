@@ -287,9 +287,9 @@ def _same(values: list[float], expected: list[float]) -> bool:
 def check_vaswani_learning_rate(lrate: Callable[[int, int, int], float]) -> Verdict:
     """Exercise: ``lrate(step, d_model, warmup)`` must be eq. 3 of Vaswani et al. (2017),
     d_model^-0.5 * min(step^-0.5, step * warmup^-1.5) with ``step`` counted from 1, equal to the
-    course's schedule (``tmtlib.train.learning_rate_factor``) times the peak rate (d_model *
-    warmup)^-0.5, for the paper's base and big models and the course's model, from the first step to
-    step 100,000."""
+    course's schedule (``tmtlib.train.learning_rate_factor``) times the peak rate
+    (d_model * warmup)^-0.5, for the paper's base and big models and the course's model, from the
+    first step to step 100,000."""
 
     def attempt() -> str:
         peaks = []

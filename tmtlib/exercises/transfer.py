@@ -187,8 +187,8 @@ def _precision_attempt(my_precisions: Callable[[Sequence[str], Sequence[str]], l
 def check_clipped_precisions(
     my_precisions: Callable[[Sequence[str], Sequence[str]], list[float]],
 ) -> Verdict:
-    """``my_precisions(outputs, references)`` -> BLEU's corpus-level clipped n-gram precisions, n =
-    1..4."""
+    """``my_precisions(outputs, references)`` -> BLEU's corpus-level clipped n-gram precisions,
+    n = 1..4."""
     return run_check("clipped n-gram precisions", lambda: _precision_attempt(my_precisions))
 
 
