@@ -44,7 +44,10 @@ if "TMT_HOME" not in os.environ:
 def worker_share_of_the_shared_runs() -> None:
     """A parallel worker first trains its share of ``tmtlib.course.shared_runs`` (nothing when the
     tests run in one process, or without the corpus)."""
-    worker, workers = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    worker, workers = (
+        os.environ.get("PYTEST_XDIST_WORKER"),
+        os.environ.get("PYTEST_XDIST_WORKER_COUNT"),
+    )
     if not worker or not workers:
         return
     from tmtlib import course, data

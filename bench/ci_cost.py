@@ -20,12 +20,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def timed(target: str) -> tuple[float, bool]:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", target], cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", target], cwd=ROOT, capture_output=True, text=True
+    )
     return time.perf_counter() - started, done.returncode == 0
 
 
 def main() -> None:
-    targets = ["tests", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "notebooks").glob("*.ipynb"))]
+    targets = [
+        "tests",
+        *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "notebooks").glob("*.ipynb")),
+    ]
     parts = {}
     for target in targets:
         seconds, passed = timed(target)
@@ -33,7 +38,12 @@ def main() -> None:
         print(f"{target:55} {seconds:7.1f} s {'passed' if passed else 'FAILED'}", flush=True)
     total = sum(part["seconds"] for part in parts.values())
     print(f"{'total (pytest + nbval, quick mode)':55} {total:7.1f} s")
-    print("wrote", common.save("ci_cost", {"versions": common.versions(), "parts": parts, "total_seconds": total}))
+    print(
+        "wrote",
+        common.save(
+            "ci_cost", {"versions": common.versions(), "parts": parts, "total_seconds": total}
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
-"""Decoding throughput: sentences/s, greedy and beam 5, tmtlib vs HF ``generate`` on the same weights.
+"""Decoding throughput: sentences/s, greedy and beam 5, tmtlib vs HF ``generate`` on the same
+weights.
 
-    python -m bench.decode_throughput [--checkpoint runs/full-en-de/best.pt]   # about 4 minutes on 2 cores (+7 to train the model in a fresh checkout)
+    # about 4 minutes on 2 cores (+7 to train the model in a fresh checkout)
+    python -m bench.decode_throughput [--checkpoint runs/full-en-de/best.pt]
 
 Both engines translate the 1,000 English sentences of test_2016_flickr into German with the
 *same* trained weights (``common.hf_copy`` puts tmtlib's weights into HF's M2M100), the same
@@ -20,7 +22,6 @@ from pathlib import Path
 
 import torch
 
-from . import common
 from tmtlib import data, pipeline
 from tmtlib.batching import pad, token_batches
 from tmtlib.decode import translate
@@ -28,12 +29,21 @@ from tmtlib.evaluate import bleu
 from tmtlib.models import autocast
 from tmtlib.subwords import EOS_ID
 
+from . import common
 
-DECODERS = [engine for engine in common.ENGINE_CHOICES if not engine.startswith("torch")]  # torch has no search
+# torch has no search
+DECODERS = [engine for engine in common.ENGINE_CHOICES if not engine.startswith("torch")]
 
 
-def hf_translate(hf, tokenizer, sentences: list[str], tag: int, beam_size: int, max_tokens: int = 4000,
-                 precision: str = "fp32") -> list[str]:
+def hf_translate(
+    hf,
+    tokenizer,
+    sentences: list[str],
+    tag: int,
+    beam_size: int,
+    max_tokens: int = 4000,
+    precision: str = "fp32",
+) -> list[str]:
     """HF ``generate`` with tmtlib's batching and length rule."""
     sources = [ids + [EOS_ID] for ids in tokenizer.encode(sentences)]
     outputs: list[list[int]] = [[] for _ in sources]
@@ -41,9 +51,17 @@ def hf_translate(hf, tokenizer, sentences: list[str], tag: int, beam_size: int, 
         src = pad([sources[i] for i in group])
         limit = int(1.5 * max(len(sources[i]) for i in group) + 10)
         with torch.inference_mode(), autocast(torch.device("cpu"), precision):
-            generated = hf.generate(input_ids=src, attention_mask=src.ne(0), num_beams=beam_size, do_sample=False,
-                                    max_new_tokens=limit, length_penalty=1.0, early_stopping=False,
-                                    decoder_start_token_id=tag, use_cache=True)
+            generated = hf.generate(
+                input_ids=src,
+                attention_mask=src.ne(0),
+                num_beams=beam_size,
+                do_sample=False,
+                max_new_tokens=limit,
+                length_penalty=1.0,
+                early_stopping=False,
+                decoder_start_token_id=tag,
+                use_cache=True,
+            )
         for i, row in zip(group, generated.tolist()):
             ids = row[1:]
             outputs[i] = ids[: ids.index(EOS_ID)] if EOS_ID in ids else [t for t in ids if t != 0]
@@ -57,7 +75,9 @@ def default_checkpoint() -> Path:
     from tmtlib import course
 
     if course.QUICK:
-        raise SystemExit("unset TMT_QUICK: the benchmarks measure the course model, not the quick-mode one")
+        raise SystemExit(
+            "unset TMT_QUICK: the benchmarks measure the course model, not the quick-mode one"
+        )
     return course.parent()[2] / "best.pt"
 
 
@@ -68,8 +88,13 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 5])
-    parser.add_argument("--engines", nargs="+", default=DECODERS, choices=DECODERS,
-                        help="hf is always included: the reference")
+    parser.add_argument(
+        "--engines",
+        nargs="+",
+        default=DECODERS,
+        choices=DECODERS,
+        help="hf is always included: the reference",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     checkpoint = args.checkpoint or default_checkpoint()
@@ -78,20 +103,34 @@ def main() -> None:
     hf = common.hf_copy(model, tag)
     test = data.load_parallel("en", "de", "test_2016_flickr")[: args.sentences]
     sources, references = [s for s, _ in test], [t for _, t in test]
-    engines = {"tmtlib": lambda k: translate(model, tokenizer, sources, "de", beam_size=k),
-               "tmtlib-bf16": lambda k: translate(model, tokenizer, sources, "de", beam_size=k, precision="bf16"),
-               "hf": lambda k: hf_translate(hf, tokenizer, sources, tag, k),
-               "hf-bf16": lambda k: hf_translate(hf, tokenizer, sources, tag, k, precision="bf16")}
+    engines = {
+        "tmtlib": lambda k: translate(model, tokenizer, sources, "de", beam_size=k),
+        "tmtlib-bf16": lambda k: translate(
+            model, tokenizer, sources, "de", beam_size=k, precision="bf16"
+        ),
+        "hf": lambda k: hf_translate(hf, tokenizer, sources, tag, k),
+        "hf-bf16": lambda k: hf_translate(hf, tokenizer, sources, tag, k, precision="bf16"),
+    }
     engines = {name: engines[name] for name in dict.fromkeys([*args.engines, "hf"])}
-    result = {"versions": common.versions(), "checkpoint": str(checkpoint), "sentences": len(sources), "modes": {}}
-    print(f"{len(sources)} test_2016_flickr sentences, {args.threads} threads, {args.rounds} rotating rounds")
-    print(f"{'mode':7} {'engine':12} {'sent/s (median, min-max)':>26} {'÷ HF':>6} {'pieces/sent':>11} {'BLEU':>5} "
-          f"{'same as HF':>10}")
+    result = {
+        "versions": common.versions(),
+        "checkpoint": str(checkpoint),
+        "sentences": len(sources),
+        "modes": {},
+    }
+    print(
+        f"{len(sources)} test_2016_flickr sentences, {args.threads} threads, {args.rounds} "
+        "rotating rounds"
+    )
+    print(
+        f"{'mode':7} {'engine':12} {'sent/s (median, min-max)':>26} {'÷ HF':>6} "
+        f"{'pieces/sent':>11} {'BLEU':>5} {'same as HF':>10}"
+    )
     names = list(engines)
     for beam in args.beams:
         rates, outputs = {name: [] for name in engines}, {}
         for round_ in range(args.rounds):
-            for name in names[round_ % len(names):] + names[: round_ % len(names)]:
+            for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
                 started = time.perf_counter()
                 outputs[name] = engines[name](beam)
                 rates[name].append(len(sources) / (time.perf_counter() - started))
@@ -101,12 +140,20 @@ def main() -> None:
             stats = common.spread(rates[name])
             pieces = sum(len(ids) for ids in tokenizer.encode(outputs[name])) / len(sources)
             score = bleu(outputs[name], references)
-            entry[name] = {"sentences_per_s": stats, "pieces_per_sentence": pieces, "bleu": score.value,
-                           "signature": score.signature,
-                           "ratio_to_hf": stats["median"] / common.spread(rates["hf"])["median"],
-                           "same_as_hf": sum(a == b for a, b in zip(outputs[name], outputs["hf"])) / len(sources)}
-            print(f"{mode:7} {name:12} {stats['median']:12.1f} ({stats['min']:.1f}-{stats['max']:.1f}) "
-                  f"{entry[name]['ratio_to_hf']:6.2f} {pieces:11.1f} {score.value:5.1f} {entry[name]['same_as_hf']:10.1%}")
+            entry[name] = {
+                "sentences_per_s": stats,
+                "pieces_per_sentence": pieces,
+                "bleu": score.value,
+                "signature": score.signature,
+                "ratio_to_hf": stats["median"] / common.spread(rates["hf"])["median"],
+                "same_as_hf": sum(a == b for a, b in zip(outputs[name], outputs["hf"]))
+                / len(sources),
+            }
+            print(
+                f"{mode:7} {name:12} {stats['median']:12.1f} "
+                f"({stats['min']:.1f}-{stats['max']:.1f}) {entry[name]['ratio_to_hf']:6.2f} "
+                f"{pieces:11.1f} {score.value:5.1f} {entry[name]['same_as_hf']:10.1%}"
+            )
         result["modes"][mode] = entry
     print("wrote", common.save("decode_throughput", result))
 

@@ -1,6 +1,7 @@
 """Peak memory (resident set) of training and decoding, each engine in a fresh process.
 
-    python -m bench.memory [--checkpoint runs/full-en-de/best.pt]     # about 4 minutes on 2 cores (+7 to train the model in a fresh checkout)
+    # about 4 minutes on 2 cores (+7 to train the model in a fresh checkout)
+    python -m bench.memory [--checkpoint runs/full-en-de/best.pt]
 
 Training: 20 AdamW steps of the course-size model on real ~4,096-token en->de batches. Decoding:
 the 1,000 test_2016_flickr sentences with beam 5 (tmtlib, and HF ``generate`` on a copy of the same
@@ -32,6 +33,7 @@ def child(task: str, engine: str, checkpoint: str | None) -> None:
             step(batch)
     else:
         import decode_throughput as bench
+
         from tmtlib import data, pipeline
         from tmtlib.decode import translate
 
@@ -42,7 +44,9 @@ def child(task: str, engine: str, checkpoint: str | None) -> None:
             translate(model, tokenizer, sources, "de", beam_size=5, precision=precision)
         else:
             tag = tokenizer.lang_id("de")
-            bench.hf_translate(common.hf_copy(model, tag), tokenizer, sources, tag, 5, precision=precision)
+            bench.hf_translate(
+                common.hf_copy(model, tag), tokenizer, sources, tag, 5, precision=precision
+            )
     print(json.dumps({"peak_rss_mb": common.peak_rss_mb()}))
 
 

@@ -27,7 +27,8 @@ def tokenizer(corpus):
 
 @pytest.fixture(scope="module")
 def one_thread():
-    """Tiny tensors gain nothing from intra-op threads and lose much when other jobs share the CPUs."""
+    """Tiny tensors gain nothing from intra-op threads and lose much when other jobs share the
+    CPUs."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -21,15 +21,27 @@ def test_quick_mode_keeps_distinct_budgets_distinct_runs():
 
 def test_quick_mode_showcases_only_notebook_9s_en_de_translators():
     showcase = course.SHOWCASE["preset"]
-    assert course.finetune_spec(None, 2000).preset == course.finetune_spec(None, None).preset == showcase
+    assert (
+        course.finetune_spec(None, 2000).preset
+        == course.finetune_spec(None, None).preset
+        == showcase
+    )
     assert course.finetune_spec(None, 2000).train.max_steps == course.SHOWCASE_STEPS
-    assert course.finetune_spec(None, 500).preset == course.finetune_spec(None, 2000, tgt="fr").preset == course.PRESET
-    assert course.finetune_spec("dae", None).preset == course.PRESET  # three showcases, not every combination
-    assert course.finetune_spec(None, 2000, train=course.long_train_config()).preset == course.PRESET
+    assert (
+        course.finetune_spec(None, 500).preset
+        == course.finetune_spec(None, 2000, tgt="fr").preset
+        == course.PRESET
+    )
+    # three showcases, not every combination
+    assert course.finetune_spec("dae", None).preset == course.PRESET
+    assert (
+        course.finetune_spec(None, 2000, train=course.long_train_config()).preset == course.PRESET
+    )
 
 
 def test_child_of_the_parent_starts_from_the_parent_translator(tokenizer):
-    # the shared run cache: the quick parent is notebook 9's "scratch · 29k", reused by notebooks 7 to 10
+    # the shared run cache: the quick parent is notebook 9's "scratch · 29k", reused by notebooks 7
+    # to 10
     spec = course.finetune_spec("parent", pairs=200, src="en", tgt="fr")
     _, _, parent_folder = course.parent()
     assert spec.init == str(parent_folder / "best.pt") and spec.parts == course.INIT_PARTS["parent"]

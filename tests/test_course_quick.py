@@ -1,8 +1,8 @@
 """Quick mode shows real behaviour (issue 18): in CI too, the VAE's interpolation and notebook 9's
 translators do their job.
 
-These are the course's own quick runs, cached in ``data/cache/runs``: the notebooks that run after the
-tests (nbval) reuse what these tests train, so the checks cost only their decoding.
+These are the course's own quick runs, cached in ``data/cache/runs``: the notebooks that run after
+the tests (nbval) reuse what these tests train, so the checks cost only their decoding.
 """
 
 from __future__ import annotations
@@ -19,14 +19,23 @@ pytestmark = pytest.mark.slow
 def test_the_quick_vae_interpolation_changes_along_the_path(tokenizer):
     model, _, _ = cached_run(course.vae_collapse_specs()["all_remedies"], tokenizer)
     captions = data.load_monolingual("en", "val")
-    path = interpolate(model, tokenizer, captions[0], captions[7], "en", [i / 6 for i in range(7)])  # notebook 2's
+    # notebook 2's
+    path = interpolate(model, tokenizer, captions[0], captions[7], "en", [i / 6 for i in range(7)])
     assert len(set(path)) >= 2, path
 
 
-@pytest.mark.parametrize("init, pairs", [(None, 2000), ("dae", 2000), (None, None)],
-                         ids=["scratch-2k", "dae-2k", "scratch-29k"])
+@pytest.mark.parametrize(
+    "init, pairs",
+    [(None, 2000), ("dae", 2000), (None, None)],
+    ids=["scratch-2k", "dae-2k", "scratch-29k"],
+)
 def test_notebook_9s_quick_translators_translate(tokenizer, init, pairs):
     _, _, folder = course.translator(init, pairs=pairs)
     result = course.test_result(folder, "en", "de")
-    # an untrained or broken model scores 0; 150 steps of the small model write recognisable German (about 7)
-    assert result["bleu"]["score"] >= 5, (result["sentences"], result["bleu"]["score"], result["hypotheses"][:3])
+    # an untrained or broken model scores 0; 150 steps of the small model write recognisable German
+    # (about 7)
+    assert result["bleu"]["score"] >= 5, (
+        result["sentences"],
+        result["bleu"]["score"],
+        result["hypotheses"][:3],
+    )

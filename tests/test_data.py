@@ -6,7 +6,6 @@ import gzip
 import hashlib
 import http.server
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -36,6 +35,7 @@ def test_manifest_covers_the_mirror_files():
 
 
 # --- a fake repository served over HTTP on 127.0.0.1 -----------------------------------------
+
 
 def _gz(lines: list[str]) -> bytes:
     return gzip.compress("".join(line + "\n" for line in lines).encode())
@@ -83,7 +83,9 @@ def server(tmp_path, monkeypatch):
         "data/task1/raw/val.de.gz": _gz(["Ein Hund rennt.", "Zwei Männer reden."]),
     }
     manifest = tmp_path / "multi30k.sha256"
-    manifest.write_text("".join(f"{hashlib.sha256(b).hexdigest()}  {p}\n" for p, b in files.items()))
+    manifest.write_text(
+        "".join(f"{hashlib.sha256(b).hexdigest()}  {p}\n" for p, b in files.items())
+    )
     monkeypatch.setattr(data, "MANIFEST", manifest)
     data.manifest.cache_clear()
     data._read.cache_clear()
@@ -151,6 +153,7 @@ def test_mirror_is_used_and_checked(tmp_path, monkeypatch):
 
 # --- the real corpus (mirror or network) ------------------------------------------------------
 
+
 def test_real_parallel_and_monolingual_sizes(corpus):
     assert len(data.load_parallel("en", "de", "test_2016_flickr")) == 1000
     assert len(data.load_parallel("en", "fr", "train")) == 29000
@@ -160,7 +163,10 @@ def test_real_parallel_and_monolingual_sizes(corpus):
 
 def test_low_resource_subset_is_deterministic(corpus):
     pairs = data.load_parallel("en", "de")
-    a, b = data.low_resource_subset(pairs, 2000, seed=1), data.low_resource_subset(pairs, 2000, seed=1)
+    a, b = (
+        data.low_resource_subset(pairs, 2000, seed=1),
+        data.low_resource_subset(pairs, 2000, seed=1),
+    )
     assert a == b and len(a) == 2000 and len(set(a)) > 1990
     assert a != data.low_resource_subset(pairs, 2000, seed=2)
     assert set(data.low_resource_subset(pairs, 1000, seed=1)) <= set(pairs)
@@ -181,12 +187,15 @@ def test_pretraining_text_is_disjoint_from_evaluation(corpus, lang):
     assert not pool_set & {normalize(s) for s in data.load_monolingual(lang, "val")}
     assert not pool_set & {normalize(s) for s in side}
     # without the exclusion, some of those parallel sentences are in the pool: the test can fail
-    assert set(data.pretraining_corpus(lang, include_task1_train=True)) & {normalize(s) for s in side}
+    assert set(data.pretraining_corpus(lang, include_task1_train=True)) & {
+        normalize(s) for s in side
+    }
 
 
 def test_test_sets_missing_here_are_listed_not_warned(corpus, recwarn):
-    """A partial mirror lacks some optional test sets: they are listed (notebook 00 shows them), each
-    truly unreadable, every other one held out, and building the pretraining text warns about nothing."""
+    """A partial mirror lacks some optional test sets: they are listed (notebook 00 shows them),
+    each truly unreadable, every other one held out, and building the pretraining text warns about
+    nothing."""
     for lang in ("en", "de"):
         missing = data.unavailable_test_sets(lang)
         for split in data.OTHER_TEST_SPLITS:

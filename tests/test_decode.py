@@ -16,14 +16,16 @@ V, TAG = 20, 4  # content ids 5..19; 4 plays the target-language tag
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def copy_batch(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def copy_batch(
+    n: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sources of 3-7 random tokens + EOS, and the copy task's decoder input and target."""
     lengths = torch.randint(3, 8, (n,), generator=generator).tolist()
     src, tgt_in, tgt_out = (torch.full((n, 9), PAD_ID) for _ in range(3))
     for i, length in enumerate(lengths):
         x = torch.randint(5, V, (length,), generator=generator)
         src[i, :length], src[i, length] = x, EOS_ID
-        tgt_in[i, 0], tgt_in[i, 1: length + 1] = TAG, x
+        tgt_in[i, 0], tgt_in[i, 1 : length + 1] = TAG, x
         tgt_out[i, :length], tgt_out[i, length] = x, EOS_ID
     return src, tgt_in, tgt_out
 
@@ -38,7 +40,8 @@ def tags(n: int) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def copier() -> Seq2Seq:
-    """The tiny model after 200 AdamW steps on copying, learning rate decayed linearly to 0 (~2 s)."""
+    """The tiny model after 200 AdamW steps on copying, learning rate decayed linearly to 0 (~2
+    s)."""
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
     model = Seq2Seq(model_config("tiny", V))
@@ -47,7 +50,9 @@ def copier() -> Seq2Seq:
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)
     for _ in range(steps):
         src, tgt_in, tgt_out = copy_batch(64, generator)
-        loss = F.cross_entropy(model(src, tgt_in).flatten(0, 1), tgt_out.flatten(), ignore_index=PAD_ID)
+        loss = F.cross_entropy(
+            model(src, tgt_in).flatten(0, 1), tgt_out.flatten(), ignore_index=PAD_ID
+        )
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -91,16 +96,20 @@ def test_beam_search_copies_and_beam_one_is_greedy(copier, untrained, test_sourc
     for model in (copier, untrained):
         expected = greedy(model, test_sources, tags(16))
         for penalty in (0.0, 1.0):
-            assert beam_search(model, test_sources, tags(16), beam_size=1, length_penalty=penalty) == expected
+            assert (
+                beam_search(model, test_sources, tags(16), beam_size=1, length_penalty=penalty)
+                == expected
+            )
 
 
 def test_beam_finds_at_least_the_greedy_score(untrained, test_sources):
     model, src = untrained, test_sources[:6]
     limit = 12
-    best, scores = beam_search(model, src, tags(6), beam_size=5, length_penalty=0.0, max_len=limit,
-                               return_scores=True)
+    best, scores = beam_search(
+        model, src, tags(6), beam_size=5, length_penalty=0.0, max_len=limit, return_scores=True
+    )
     for i, (hypothesis, found) in enumerate(zip(best, scores)):
-        greedy_output = greedy(model, src[i: i + 1], tags(1), max_len=limit)[0]
+        greedy_output = greedy(model, src[i : i + 1], tags(1), max_len=limit)[0]
         greedy_score = sequence_log_prob(model, src[i], greedy_output, len(greedy_output) < limit)
         rescored = sequence_log_prob(model, src[i], hypothesis, len(hypothesis) < limit)
         assert found == pytest.approx(rescored, abs=1e-4)
@@ -108,8 +117,9 @@ def test_beam_finds_at_least_the_greedy_score(untrained, test_sources):
 
 
 def test_n_best_are_distinct_and_ordered(untrained, test_sources):
-    hypotheses, scores = beam_search(untrained, test_sources[:4], tags(4), beam_size=4, n_best=3,
-                                     return_scores=True)
+    hypotheses, scores = beam_search(
+        untrained, test_sources[:4], tags(4), beam_size=4, n_best=3, return_scores=True
+    )
     assert [len(h) for h in hypotheses] == [3] * 4 and [len(s) for s in scores] == [3] * 4
     for options, ranked in zip(hypotheses, scores):
         assert ranked == sorted(ranked, reverse=True)
@@ -178,9 +188,13 @@ WORDS = "red big old cat man girl sees dogs near the river runs".split()
 @pytest.fixture(scope="module")
 def spm_tokenizer(tmp_path_factory):
     generator = torch.Generator().manual_seed(0)
-    lines = [" ".join(WORDS[i] for i in torch.randint(len(WORDS), (6,), generator=generator).tolist())
-             for _ in range(300)]
-    return train_tokenizer(lines, TokenizerSettings(vocab_size=300), cache=tmp_path_factory.mktemp("spm"))
+    lines = [
+        " ".join(WORDS[i] for i in torch.randint(len(WORDS), (6,), generator=generator).tolist())
+        for _ in range(300)
+    ]
+    return train_tokenizer(
+        lines, TokenizerSettings(vocab_size=300), cache=tmp_path_factory.mktemp("spm")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -189,14 +203,25 @@ def translator(spm_tokenizer) -> Seq2Seq:
     return Seq2Seq(model_config("tiny", spm_tokenizer.vocab_size)).eval()
 
 
-SENTENCES = ["the old man sees the river", "dogs", "", "a red cat runs near the big dogs and the girl",
-             "girl", "   ", "the man runs"]
+SENTENCES = [
+    "the old man sees the river",
+    "dogs",
+    "",
+    "a red cat runs near the big dogs and the girl",
+    "girl",
+    "   ",
+    "the man runs",
+]
 
 
 @pytest.mark.parametrize("beam_size", [1, 3])
 def test_translate_restores_order_and_skips_empty_lines(translator, spm_tokenizer, beam_size):
-    batched = translate(translator, spm_tokenizer, SENTENCES, "de", beam_size=beam_size, max_tokens=20)
-    one_by_one = [translate(translator, spm_tokenizer, [s], "de", beam_size=beam_size)[0] for s in SENTENCES]
+    batched = translate(
+        translator, spm_tokenizer, SENTENCES, "de", beam_size=beam_size, max_tokens=20
+    )
+    one_by_one = [
+        translate(translator, spm_tokenizer, [s], "de", beam_size=beam_size)[0] for s in SENTENCES
+    ]
     assert batched == one_by_one and batched[2] == batched[5] == ""
     assert any(batched)  # the random model does produce text
 
@@ -215,14 +240,22 @@ def test_translate_does_not_run_the_model_on_empty_input(spm_tokenizer):
 
 
 def test_translate_returns_attention(translator, spm_tokenizer):
-    texts, alignments = translate(translator, spm_tokenizer, ["the old man sees the river", ""], "en",
-                                  beam_size=2, return_attention=True)
+    texts, alignments = translate(
+        translator,
+        spm_tokenizer,
+        ["the old man sees the river", ""],
+        "en",
+        beam_size=2,
+        return_attention=True,
+    )
     alignment = alignments[0]
     assert alignments[1] is None and texts[1] == ""
     assert alignment.source_pieces == spm_tokenizer.pieces("the old man sees the river") + ["</s>"]
     assert alignment.output_pieces[-1] == "</s>"
     assert alignment.attention.shape == (len(alignment.output_pieces), len(alignment.source_pieces))
-    torch.testing.assert_close(alignment.attention.sum(-1), torch.ones(len(alignment.output_pieces)))
+    torch.testing.assert_close(
+        alignment.attention.sum(-1), torch.ones(len(alignment.output_pieces))
+    )
 
 
 def test_nucleus_keeps_the_smallest_set_reaching_top_p():
@@ -230,9 +263,14 @@ def test_nucleus_keeps_the_smallest_set_reaching_top_p():
     kept = nucleus(probs.log(), 0.8).isfinite()
     assert kept.tolist() == [[True, True, False, False], [False, True, False, False]]
     assert nucleus(probs.log(), 0.81).isfinite()[0].tolist() == [True, True, True, False]
-    assert nucleus(probs.log(), 1e-6).isfinite().sum(-1).tolist() == [1, 1]  # the best token always stays
+    # the best token always stays
+    assert nucleus(probs.log(), 1e-6).isfinite().sum(-1).tolist() == [
+        1,
+        1,
+    ]
     assert torch.equal(nucleus(probs.log(), 1.0), probs.log())
-    assert torch.equal(nucleus(probs.log(), 0.8)[0, :2], probs.log()[0, :2])  # kept scores unchanged
+    # kept scores unchanged
+    assert torch.equal(nucleus(probs.log(), 0.8)[0, :2], probs.log()[0, :2])
     with pytest.raises(ValueError, match="top_p"):
         nucleus(probs, 0.0)
 

@@ -12,21 +12,27 @@ import sacrebleu
 from tmtlib import evaluate
 from tmtlib.evaluate import BootstrapResult, Score
 
-WORDS = ("a man woman dog child ball street red blue plays runs sits on in the with near "
-         "two three young old big small house water grass looks at holds bike").split()
+WORDS = (
+    "a man woman dog child ball street red blue plays runs sits on in the with near "
+    "two three young old big small house water grass looks at holds bike"
+).split()
 
 
 def _corpus(n: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
-    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 15))).capitalize() + "."
-            for _ in range(n)]
+    return [
+        " ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 15))).capitalize() + "."
+        for _ in range(n)
+    ]
 
 
 def _corrupt(sentences: list[str], seed: int = 1) -> list[str]:
     """A clearly worse system: about a third of the words replaced."""
     rng = random.Random(seed)
-    return [" ".join(rng.choice(WORDS) if rng.random() < 0.35 else w for w in s.split())
-            for s in sentences]
+    return [
+        " ".join(rng.choice(WORDS) if rng.random() < 0.35 else w for w in s.split())
+        for s in sentences
+    ]
 
 
 REFS = _corpus(200)
@@ -37,6 +43,7 @@ GOLD = ["The dog bit the man.", "It was not unexpected.", "The man bit him first
 
 # --- corpus scores ------------------------------------------------------------------------------
 
+
 def test_perfect_translations_score_100():
     scores = evaluate.evaluate(REFS, REFS)
     assert set(scores) == {"bleu", "chrf", "chrf++"}
@@ -46,8 +53,10 @@ def test_perfect_translations_score_100():
 def test_scores_match_sacrebleu_directly():
     assert evaluate.bleu(HYPS, GOLD).value == sacrebleu.corpus_bleu(HYPS, [GOLD]).score
     assert evaluate.chrf(HYPS, GOLD).value == sacrebleu.corpus_chrf(HYPS, [GOLD]).score
-    assert evaluate.chrf(HYPS, GOLD, word_order=2).value == \
-        sacrebleu.corpus_chrf(HYPS, [GOLD], word_order=2).score
+    assert (
+        evaluate.chrf(HYPS, GOLD, word_order=2).value
+        == sacrebleu.corpus_chrf(HYPS, [GOLD], word_order=2).score
+    )
     assert 0 < evaluate.bleu(HYPS, GOLD).value < 100
 
 
@@ -88,6 +97,7 @@ def test_sentence_chrf_scores_each_sentence():
 
 # --- paired bootstrap ---------------------------------------------------------------------------
 
+
 def test_identical_systems_are_not_significantly_different():
     result = evaluate.paired_bootstrap(WORSE, WORSE, REFS, n_samples=200)
     assert result.delta == 0.0 and result.p_value == 1.0 and not result.significant
@@ -106,7 +116,9 @@ def test_a_clearly_better_system_is_significant(metric):
 
 @pytest.mark.parametrize("metric", ["bleu", "chrf", "chrf++"])
 def test_observed_scores_equal_the_direct_scores(metric):
-    result = evaluate.paired_bootstrap(WORSE, _corrupt(REFS, seed=2), REFS, metric=metric, n_samples=50)
+    result = evaluate.paired_bootstrap(
+        WORSE, _corrupt(REFS, seed=2), REFS, metric=metric, n_samples=50
+    )
     direct = evaluate.evaluate(WORSE, REFS)[metric]
     assert result.a == direct
     assert result.b == evaluate.evaluate(_corrupt(REFS, seed=2), REFS)[metric]
@@ -130,8 +142,12 @@ def test_fast_resampling_equals_scoring_resampled_strings():
     indices = np.random.default_rng(5).integers(0, 40, size=(30, 40))
 
     def scores(hyps: list[str]) -> np.ndarray:
-        return np.array([sacrebleu.corpus_bleu([hyps[i] for i in row], [[refs[i] for i in row]]).score
-                         for row in indices])
+        return np.array(
+            [
+                sacrebleu.corpus_bleu([hyps[i] for i in row], [[refs[i] for i in row]]).score
+                for row in indices
+            ]
+        )
 
     slow_a, slow_b = scores(hyps_a), scores(hyps_b)
     assert result.p_value == (np.sum(slow_b <= slow_a) + 1) / 31
@@ -148,19 +164,29 @@ def test_bootstrap_is_fast():
 
 def test_multiple_references_per_sentence_match_sacrebleu():
     hyps = ["a dog runs on the grass", "two men play chess"]
-    refs = [["a dog is running on grass", "the dog runs on the grass"], ["two men are playing chess", "men play"]]
+    refs = [
+        ["a dog is running on grass", "the dog runs on the grass"],
+        ["two men are playing chess", "men play"],
+    ]
     ours = evaluate.bleu(hyps, refs)
     theirs = sacrebleu.corpus_bleu(hyps, [[r[0] for r in refs], [r[1] for r in refs]])
-    assert ours.value == pytest.approx(theirs.score) and ours.value > evaluate.bleu(hyps, [r[0] for r in refs]).value
+    assert (
+        ours.value == pytest.approx(theirs.score)
+        and ours.value > evaluate.bleu(hyps, [r[0] for r in refs]).value
+    )
     with pytest.raises(ValueError, match="same number"):
         evaluate.bleu(hyps, [["one"], ["one", "two"]])
 
 
 def test_sacrebleu_is_the_pinned_version():
-    """tmtlib.evaluate calls sacrebleu's private statistics helpers: they are tested at one version."""
+    """tmtlib.evaluate calls sacrebleu's private statistics helpers: they are tested at one
+    version."""
     import importlib.metadata
     from pathlib import Path
 
-    pins = [line for line in (Path(__file__).parents[1] / "requirements.txt").read_text().splitlines()
-            if line.startswith("sacrebleu==")]
+    pins = [
+        line
+        for line in (Path(__file__).parents[1] / "requirements.txt").read_text().splitlines()
+        if line.startswith("sacrebleu==")
+    ]
     assert pins == [f"sacrebleu=={importlib.metadata.version('sacrebleu')}"]

@@ -1,5 +1,5 @@
-"""Every notebook of the course has its five sections and 3-5 exercises; every code exercise has a check
-in ``tmtlib.exercises`` that its stub calls and its solutions notebook asserts."""
+"""Every notebook of the course has its five sections and 3-5 exercises; every code exercise has a
+check in ``tmtlib.exercises`` that its stub calls and its solutions notebook asserts."""
 
 from __future__ import annotations
 
@@ -48,19 +48,24 @@ def test_closing_sections_in_order(name):
     texts = markdown(name)
     place = {}
     for section in ("recap", "exercises", "references"):
-        found = [(i, m.start()) for i, text in enumerate(texts)
-                 for m in re.finditer(rf"^#+ {section}\b", text, re.I | re.M)]
+        found = [
+            (i, m.start())
+            for i, text in enumerate(texts)
+            for m in re.finditer(rf"^#+ {section}\b", text, re.I | re.M)
+        ]
         assert found, f"{name}: no '{section}' heading"
         place[section] = found[-1]
     assert place["recap"] < place["exercises"] < place["references"], f"{name}: {place}"
-    links = re.findall(r"\]\(https?://", texts[place["references"][0]][place["references"][1]:])
+    links = re.findall(r"\]\(https?://", texts[place["references"][0]][place["references"][1] :])
     assert len(links) >= 3, f"{name}: {len(links)} linked references"
 
 
 @pytest.mark.parametrize("name", COURSE)
 def test_exercises_are_graded_and_open_questions_answered(name):
     numbers = exercise_numbers(name)
-    assert 3 <= len(numbers) <= 5 and numbers == list(range(1, len(numbers) + 1)), f"{name}: {numbers}"
+    assert 3 <= len(numbers) <= 5 and numbers == list(range(1, len(numbers) + 1)), (
+        f"{name}: {numbers}"
+    )
     text = "\n".join(markdown(name)).lower()
     for grade in ("reproduce", "open question"):
         assert grade in text, f"{name}: no '{grade}' exercise"
@@ -69,24 +74,34 @@ def test_exercises_are_graded_and_open_questions_answered(name):
 
 @pytest.mark.parametrize("name", COURSE)
 def test_every_code_exercise_has_a_check_and_an_asserted_solution(name):
-    stubs = [source for kind, source in cells(NOTEBOOKS / f"{name}.ipynb")
-             if kind == "code" and "raise NotImplementedError" in source]
+    stubs = [
+        source
+        for kind, source in cells(NOTEBOOKS / f"{name}.ipynb")
+        if kind == "code" and "raise NotImplementedError" in source
+    ]
     assert stubs, f"{name}: no code exercise"
-    solutions = "\n".join(source for kind, source in cells(NOTEBOOKS / "solutions" / f"{name}_solutions.ipynb")
-                          if kind == "code")
+    solutions = "\n".join(
+        source
+        for kind, source in cells(NOTEBOOKS / "solutions" / f"{name}_solutions.ipynb")
+        if kind == "code"
+    )
     for stub in stubs:
         found = STUB_CHECK.findall(stub)
         assert len(found) == 1, f"{name}: a stub must call exactly one check, not {found}"
         check = found[0]
-        modules = [module for module, names in CHECK_IMPORT.findall(stub + solutions) if check in names]
+        modules = [
+            module for module, names in CHECK_IMPORT.findall(stub + solutions) if check in names
+        ]
         assert modules, f"{name}: {check} is not imported from tmtlib.exercises"
         assert callable(getattr(importlib.import_module(f"tmtlib.exercises.{modules[0]}"), check))
-        assert re.search(rf"verdict = {check}\(\w+\)\n(?:print\(verdict\)\n)?assert verdict", solutions), \
-            f"{name}: the solutions notebook does not assert {check}"
+        assert re.search(
+            rf"verdict = {check}\(\w+\)\n(?:print\(verdict\)\n)?assert verdict", solutions
+        ), f"{name}: the solutions notebook does not assert {check}"
 
 
 def test_readme_lists_every_notebook_with_its_exercise_count():
     readme = (NOTEBOOKS.parent / "README.md").read_text(encoding="utf-8")
     rows = dict(re.findall(r"^\| `(\d\d_\w+)` \|.*\| (\d+) \| [^|]* \|$", readme, re.MULTILINE))
     assert {name: int(count) for name, count in rows.items()} == {
-        name: len(exercise_numbers(name)) for name in COURSE}
+        name: len(exercise_numbers(name)) for name in COURSE
+    }

@@ -1,4 +1,5 @@
-"""Notebook 01's exercise checks: tmtlib's own functions pass, typical slips fail with the reason."""
+"""Notebook 01's exercise checks: tmtlib's own functions pass, typical slips fail with the
+reason."""
 
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ pytestmark = pytest.mark.usefixtures("tokenizer")
 def test_reconstruction_nll_check():
     assert checks.check_reconstruction_nll(lambda logits, targets: token_nll(logits, targets)[0])
     padded = checks.check_reconstruction_nll(
-        lambda logits, targets: F.cross_entropy(logits.flatten(0, 1), targets.flatten()))
+        lambda logits, targets: F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+    )
     assert not padded and "padding" in padded.message
-    negative = checks.check_reconstruction_nll(lambda logits, targets: -token_nll(logits, targets)[0])
+    negative = checks.check_reconstruction_nll(
+        lambda logits, targets: -token_nll(logits, targets)[0]
+    )
     assert not negative and "sign" in negative.message
     summed = checks.check_reconstruction_nll(lambda logits, targets: token_nll(logits, targets)[1])
     assert not summed and "sum" in summed.message
@@ -25,7 +29,9 @@ def test_reconstruction_nll_check():
 
 def test_token_masking_check():
     assert checks.check_token_masking(mask_tokens)
-    too_many = checks.check_token_masking(lambda t, p, m, rng: mask_tokens(t, min(1.0, 2 * p), m, rng))
+    too_many = checks.check_token_masking(
+        lambda t, p, m, rng: mask_tokens(t, min(1.0, 2 * p), m, rng)
+    )
     assert not too_many and "masked 3" in too_many.message
     deleting = checks.check_token_masking(lambda t, p, m, rng: [x for x in t if rng.random() >= p])
     assert not deleting and "keeps the length" in deleting.message
@@ -42,7 +48,11 @@ def test_span_infilling_check():
     assert checks.check_span_infilling(infill_spans)
     per_token = checks.check_span_infilling(lambda t, r, m, rng, **_: mask_tokens(t, r, m, rng))
     assert not per_token and "ONE mask" in per_token.message
-    dropped = checks.check_span_infilling(lambda t, r, m, rng, **_: [x for x in infill_spans(t, r, m, rng) if x != m])
+    dropped = checks.check_span_infilling(
+        lambda t, r, m, rng, **_: [x for x in infill_spans(t, r, m, rng) if x != m]
+    )
     assert not dropped and "single masks" in dropped.message
-    short = checks.check_span_infilling(lambda t, r, m, rng, **_: infill_spans(t, r, m, rng, poisson_lambda=1.0))
+    short = checks.check_span_infilling(
+        lambda t, r, m, rng, **_: infill_spans(t, r, m, rng, poisson_lambda=1.0)
+    )
     assert not short and "Poisson" in short.message

@@ -13,7 +13,8 @@ def reference_p(a, b, refs, n_samples, seed):
 def test_paired_bootstrap_accepts_the_reference_and_names_mistakes():
     assert budgets.check_paired_bootstrap(reference_p)
     no_add_one = budgets.check_paired_bootstrap(
-        lambda a, b, r, n, s: (reference_p(a, b, r, n, s) * (n + 1) - 1) / n)
+        lambda a, b, r, n, s: (reference_p(a, b, r, n, s) * (n + 1) - 1) / n
+    )
     assert not no_add_one and "add-one" in no_add_one.message
     wins = budgets.check_paired_bootstrap(lambda a, b, r, n, s: 1 - reference_p(a, b, r, n, s))
     assert not wins and "NOT beat" in wins.message
@@ -22,11 +23,17 @@ def test_paired_bootstrap_accepts_the_reference_and_names_mistakes():
 def test_budget_curve_accepts_the_records_and_names_mistakes():
     assert budgets.check_budget_curve(budgets.reference_curve)
     population_sd = budgets.check_budget_curve(
-        lambda folder, init: {p: (m, None if sd is None else sd * statistics.sqrt(2 / 3))
-                              for p, (m, sd) in budgets.reference_curve(folder, init).items()})
+        lambda folder, init: {
+            p: (m, None if sd is None else sd * statistics.sqrt(2 / 3))
+            for p, (m, sd) in budgets.reference_curve(folder, init).items()
+        }
+    )
     assert not population_sd and "ddof=1" in population_sd.message
     missing = budgets.check_budget_curve(
-        lambda folder, init: {p: v for p, v in budgets.reference_curve(folder, init).items() if p != 10000})
+        lambda folder, init: {
+            p: v for p, v in budgets.reference_curve(folder, init).items() if p != 10000
+        }
+    )
     assert not missing and "10000" in missing.message
 
 
@@ -39,5 +46,6 @@ def test_pairs_needed_accepts_the_reference_and_names_linear_interpolation():
 def test_not_attempted_is_reported():
     def stub(*args):
         raise NotImplementedError
+
     verdict = budgets.check_paired_bootstrap(stub)
     assert not verdict and "not attempted" in verdict.message

@@ -1,4 +1,5 @@
-"""Notebook 00's exercise checks: the reference passes, typical slips fail with a message that says why."""
+"""Notebook 00's exercise checks: the reference passes, typical slips fail with a message that says
+why."""
 
 from __future__ import annotations
 
@@ -30,24 +31,33 @@ def test_coverage_check():
     tokens = checks.check_test_coverage(checks._token_coverage)
     assert not tokens and "types" in tokens.message
     cased = checks.check_test_coverage(
-        lambda s, t: len({w for _, de in t for w in de.split()} & {w for _, de in s for w in de.split()})
-        / len({w for _, de in t for w in de.split()}))
+        lambda s, t: (
+            len({w for _, de in t for w in de.split()} & {w for _, de in s for w in de.split()})
+            / len({w for _, de in t for w in de.split()})
+        )
+    )
     assert not cased and "Lower-case" in cased.message
 
 
 def test_pieces_per_word_check():
     assert checks.check_pieces_per_word(checks._pieces_per_word)
-    chars = checks.check_pieces_per_word(lambda tok, s: sum(map(len, s)) / sum(len(x.split()) for x in s))
+    chars = checks.check_pieces_per_word(
+        lambda tok, s: sum(map(len, s)) / sum(len(x.split()) for x in s)
+    )
     assert not chars and "characters" in chars.message
     with_eos = checks.check_pieces_per_word(
-        lambda tok, s: sum(len(ids) + 1 for ids in tok.encode(s)) / sum(len(x.split()) for x in s))
+        lambda tok, s: sum(len(ids) + 1 for ids in tok.encode(s)) / sum(len(x.split()) for x in s)
+    )
     assert not with_eos and "BOS/EOS" in with_eos.message
 
 
 def test_pool_check():
     assert checks.check_pretraining_pool(lambda lang: data.pretraining_corpus(lang))
-    leaky = checks.check_pretraining_pool(lambda lang: list(dict.fromkeys(data.load_monolingual(lang)
-                                                                           + data.load_monolingual(lang, "val"))))
+    leaky = checks.check_pretraining_pool(
+        lambda lang: list(
+            dict.fromkeys(data.load_monolingual(lang) + data.load_monolingual(lang, "val"))
+        )
+    )
     assert not leaky and "validation or test sentences" in leaky.message
     duplicated = checks.check_pretraining_pool(lambda lang: data.pretraining_corpus(lang) * 2)
     assert not duplicated and "duplicates" in duplicated.message

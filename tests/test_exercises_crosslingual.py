@@ -11,7 +11,9 @@ def token_coverage(child, parent):
 
 def test_token_coverage():
     assert crosslingual.check_token_coverage(token_coverage)
-    types = crosslingual.check_token_coverage(lambda child, parent: len(set(child) & set(parent)) / len(set(child)))
+    types = crosslingual.check_token_coverage(
+        lambda child, parent: len(set(child) & set(parent)) / len(set(child))
+    )
     assert not types and "type coverage" in types.message
 
 
@@ -19,11 +21,16 @@ def test_copy_parts():
     assert crosslingual.check_copy_parts(lambda model, state, parts: transfer(model, state, parts))
 
     def by_prefix(model, state, parts):  # treats cross-attention as part of the decoder
-        prefixes = {"embeddings": ("embed", "positions"), "encoder": "encoder", "decoder": "decoder",
-                    "cross_attention": "decoder"}
+        prefixes = {
+            "embeddings": ("embed", "positions"),
+            "encoder": "encoder",
+            "decoder": "decoder",
+            "cross_attention": "decoder",
+        }
         for name, tensor in model.state_dict().items():
             if any(name.startswith(prefixes[part]) for part in parts):
                 tensor.copy_(state[name])
+
     verdict = crosslingual.check_copy_parts(by_prefix)
     assert not verdict and "cross_attention" in verdict.message
 
@@ -31,6 +38,7 @@ def test_copy_parts():
         for name, tensor in model.state_dict().items():
             if part_of(name) in parts:
                 state[name].copy_(tensor)
+
     verdict = crosslingual.check_copy_parts(wrong_direction)
     assert not verdict and "changed the parent" in verdict.message
 
@@ -39,10 +47,13 @@ def test_source_overlap():
     def overlap(child, parent):
         sources = {src for src, _ in parent}
         return sum(src in sources for src, _ in child) / len(child)
+
     verdict = crosslingual.check_source_overlap(overlap)
     assert verdict and "100.0%" in verdict.message
+
     def whole_pairs(child, parent):
         parent = set(parent)
         return sum(pair in parent for pair in child) / len(child)
+
     pairs = crosslingual.check_source_overlap(whole_pairs)
     assert not pairs and "whole pairs" in pairs.message

@@ -34,15 +34,22 @@ def test_top_p_filter():
         probs, order = logits.softmax(-1).sort(-1, descending=True)
         drop = torch.zeros_like(probs, dtype=torch.bool).scatter(-1, order, probs.cumsum(-1) > p)
         return logits.masked_fill(drop, float("-inf"))
+
     verdict = decoding.check_top_p(drops_crossing_token)
     assert not verdict and "crosses p" in verdict.message
 
 
 def test_top_p_sampling():
     def sample(model, src_ids, start_id, max_len, p, generator):
-        draw = lambda logits: int(torch.multinomial(
-            nucleus(logits[None], p).softmax(-1), 1, generator=generator))
+        def draw(logits):
+            return int(
+                torch.multinomial(nucleus(logits[None], p).softmax(-1), 1, generator=generator)
+            )
+
         return greedy_by_hand(model, src_ids, start_id, max_len, choose=draw)
+
     assert decoding.check_top_p_sampling(sample)
-    greedy_only = decoding.check_top_p_sampling(lambda m, s, st, ml, p, g: greedy_by_hand(m, s, st, ml))
+    greedy_only = decoding.check_top_p_sampling(
+        lambda m, s, st, ml, p, g: greedy_by_hand(m, s, st, ml)
+    )
     assert not greedy_only and "p = 0.5" in greedy_only.message

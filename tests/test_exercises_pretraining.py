@@ -1,4 +1,5 @@
-"""Notebook 03's exercise checks: tmtlib's own functions pass, typical slips fail with the reason."""
+"""Notebook 03's exercise checks: tmtlib's own functions pass, typical slips fail with the
+reason."""
 
 from __future__ import annotations
 
@@ -31,38 +32,54 @@ def corpus_perplexity(model, batches):
 
 
 def mean_of_batch_means(model, batches):
-    return math.exp(sum(float(token_nll(model.decode(b.tgt_in), b.tgt_out)[0]) for b in batches) / len(batches))
+    return math.exp(
+        sum(float(token_nll(model.decode(b.tgt_in), b.tgt_out)[0]) for b in batches) / len(batches)
+    )
 
 
 def padding_counted(model, batches):
-    nll = [float(F.cross_entropy(model.decode(b.tgt_in).flatten(0, 1), b.tgt_out.flatten())) for b in batches]
+    nll = [
+        float(F.cross_entropy(model.decode(b.tgt_in).flatten(0, 1), b.tgt_out.flatten()))
+        for b in batches
+    ]
     return math.exp(sum(nll) / len(nll))
 
 
 def label_smoothed(model, batches):
-    loss = sum(float(token_nll(model.decode(b.tgt_in), b.tgt_out, 0.1)[0]) * b.tgt_tokens for b in batches)
+    loss = sum(
+        float(token_nll(model.decode(b.tgt_in), b.tgt_out, 0.1)[0]) * b.tgt_tokens for b in batches
+    )
     return math.exp(loss / sum(b.tgt_tokens for b in batches))
 
 
 def test_perplexity_check():
     assert checks.check_perplexity(corpus_perplexity)
-    for wrong, hint in ((mean_of_batch_means, "a mean of per-batch means"), (padding_counted, "padding counted"),
-                        (label_smoothed, "label smoothing"),
-                        (lambda m, b: math.log(corpus_perplexity(m, b)), "no exp")):
+    for wrong, hint in (
+        (mean_of_batch_means, "a mean of per-batch means"),
+        (padding_counted, "padding counted"),
+        (label_smoothed, "label smoothing"),
+        (lambda m, b: math.log(corpus_perplexity(m, b)), "no exp"),
+    ):
         verdict = checks.check_perplexity(wrong)
-        assert not verdict and hint in verdict.message and "validation_loss gives" in verdict.message, verdict
+        assert (
+            not verdict and hint in verdict.message and "validation_loss gives" in verdict.message
+        ), verdict
 
 
 def test_perplexity_reference_is_the_corpus_perplexity():
     model, examples = samples.tiny_model().eval(), checks.perplexity_examples()
     batches = [collate(batch) for batch in examples]
     with torch.no_grad():
-        assert math.isclose(checks.perplexity(model, [e for batch in examples for e in batch]),
-                            corpus_perplexity(model, batches), rel_tol=1e-5)
+        assert math.isclose(
+            checks.perplexity(model, [e for batch in examples for e in batch]),
+            corpus_perplexity(model, batches),
+            rel_tol=1e-5,
+        )
 
 
 def test_parts_with_gradient_check():
     assert checks.check_parts_with_gradient(checks.parts_with_gradient)
-    everything = checks.check_parts_with_gradient(lambda model: {"embeddings", "encoder", "decoder",
-                                                                 "cross_attention"})
+    everything = checks.check_parts_with_gradient(
+        lambda model: {"embeddings", "encoder", "decoder", "cross_attention"}
+    )
     assert not everything and "after one lm step" in everything.message

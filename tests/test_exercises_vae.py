@@ -1,4 +1,5 @@
-"""Notebook 02's exercise checks: tmtlib's own functions pass, typical slips fail with the reason."""
+"""Notebook 02's exercise checks: tmtlib's own functions pass, typical slips fail with the
+reason."""
 
 from __future__ import annotations
 
@@ -11,14 +12,17 @@ from tmtlib.objectives import KLSchedule, gaussian_kl, reparameterize
 pytestmark = pytest.mark.usefixtures("tokenizer")
 
 
-@pytest.mark.parametrize("wrong, reason", [
-    (lambda mu, lv: -gaussian_kl(mu, lv), "sign"),
-    (lambda mu, lv: 2 * gaussian_kl(mu, lv), "twice"),
-    (lambda mu, lv: gaussian_kl(mu, 2 * lv), "log σ²"),
-    (lambda mu, lv: 0.5 * (mu ** 2 + lv.exp() - lv), "forgot the -1"),
-    (lambda mu, lv: gaussian_kl(mu, lv).sum(-1), "summed"),
-    (lambda mu, lv: 0.5 * (mu ** 2 + lv.exp() - lv - 1.1), "½(μ² + σ² - log σ² - 1)"),
-])
+@pytest.mark.parametrize(
+    "wrong, reason",
+    [
+        (lambda mu, lv: -gaussian_kl(mu, lv), "sign"),
+        (lambda mu, lv: 2 * gaussian_kl(mu, lv), "twice"),
+        (lambda mu, lv: gaussian_kl(mu, 2 * lv), "log σ²"),
+        (lambda mu, lv: 0.5 * (mu**2 + lv.exp() - lv), "forgot the -1"),
+        (lambda mu, lv: gaussian_kl(mu, lv).sum(-1), "summed"),
+        (lambda mu, lv: 0.5 * (mu**2 + lv.exp() - lv - 1.1), "½(μ² + σ² - log σ² - 1)"),
+    ],
+)
 def test_gaussian_kl_check(wrong, reason):
     assert checks.check_gaussian_kl(gaussian_kl)
     verdict = checks.check_gaussian_kl(wrong)
@@ -33,7 +37,9 @@ def test_monte_carlo_estimate_agrees_with_the_closed_form():
 
 def test_reparameterize_check():
     assert checks.check_reparameterize(reparameterize)
-    detached = checks.check_reparameterize(lambda mu, lv: torch.normal(mu.detach(), (0.5 * lv.detach()).exp()))
+    detached = checks.check_reparameterize(
+        lambda mu, lv: torch.normal(mu.detach(), (0.5 * lv.detach()).exp())
+    )
     assert not detached and "differentiably" in detached.message
     variance = checks.check_reparameterize(lambda mu, lv: mu + lv.exp() * torch.randn_like(mu))
     assert not variance and "σ = exp(logvar / 2)" in variance.message
@@ -42,7 +48,9 @@ def test_reparameterize_check():
 
 
 def test_cyclical_schedule_check():
-    assert checks.check_cyclical_schedule(lambda s, m, c: KLSchedule("cyclical", max_beta=m, cycle_steps=c)(s))
+    assert checks.check_cyclical_schedule(
+        lambda s, m, c: KLSchedule("cyclical", max_beta=m, cycle_steps=c)(s)
+    )
     linear = checks.check_cyclical_schedule(lambda s, m, c: m * min(1.0, s / (c / 2)))
     assert not linear and "restart at 0 every cycle" in linear.message
     unscaled = checks.check_cyclical_schedule(lambda s, m, c: min(1.0, 2 * (s % c) / c))

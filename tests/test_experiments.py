@@ -16,25 +16,46 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def test_cell_names_compose_variant_budget_and_seed():
     cell = Cell("budgets", "dae", 3000, 2)
-    assert (cell.variant, cell.system, cell.name) == ("en-de_dae", "en-de_dae_3000", "en-de_dae_3000_seed2")
+    assert (cell.variant, cell.system, cell.name) == (
+        "en-de_dae",
+        "en-de_dae_3000",
+        "en-de_dae_3000_seed2",
+    )
     full = Cell("full", None, None, 0, "en", "fr", recipe="long")
     assert full.name == "en-fr_scratch_long_all_seed0"
 
 
 def test_budget_table_puts_each_initialisation_on_a_row_and_each_budget_in_a_column():
-    cells = [Cell("budgets", init, pairs, seed) for pairs in (1000, None) for init in (None, "dae") for seed in (0, 1)]
-    cells = [c for c in cells if not (c.init == "dae" and c.pairs is None)]  # a missing cell stays empty
-    rows = [{"system": "en-de_scratch_1000", "seeds": [0, 1], "bleu_mean": 12.71, "bleu_std": 0.7},
-            {"system": "en-de_dae_1000", "seeds": [0, 1], "bleu_mean": 18.4, "bleu_std": 0.42,
-             "gain_over_scratch": 5.69},
-            {"system": "en-de_scratch_all", "seeds": [0], "bleu_mean": 20.8, "bleu_std": None}]
+    cells = [
+        Cell("budgets", init, pairs, seed)
+        for pairs in (1000, None)
+        for init in (None, "dae")
+        for seed in (0, 1)
+    ]
+    # a missing cell stays empty
+    cells = [c for c in cells if not (c.init == "dae" and c.pairs is None)]
+    rows = [
+        {"system": "en-de_scratch_1000", "seeds": [0, 1], "bleu_mean": 12.71, "bleu_std": 0.7},
+        {
+            "system": "en-de_dae_1000",
+            "seeds": [0, 1],
+            "bleu_mean": 18.4,
+            "bleu_std": 0.42,
+            "gain_over_scratch": 5.69,
+        },
+        {"system": "en-de_scratch_all", "seeds": [0], "bleu_mean": 20.8, "bleu_std": None},
+    ]
     assert budget_table(cells, rows).splitlines() == [
-        "| initialisation | 1,000 | all |", "|---|---|---|",
+        "| initialisation | 1,000 | all |",
+        "|---|---|---|",
         "| en-de_scratch | 12.7 ± 0.7 (2) | 20.8 (1) |",
-        "| en-de_dae | 18.4 ± 0.4 (2, +5.7) |  |"]
+        "| en-de_dae | 18.4 ± 0.4 (2, +5.7) |  |",
+    ]
 
 
-def test_an_hour_from_the_denoising_autoencoder_trains_for_the_hour_less_its_pretraining(monkeypatch):
+def test_an_hour_from_the_denoising_autoencoder_trains_for_the_hour_less_its_pretraining(
+    monkeypatch,
+):
     monkeypatch.setattr(course, "QUICK", False)  # the full-mode recipes, without training them
     asked = {}
 
@@ -45,7 +66,10 @@ def test_an_hour_from_the_denoising_autoencoder_trains_for_the_hour_less_its_pre
     monkeypatch.setattr(course, "translator", translator)
     monkeypatch.setattr(course, "test_result", lambda folder, src, tgt: {})
     cells = experiments.full(inits=["scratch", "dae"])
-    assert [cell.name for cell in cells] == ["en-de_scratch_long_all_seed0", "en-de_dae_long_all_seed0"]
+    assert [cell.name for cell in cells] == [
+        "en-de_scratch_long_all_seed0",
+        "en-de_dae_long_all_seed0",
+    ]
     for cell in cells:
         cell.run()
     assert (asked[None].max_minutes, asked[None].max_steps) == (60, 2200)
@@ -59,17 +83,24 @@ def test_the_rank_test_over_seeds_is_exact_and_cannot_go_below_its_floor():
     assert experiments.seed_rank_p([1.0, 2.0, 3.0], [4.0, 5.0, 6.0]) == pytest.approx(1 / 20)
     assert experiments.seed_rank_p([4.0, 5.0, 6.0], [1.0, 2.0, 3.0]) == 1.0
     assert experiments.seed_rank_p([1.0], [2.0, 3.0, 4.0]) == pytest.approx(1 / 4)
-    assert experiments.seed_rank_p([1.0, 3.0, 5.0], [2.0, 4.0, 6.0]) == pytest.approx(0.35)  # interleaved
+    # interleaved
+    assert experiments.seed_rank_p([1.0, 3.0, 5.0], [2.0, 4.0, 6.0]) == pytest.approx(0.35)
 
 
-def _record(cell: Cell, bleu: float, hypotheses: list[str] | None = None, comparison: dict | None = None) -> dict:
+def _record(
+    cell: Cell, bleu: float, hypotheses: list[str] | None = None, comparison: dict | None = None
+) -> dict:
     test = {"bleu": {"score": bleu}} | ({"hypotheses": hypotheses} if hypotheses else {})
-    return {"test": test, "data": {"test_split": "test_2016_flickr"}} | ({"comparison": comparison} if comparison else {})
+    return {"test": test, "data": {"test_split": "test_2016_flickr"}} | (
+        {"comparison": comparison} if comparison else {}
+    )
 
 
 def test_versus_uses_a_paired_bootstrap_where_both_runs_kept_translations(monkeypatch):
     refs = [f"ein hund läuft über die wiese nummer {i} ." for i in range(40)]
-    monkeypatch.setattr(experiments.data, "load_parallel", lambda src, tgt, split: [("", r) for r in refs])
+    monkeypatch.setattr(
+        experiments.data, "load_parallel", lambda src, tgt, split: [("", r) for r in refs]
+    )
     good, bad = Cell("x", "dae", 1000, 0), Cell("x", "lm", 1000, 0)
     records = {good: _record(good, 30.0, refs), bad: _record(bad, 2.0, ["eine katze ."] * 40)}
     result = experiments.versus(records, "en-de_lm_1000", "en-de_dae_1000")
@@ -79,27 +110,50 @@ def test_versus_uses_a_paired_bootstrap_where_both_runs_kept_translations(monkey
 
 def test_versus_without_translations_falls_back_on_seeds_and_says_when_there_is_no_test():
     cells = {init: [Cell("x", init, 1000, seed) for seed in range(3)] for init in ("dae", "ae")}
-    records = {cell: _record(cell, score) for init, scores in (("dae", [18, 19, 20]), ("ae", [17, 16, 15]))
-               for cell, score in zip(cells[init], scores)}
+    records = {
+        cell: _record(cell, score)
+        for init, scores in (("dae", [18, 19, 20]), ("ae", [17, 16, 15]))
+        for cell, score in zip(cells[init], scores)
+    }
     three = experiments.versus(records, "en-de_ae_1000", "en-de_dae_1000")
-    assert three.established and three.evidence() == "3 seeds against 3, rank test over seeds p = 0.050"
-    one = experiments.versus({c: records[c] for c in (cells["dae"][0], cells["ae"][0])}, "en-de_ae_1000", "en-de_dae_1000")
-    assert not one.established and one.evidence() == "1 seed against 1, no translations recorded: no test"
+    assert (
+        three.established
+        and three.evidence() == "3 seeds against 3, rank test over seeds p = 0.050"
+    )
+    one = experiments.versus(
+        {c: records[c] for c in (cells["dae"][0], cells["ae"][0])},
+        "en-de_ae_1000",
+        "en-de_dae_1000",
+    )
+    assert (
+        not one.established
+        and one.evidence() == "1 seed against 1, no translations recorded: no test"
+    )
     with pytest.raises(ValueError, match="no recorded run"):
         experiments.versus(records, "en-de_vae_1000", "en-de_dae_1000")
 
 
 def test_versus_reuses_the_comparison_a_record_keeps_with_its_scratch_run():
     scratch, dae = Cell("x", None, None, 0, recipe="long"), Cell("x", "dae", None, 0, recipe="long")
-    records = {scratch: _record(scratch, 36.9),
-               dae: _record(dae, 37.7, comparison={"baseline": scratch.name, "baseline_bleu": 36.9, "p_value": 0.051})}
+    records = {
+        scratch: _record(scratch, 36.9),
+        dae: _record(
+            dae,
+            37.7,
+            comparison={"baseline": scratch.name, "baseline_bleu": 36.9, "p_value": 0.051},
+        ),
+    }
     result = experiments.versus(records, scratch.system, dae.system)
     assert result.bootstrap_p == {0: 0.051} and not result.established
 
 
 def test_figures_draw_each_language_pair_in_its_own_panel_with_words_for_labels(tmp_path):
-    cells = [Cell("crosslingual", init, 3000, seed, "en", tgt) for tgt in ("fr", "cs") for init in (None, "parent_long")
-             for seed in (0, 1)]
+    cells = [
+        Cell("crosslingual", init, 3000, seed, "en", tgt)
+        for tgt in ("fr", "cs")
+        for init in (None, "parent_long")
+        for seed in (0, 1)
+    ]
     curve = [{"step": 50, "val_bleu": 5.0}, {"step": 100, "val_bleu": 9.0}]
     records = {cell: _record(cell, 20.0 + cell.seed + (5 if cell.init else 0)) for cell in cells}
     for saved in records.values():
@@ -107,8 +161,13 @@ def test_figures_draw_each_language_pair_in_its_own_panel_with_words_for_labels(
     written = experiments.figures("crosslingual", records, tmp_path, log=lambda message: None)
     assert [path.name for path in written] == ["bleu.png", "learning_curves.png"]
     assert [experiments.label(c) for c in cells[:4:2]] == ["scratch", "60-min parent"]
-    assert experiments.label(Cell("strategies", "parent", 3000, 0, "en", "fr", "freeze_encoder")) == "frozen encoder"
-    assert experiments.label(Cell("full", "dae", None, 0, recipe="long_bf16")) == "DAE, 60 min, bf16"
+    assert (
+        experiments.label(Cell("strategies", "parent", 3000, 0, "en", "fr", "freeze_encoder"))
+        == "frozen encoder"
+    )
+    assert (
+        experiments.label(Cell("full", "dae", None, 0, recipe="long_bf16")) == "DAE, 60 min, bf16"
+    )
 
 
 def _strings(value):
@@ -125,17 +184,26 @@ def _strings(value):
 def test_committed_records_hold_no_absolute_path():
     records = sorted((REPO_ROOT / "data" / "results").rglob("*.json"))
     assert len(records) > 50
-    found = [(path.relative_to(REPO_ROOT), s) for path in records
-             for s in _strings(json.loads(path.read_text())) if s.startswith("/") or s[1:3] == ":\\"]
+    found = [
+        (path.relative_to(REPO_ROOT), s)
+        for path in records
+        for s in _strings(json.loads(path.read_text()))
+        if s.startswith("/") or s[1:3] == ":\\"
+    ]
     assert not found, found[:3]
 
 
 def test_a_record_names_its_starting_checkpoint_relative_to_the_run_cache(tmp_path):
     from tmtlib import pipeline
+
     folder = tmp_path / "run"
     folder.mkdir()
     inside = pipeline.runs_dir() / "pretrain-0123456789ab" / "best.pt"
     (folder / "config.json").write_text(json.dumps({"init": str(inside), "pairs": 200}))
-    assert experiments.recorded_config(folder) == {"init": "runs/pretrain-0123456789ab/best.pt", "pairs": 200}
+    assert experiments.recorded_config(folder) == {
+        "init": "runs/pretrain-0123456789ab/best.pt",
+        "pairs": 200,
+    }
     (folder / "config.json").write_text(json.dumps({"init": "my/best.pt"}))
-    assert experiments.recorded_config(folder)["init"] == "my/best.pt"  # a path the user gave stays as given
+    # a path the user gave stays as given
+    assert experiments.recorded_config(folder)["init"] == "my/best.pt"

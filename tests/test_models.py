@@ -6,7 +6,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tmtlib.models import PRESETS, DecoderCache, ModelConfig, Seq2Seq, attend, autocast, model_config
+from tmtlib.models import (
+    PRESETS,
+    DecoderCache,
+    ModelConfig,
+    Seq2Seq,
+    attend,
+    autocast,
+    model_config,
+)
 from tmtlib.subwords import EOS_ID, PAD_ID
 
 V = 50
@@ -37,7 +45,10 @@ def test_shapes():
     model = tiny()
     src, tgt_in = source_batch(), tokens(2, 5)
     memory, src_pad = model.encode(src)
-    assert memory.shape == (2, 6, 32) and src_pad.tolist() == [[False] * 6, [False] * 4 + [True] * 2]
+    assert memory.shape == (2, 6, 32) and src_pad.tolist() == [
+        [False] * 6,
+        [False] * 4 + [True] * 2,
+    ]
     assert model(src, tgt_in).shape == (2, 5, V)
     assert model.decode(tgt_in).shape == (2, 5, V)  # LM mode
     logits, attention = model.decode(tgt_in, memory, src_pad, need_attention=True)
@@ -79,9 +90,15 @@ def test_lm_mode_leaves_cross_attention_untouched():
 def test_learned_and_sinusoidal_positions():
     sinusoidal, learned = tiny(), tiny(positions="learned")
     assert not any(k.startswith("positions") for k in sinusoidal.state_dict())
-    assert [k for k in learned.state_dict() if k.startswith("positions")] == ["positions.table.weight"]
+    assert [k for k in learned.state_dict() if k.startswith("positions")] == [
+        "positions.table.weight"
+    ]
     assert learned.num_parameters() == sinusoidal.num_parameters() + 512 * 32
-    for model in (sinusoidal, learned):  # positions matter: a permuted input is not a permuted output
+    # positions matter: a permuted input is not a permuted output
+    for model in (
+        sinusoidal,
+        learned,
+    ):
         src = tokens(1, 5)
         memory, _ = model.encode(src)
         swapped, _ = model.encode(src.flip(1))
@@ -104,26 +121,40 @@ def test_initialisation():
     assert (model.embed.weight[PAD_ID] == 0).all()
     assert (model.decoder.layers[0].self_attn.qkv.bias == 0).all()
     std = model.embed.weight[4:].std().item()
-    assert 0.7 * 32 ** -0.5 < std < 1.3 * 32 ** -0.5
+    assert 0.7 * 32**-0.5 < std < 1.3 * 32**-0.5
 
 
 def test_parameter_names_are_stable():
     names = {n for n, _ in tiny(latent_dim=8).named_parameters()}
     layer = "decoder.layers.0."
     assert {n for n in names if n.startswith(layer + "cross_attn.")} == {
-        layer + f"cross_attn.{p}.{w}" for p in ("q", "kv", "out") for w in ("weight", "bias")}
-    assert {n for n in names if n.startswith(layer + "cross_norm.")} == {layer + "cross_norm.weight",
-                                                                          layer + "cross_norm.bias"}
+        layer + f"cross_attn.{p}.{w}" for p in ("q", "kv", "out") for w in ("weight", "bias")
+    }
+    assert {n for n in names if n.startswith(layer + "cross_norm.")} == {
+        layer + "cross_norm.weight",
+        layer + "cross_norm.bias",
+    }
     assert {n.split(".")[0] for n in names} == {"embed", "encoder", "decoder", "latent"}
-    assert {"encoder.norm.weight", "decoder.norm.weight", "latent.to_mu.weight", "latent.to_logvar.weight",
-            "latent.to_memory.weight", "encoder.layers.0.self_attn.qkv.weight"} <= names
+    assert {
+        "encoder.norm.weight",
+        "decoder.norm.weight",
+        "latent.to_mu.weight",
+        "latent.to_logvar.weight",
+        "latent.to_memory.weight",
+        "encoder.layers.0.self_attn.qkv.weight",
+    } <= names
     assert not any(n.startswith("latent") for n, _ in tiny().named_parameters())
 
 
 def test_presets_and_validation():
     assert set(PRESETS) == {"tiny", "small", "course", "large"}
     course = model_config("course", 8000)
-    assert (course.d_model, course.n_heads, course.d_ff, course.n_encoder_layers) == (256, 4, 1024, 3)
+    assert (course.d_model, course.n_heads, course.d_ff, course.n_encoder_layers) == (
+        256,
+        4,
+        1024,
+        3,
+    )
     large = model_config("large", 8000, dropout=0.3)
     assert (large.d_model, large.n_heads, large.n_decoder_layers, large.dropout) == (512, 8, 6, 0.3)
     with pytest.raises(ValueError, match="tiny, small, course, large"):
@@ -174,7 +205,10 @@ def test_attention_weights():
 
 def decode_step_by_step(model: Seq2Seq, tgt_in: torch.Tensor, memory, memory_pad) -> torch.Tensor:
     cache = DecoderCache(model.config.n_decoder_layers)
-    steps = [model.decode(tgt_in[:, t: t + 1], memory, memory_pad, cache=cache) for t in range(tgt_in.size(1))]
+    steps = [
+        model.decode(tgt_in[:, t : t + 1], memory, memory_pad, cache=cache)
+        for t in range(tgt_in.size(1))
+    ]
     assert cache.length == tgt_in.size(1)
     return torch.cat(steps, dim=1)
 
@@ -190,7 +224,9 @@ def test_cached_decoding_equals_full_recomputation(mode, positions):
         memory, memory_pad = model.latent_memory(torch.randn(2, 4)), None
     tgt_in = tokens(2, 7)
     full = model.decode(tgt_in, memory, memory_pad)
-    torch.testing.assert_close(decode_step_by_step(model, tgt_in, memory, memory_pad), full, atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        decode_step_by_step(model, tgt_in, memory, memory_pad), full, atol=1e-5, rtol=0
+    )
 
 
 def test_cache_select_reorders_and_drops_rows():
@@ -204,7 +240,7 @@ def test_cache_select_reorders_and_drops_rows():
     index = torch.tensor([3, 0, 0])  # reorder, duplicate, drop rows 1 and 2
     cache.select(index)
     tgt_in, memory, src_pad = tgt_in[index], memory[index], src_pad[index]
-    steps = [model.decode(tgt_in[:, t: t + 1], memory, src_pad, cache=cache) for t in range(3, 6)]
+    steps = [model.decode(tgt_in[:, t : t + 1], memory, src_pad, cache=cache) for t in range(3, 6)]
     full = model.decode(tgt_in, memory, src_pad)
     torch.testing.assert_close(torch.cat(steps, dim=1), full[:, 3:], atol=1e-5, rtol=0)
 
@@ -219,20 +255,28 @@ def test_rows_sharing_a_memory_equal_rows_with_copies_of_it(cached):
     if cached:
         shared, copied = DecoderCache(2), DecoderCache(2)
         for t in range(4):
-            step = tgt_in[:, t: t + 1]
-            torch.testing.assert_close(model.decode(step, memory, src_pad, cache=shared),
-                                       model.decode(step, memory[copies], src_pad[copies], cache=copied),
-                                       atol=1e-5, rtol=0)
+            step = tgt_in[:, t : t + 1]
+            torch.testing.assert_close(
+                model.decode(step, memory, src_pad, cache=shared),
+                model.decode(step, memory[copies], src_pad[copies], cache=copied),
+                atol=1e-5,
+                rtol=0,
+            )
         keep = torch.tensor([1])  # the second sentence: its rows 3..5, reordered
         shared.select(torch.tensor([5, 3, 3]), memory_index=keep)
         copied.select(torch.tensor([5, 3, 3]))
         step = tokens(3, 1)
-        torch.testing.assert_close(model.decode(step, memory[keep], src_pad[keep], cache=shared),
-                                   model.decode(step, memory[[1, 1, 1]], src_pad[[1, 1, 1]], cache=copied),
-                                   atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            model.decode(step, memory[keep], src_pad[keep], cache=shared),
+            model.decode(step, memory[[1, 1, 1]], src_pad[[1, 1, 1]], cache=copied),
+            atol=1e-5,
+            rtol=0,
+        )
     else:
         logits, attention = model.decode(tgt_in, memory, src_pad, need_attention=True)
-        expected, expected_attention = model.decode(tgt_in, memory[copies], src_pad[copies], need_attention=True)
+        expected, expected_attention = model.decode(
+            tgt_in, memory[copies], src_pad[copies], need_attention=True
+        )
         torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)
         torch.testing.assert_close(attention, expected_attention, atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="cannot share"):
@@ -256,7 +300,8 @@ def test_bf16_autocast_computes_the_fp32_model_in_bf16():
         memory, memory_pad = model.encode(src)
         approx = model.decode(tgt_in, memory, memory_pad)
     assert approx.dtype == torch.bfloat16  # the products really ran in bf16 ...
-    torch.testing.assert_close(approx.float(), exact, atol=0.1, rtol=0.05)  # ... to bf16's 3 significant digits
+    # ... to bf16's 3 significant digits
+    torch.testing.assert_close(approx.float(), exact, atol=0.1, rtol=0.05)
     assert not torch.equal(approx.float(), exact)
     with autocast(cpu, "fp32"):
         assert torch.equal(model.decode(tgt_in, *model.encode(src)), exact)
@@ -270,7 +315,11 @@ def test_attention_runs_in_fp32_on_the_cpu_and_returns_the_input_dtype():
     mask = (torch.arange(33) < 29).expand(2, 1, 33, 33)
     half = attend(q, k, v, mask)
     assert half.dtype == torch.bfloat16
-    in_fp32 = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask).bfloat16()
+    in_fp32 = F.scaled_dot_product_attention(
+        q.float(), k.float(), v.float(), attn_mask=mask
+    ).bfloat16()
     in_bf16 = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    assert not torch.equal(in_bf16, in_fp32), "bf16 and fp32 kernels agree here: the test cannot tell them apart"
+    assert not torch.equal(in_bf16, in_fp32), (
+        "bf16 and fp32 kernels agree here: the test cannot tell them apart"
+    )
     assert torch.equal(half, in_fp32)  # computed in fp32, rounded once to bf16 at the end

@@ -16,7 +16,8 @@ MASK = 4  # content ids below start at 10, so a mask is never confused with a re
 
 
 def _sentence(rng: random.Random, max_len: int = 40) -> tuple[list[int], list[bool]]:
-    """Distinct piece ids (so positions can be traced) and word-start flags, the first often False."""
+    """Distinct piece ids (so positions can be traced) and word-start flags, the first often
+    False."""
     n = rng.randint(0, max_len)
     tokens = rng.sample(range(10, 10 + 10 * max_len), n)
     starts = [rng.random() < 0.6 for _ in range(n)]
@@ -44,11 +45,13 @@ CORRUPTIONS = {
     "infill": lambda t, rng, ws=None: noise.infill_spans(t, 0.3, MASK, rng, word_starts=ws),
     "shuffle": lambda t, rng, ws=None: noise.shuffle_locally(t, 3, rng, ws),
     "apply": lambda t, rng, ws=None: noise.apply_noise(
-        t, NoiseConfig(mask_p=0.1, delete_p=0.1, infill_ratio=0.3, shuffle_k=2), rng, MASK, ws),
+        t, NoiseConfig(mask_p=0.1, delete_p=0.1, infill_ratio=0.3, shuffle_k=2), rng, MASK, ws
+    ),
 }
 
 
 # --- shared contract -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", CORRUPTIONS)
 def test_inputs_are_never_mutated_and_a_new_list_comes_back(name):
@@ -87,13 +90,18 @@ def test_word_starts_must_match_the_tokens():
 
 def test_leading_pieces_without_a_word_start_form_a_word():
     starts = [False, False, True, False, True]  # words [10, 11] | [12, 13] | [14]
-    orders = {tuple(t for w in order for t in w) for order in permutations([[10, 11], [12, 13], [14]])}
-    seen = {tuple(noise.shuffle_locally([10, 11, 12, 13, 14], 2, random.Random(seed), starts))
-            for seed in range(200)}
+    orders = {
+        tuple(t for w in order for t in w) for order in permutations([[10, 11], [12, 13], [14]])
+    }
+    seen = {
+        tuple(noise.shuffle_locally([10, 11, 12, 13, 14], 2, random.Random(seed), starts))
+        for seed in range(200)
+    }
     assert seen <= orders and len(seen) > 1
 
 
 # --- masking -------------------------------------------------------------------------------------
+
 
 def test_mask_p0_is_identity_and_p1_masks_everything():
     data = random.Random(1)
@@ -101,7 +109,9 @@ def test_mask_p0_is_identity_and_p1_masks_everything():
         tokens, starts = _sentence(data)
         for ws in (None, starts):
             assert noise.mask_tokens(tokens, 0.0, MASK, random.Random(seed), ws) == tokens
-            assert noise.mask_tokens(tokens, 1.0, MASK, random.Random(seed), ws) == [MASK] * len(tokens)
+            assert noise.mask_tokens(tokens, 1.0, MASK, random.Random(seed), ws) == [MASK] * len(
+                tokens
+            )
 
 
 def test_masking_preserves_length_and_only_writes_masks():
@@ -126,12 +136,13 @@ def test_word_masking_masks_whole_words():
         assert len(out) == len(tokens)
         position = 0
         for word in _words(tokens, starts):
-            piece_out = out[position:position + len(word)]
+            piece_out = out[position : position + len(word)]
             assert piece_out == word or piece_out == [MASK] * len(word)
             position += len(word)
 
 
 # --- deletion ------------------------------------------------------------------------------------
+
 
 def test_deletion_keeps_order_never_empties_and_p0_is_identity():
     data = random.Random(5)
@@ -167,6 +178,7 @@ def test_word_deletion_drops_whole_words():
 
 # --- span infilling ------------------------------------------------------------------------------
 
+
 def test_infill_ratio0_is_identity_and_ratio1_leaves_only_masks():
     data = random.Random(8)
     for seed in range(100):
@@ -188,13 +200,15 @@ def test_infill_keeps_the_rest_in_order_and_covers_the_ratio():
         # every gap left by covered tokens holds at least one mask
         for a, b in zip([None, *kept], [*kept, None]):
             gap = (tokens.index(b) if b else len(tokens)) - (tokens.index(a) + 1 if a else 0)
-            between = out[(out.index(a) + 1 if a else 0):(out.index(b) if b else len(out))]
+            between = out[(out.index(a) + 1 if a else 0) : (out.index(b) if b else len(out))]
             assert gap == 0 or len(between) >= 1
 
 
 def test_infill_fraction_is_unbiased_on_short_inputs():
-    covered = [7 - sum(t != MASK for t in noise.infill_spans(range(10, 17), 0.3, MASK, random.Random(s)))
-               for s in range(4000)]
+    covered = [
+        7 - sum(t != MASK for t in noise.infill_spans(range(10, 17), 0.3, MASK, random.Random(s)))
+        for s in range(4000)
+    ]
     assert abs(statistics.mean(covered) - 2.1) < 0.05
 
 
@@ -202,7 +216,9 @@ def test_infill_fraction_is_unbiased_on_short_inputs():
 def test_each_span_becomes_one_mask_with_mean_length_lambda(lam):
     covered = masks = 0
     for seed in range(10):
-        out = noise.infill_spans(list(range(10, 3010)), 0.3, MASK, random.Random(seed), poisson_lambda=lam)
+        out = noise.infill_spans(
+            list(range(10, 3010)), 0.3, MASK, random.Random(seed), poisson_lambda=lam
+        )
         covered += 3000 - sum(t != MASK for t in out)
         masks += out.count(MASK)
     assert covered == 10 * 900
@@ -210,13 +226,14 @@ def test_each_span_becomes_one_mask_with_mean_length_lambda(lam):
 
 
 def _assert_words_whole(tokens, starts, out):
-    """Every word of ``tokens`` is either absent from ``out`` or present with all its pieces together."""
+    """Every word of ``tokens`` is either absent from ``out`` or present with all its pieces
+    together."""
     for word in _words(tokens, starts):
         present = [t for t in word if t in out]
         assert present in ([], word)
         if present:
             start = out.index(word[0])
-            assert out[start:start + len(word)] == word
+            assert out[start : start + len(word)] == word
 
 
 def test_infill_in_word_mode_covers_whole_words():
@@ -239,6 +256,7 @@ def test_poisson_sampler_has_mean_and_variance_lambda():
 
 # --- local shuffling -----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("k", [0, 1, 2, 3, 7])
 def test_shuffle_preserves_tokens_and_moves_none_more_than_k(k):
     data = random.Random(12)
@@ -250,7 +268,8 @@ def test_shuffle_preserves_tokens_and_moves_none_more_than_k(k):
         moves = [abs(out.index(t) - i) for i, t in enumerate(tokens)]
         assert all(move <= k for move in moves)
         largest = max([largest, *moves])
-    assert largest >= min(k, 3)  # small bounds are reached: the shuffle is no stricter than promised
+    # small bounds are reached: the shuffle is no stricter than promised
+    assert largest >= min(k, 3)
 
 
 def test_shuffle_k0_is_identity():
@@ -271,7 +290,7 @@ def test_word_shuffle_keeps_words_intact_and_moves_them_at_most_k():
         shuffled, position = [], 0
         while position < len(out):
             word = by_first[out[position]]
-            assert out[position:position + len(word)] == word
+            assert out[position : position + len(word)] == word
             shuffled.append(word)
             position += len(word)
         assert sorted(shuffled) == sorted(words)
@@ -279,6 +298,7 @@ def test_word_shuffle_keeps_words_intact_and_moves_them_at_most_k():
 
 
 # --- configurations and composition -------------------------------------------------------------
+
 
 def test_apply_noise_with_everything_off_is_identity_and_draws_nothing():
     data = random.Random(15)
@@ -291,7 +311,9 @@ def test_apply_noise_with_everything_off_is_identity_and_draws_nothing():
 
 
 def test_apply_noise_runs_shuffle_delete_infill_mask_in_that_order():
-    config = NoiseConfig(mask_p=0.2, delete_p=0.2, infill_ratio=0.3, poisson_lambda=2.0, shuffle_k=3)
+    config = NoiseConfig(
+        mask_p=0.2, delete_p=0.2, infill_ratio=0.3, poisson_lambda=2.0, shuffle_k=3
+    )
     data = random.Random(16)
     for seed in range(200):
         tokens, _ = _sentence(data)
@@ -319,15 +341,22 @@ def test_presets_and_descriptions():
     assert noise.describe(NoiseConfig.none()) == "no noise"
     assert noise.describe(NoiseConfig.bart()) == "infill 30% (Poisson λ=3)"
     assert noise.describe(NoiseConfig(mask_p=0.15, delete_p=0.1, shuffle_k=3)) == (
-        "shuffle k=3 → delete 10% → mask 15%")
+        "shuffle k=3 → delete 10% → mask 15%"
+    )
     with pytest.raises(FrozenInstanceError):
         NoiseConfig().mask_p = 0.5  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("bad", [
-    {"mask_p": -0.1}, {"delete_p": 1.5}, {"infill_ratio": 2.0}, {"poisson_lambda": 0.0},
-    {"shuffle_k": -1},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"mask_p": -0.1},
+        {"delete_p": 1.5},
+        {"infill_ratio": 2.0},
+        {"poisson_lambda": 0.0},
+        {"shuffle_k": -1},
+    ],
+)
 def test_invalid_configs_are_clear_errors(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         NoiseConfig(**bad)

@@ -1,10 +1,11 @@
 """The notebooks' claims, checked without training: every number in a notebook's prose against the
 notebook's committed full-mode outputs or the committed records in ``data/results``; the claims each
-notebook asserts only in full mode (its ``if not QUICK:`` block) against those same outputs; and each
-cell that renders the committed study (``IPython.display.Markdown``) against a fresh rendering from the
-records. A test fails when a re-run or a new record moves a number the prose states.
+notebook asserts only in full mode (its ``if not QUICK:`` block) against those same outputs; and
+each cell that renders the committed study (``IPython.display.Markdown``) against a fresh rendering
+from the records. A test fails when a re-run or a new record moves a number the prose states.
 
-Cells are found by their ids (``"id"`` in the notebook JSON), which survive cells inserted around them.
+Cells are found by their ids (``"id"`` in the notebook JSON), which survive cells inserted around
+them.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from tmtlib.settings import REPO_ROOT
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 RESULTS = REPO_ROOT / "data" / "results"
-FLOOR = "p = 0.001 (1000 samples)"  # how BootstrapResult prints the smallest p-value 1,000 samples can give
+# how BootstrapResult prints the smallest p-value 1,000 samples can give
+FLOOR = "p = 0.001 (1000 samples)"
 
 
 @cache
@@ -64,7 +66,9 @@ def says_about(text: str, *numbers: float, sign: bool = False) -> None:
     """Each number, a difference of two printed (rounded) scores, appears in ``text`` within 0.1."""
     written = [float(x) for x in re.findall(r"[+-]\d+\.\d" if sign else r"\d+\.\d", text)]
     for number in numbers:
-        assert any(abs(x - number) <= 0.1 + 1e-9 for x in written), f"{number:+.2f} is not in: {text[:300]}..."
+        assert any(abs(x - number) <= 0.1 + 1e-9 for x in written), (
+            f"{number:+.2f} is not in: {text[:300]}..."
+        )
 
 
 def record(family: str, name: str) -> dict:
@@ -74,7 +78,9 @@ def record(family: str, name: str) -> dict:
 def readme_30_minute_run() -> tuple[int, float]:
     """(steps, beam-5 test BLEU) of the README's 30-minute run."""
     run = json.loads((RESULTS / "e2e-en-de-30min.json").read_text(encoding="utf-8"))
-    beam5 = run["report"][run["report"].index(next(r for r in run["report"] if r.startswith("beam 5"))) + 1]
+    beam5 = run["report"][
+        run["report"].index(next(r for r in run["report"] if r.startswith("beam 5"))) + 1
+    ]
     return run["validation"][-1]["step"], float(re.search(r"BLEU = ([\d.]+)", beam5).group(1))
 
 
@@ -93,14 +99,21 @@ def rerendered(name: str, cell_ids: list[str], monkeypatch) -> list[str]:
     return shown
 
 
-@pytest.mark.parametrize(("name", "cell_ids"), [
-    ("06", ["c0a1b2d4", "c0a1b2d5"]), ("07", ["d0a1b2c4", "d0a1b2c5"]), ("08", ["e0a1b2c4"]), ("10", ["f0a1b2c4"])])
+@pytest.mark.parametrize(
+    ("name", "cell_ids"),
+    [
+        ("06", ["c0a1b2d4", "c0a1b2d5"]),
+        ("07", ["d0a1b2c4", "d0a1b2c5"]),
+        ("08", ["e0a1b2c4"]),
+        ("10", ["f0a1b2c4"]),
+    ],
+)
 def test_the_committed_study_cells_show_what_the_records_hold_now(name, cell_ids, monkeypatch):
     rendered = [printed(name, cell_id) for cell_id in cell_ids if printed(name, cell_id)]
     assert rerendered(name, cell_ids, monkeypatch) == rendered
 
 
-# --- 01 autoencoders -------------------------------------------------------------------------------------
+# --- 01 autoencoders ------------------------------------------------------------------------------
 
 
 def test_01_prose_matches_the_copy_model_and_the_reconstructions():
@@ -109,70 +122,107 @@ def test_01_prose_matches_the_copy_model_and_the_reconstructions():
     blocks = re.findall(r"original:\s+(.*)\nattention:\s+(.*)\n", printed("01", "d4d7b142"))
     exact = sum(original == rebuilt for original, rebuilt in blocks)
     words = {0: "none", 1: "one", 2: "two", 3: "three", 4: "all four"}
-    assert len(blocks) == 4 and f"rebuilds {words[exact]} of the four captions above exactly" in prose("01", "39386149")
+    assert len(
+        blocks
+    ) == 4 and f"rebuilds {words[exact]} of the four captions above exactly" in prose(
+        "01", "39386149"
+    )
 
 
 def test_01_full_mode_claims_hold_in_the_committed_outputs():
-    accuracy = int(re.search(r"exact copies of held-out sequences: (\d+)%", printed("01", "be63017c")).group(1))
+    accuracy = int(
+        re.search(r"exact copies of held-out sequences: (\d+)%", printed("01", "be63017c")).group(1)
+    )
     assert accuracy > 90  # copy_accuracy > 0.9
 
 
-# --- 05 transfer and fine-tuning --------------------------------------------------------------------------
+# --- 05 transfer and fine-tuning ------------------------------------------------------------------
 
 
 def test_05_prose_numbers_and_p_values_come_from_the_outputs():
-    scores = {label: float(value) for label, value in re.findall(r"(\w+)\s+BLEU = ([\d.]+)", printed("05", "81aec1e8"))}
+    scores = {
+        label: float(value)
+        for label, value in re.findall(r"(\w+)\s+BLEU = ([\d.]+)", printed("05", "81aec1e8"))
+    }
     text = prose("05", "f0d6d073")
     says(text, *scores.values())
     assert 6.5 <= scores["DAE"] - scores["scratch"] < 7, "almost 7 BLEU more than scratch"
-    assert scores["DAE"] > scores["VAE"] > scores["LM"] > scores["scratch"], "the ordering the prose states"
+    assert scores["DAE"] > scores["VAE"] > scores["LM"] > scores["scratch"], (
+        "the ordering the prose states"
+    )
     tests = printed("05", "daad8d93").splitlines()
     assert len(tests) == 3 and all(FLOOR in line for line in tests)
     assert "p ≤ 0.001" in text and "p ≈" not in text
 
 
 def test_05_full_mode_claims_hold_in_the_committed_outputs():
-    scores = {label: float(value) for label, value in re.findall(r"(\w+)\s+BLEU = ([\d.]+)", printed("05", "81aec1e8"))}
+    scores = {
+        label: float(value)
+        for label, value in re.findall(r"(\w+)\s+BLEU = ([\d.]+)", printed("05", "81aec1e8"))
+    }
     assert max(scores[k] for k in ("LM", "DAE", "VAE")) > scores["scratch"] > 1.0
 
 
 def test_05_the_one_seed_ordering_is_qualified_as_the_committed_study_finds():
     budgets = experiments.recorded(RESULTS / "budgets")
-    vae_lm = [experiments.versus(budgets, f"en-de_lm_{n}", f"en-de_vae_{n}") for n in (1000, 3000, 10000)]
-    dae_vae = [experiments.versus(budgets, f"en-de_vae_{n}", f"en-de_dae_{n}") for n in (1000, 3000, 10000)]
+    vae_lm = [
+        experiments.versus(budgets, f"en-de_lm_{n}", f"en-de_vae_{n}") for n in (1000, 3000, 10000)
+    ]
+    dae_vae = [
+        experiments.versus(budgets, f"en-de_vae_{n}", f"en-de_dae_{n}") for n in (1000, 3000, 10000)
+    ]
     assert not any(v.established for v in vae_lm) and all(v.established for v in dae_vae)
     assert "no order between the VAE and the LM" in prose("05", "f0d6d073")
 
 
-# --- 06 how much does pretraining help ---------------------------------------------------------------------
+# --- 06 how much does pretraining help ------------------------------------------------------------
 
 
 def _06_scores() -> dict[tuple[str, int, int], float]:
-    rows = re.findall(r"^(scratch|DAE)\s+(\d+)\s+(\d+)\s+([\d.]+)", printed("06", "2d9d612f"), re.MULTILINE)
+    rows = re.findall(
+        r"^(scratch|DAE)\s+(\d+)\s+(\d+)\s+([\d.]+)", printed("06", "2d9d612f"), re.MULTILINE
+    )
     return {(init, int(pairs), int(seed)): float(bleu) for init, pairs, seed, bleu in rows}
 
 
 def test_06_prose_numbers_come_from_the_outputs_and_records():
     scores, text = _06_scores(), prose("06", "1812ec00")
-    gains = {int(p): float(g) for p, g in re.findall(r"(\d+) pairs: DAE - scratch = ([+-][\d.]+)", printed("06", "20ee8d0e"))}
+    gains = {
+        int(p): float(g)
+        for p, g in re.findall(
+            r"(\d+) pairs: DAE - scratch = ([+-][\d.]+)", printed("06", "20ee8d0e")
+        )
+    }
     for pairs, gain in gains.items():
         says(text, gain, sign=True)
         for init in ("scratch", "DAE"):
-            mean = sum(v for (i, p, _), v in scores.items() if (i, p) == (init, pairs)) / \
-                sum(1 for (i, p, _) in scores if (i, p) == (init, pairs))
+            mean = sum(v for (i, p, _), v in scores.items() if (i, p) == (init, pairs)) / sum(
+                1 for (i, p, _) in scores if (i, p) == (init, pairs)
+            )
             written = [float(x) for x in re.findall(r"\d+\.\d", text)]
-            assert any(abs(x - mean) <= 0.1 for x in written), f"{init} at {pairs}: {mean:.2f} not in the prose"
+            assert any(abs(x - mean) <= 0.1 for x in written), (
+                f"{init} at {pairs}: {mean:.2f} not in the prose"
+            )
     seed_moves = [abs(scores[i, p, 0] - scores[i, p, 1]) for (i, p, s) in scores if s == 1]
     assert max(seed_moves) <= 1.05, "the seeds moved a score by about a BLEU point at most"
-    assert all(FLOOR in line for line in printed("06", "75823809").splitlines()) and "p ≤ 0.001" in text
+    assert (
+        all(FLOOR in line for line in printed("06", "75823809").splitlines())
+        and "p ≤ 0.001" in text
+    )
     steps, bleu = readme_30_minute_run()
     assert f"({steps:,} steps, the same model) reaches {bleu:.1f} BLEU" in text
-    hour = experiments.versus(experiments.recorded(RESULTS / "full"), "en-de_scratch_long_all", "en-de_dae_long_all")
-    assert 0 < hour.delta < 1 and not hour.established, "an hour on all pairs: under a point, not significant"
+    hour = experiments.versus(
+        experiments.recorded(RESULTS / "full"), "en-de_scratch_long_all", "en-de_dae_long_all"
+    )
+    assert 0 < hour.delta < 1 and not hour.established, (
+        "an hour on all pairs: under a point, not significant"
+    )
 
 
 def test_06_full_mode_claims_hold_in_the_committed_outputs():
-    gains = [float(g) for g in re.findall(r"DAE - scratch = ([+-][\d.]+)", printed("06", "20ee8d0e"))]
+    gains = [
+        float(g) for g in re.findall(r"DAE - scratch = ([+-][\d.]+)", printed("06", "20ee8d0e"))
+    ]
     assert len(gains) == 3 and all(gain > 4 for gain in gains)
     assert all(FLOOR in line for line in printed("06", "75823809").splitlines())  # every p < 0.05
     scores = _06_scores()
@@ -184,15 +234,21 @@ def test_06_error_bars_are_described_as_what_score_curves_draws():
     assert "sample standard deviation" in text and "half-distance" not in text
 
 
-# --- 07 cross-lingual transfer ------------------------------------------------------------------------------
+# --- 07 cross-lingual transfer --------------------------------------------------------------------
 
 
 def _07_children() -> dict[str, float]:
-    return {label: float(bleu) for label, bleu in re.findall(r"(\w+)\s+en→fr test BLEU\s+([\d.]+)", printed("07", "a301ef3a"))}
+    return {
+        label: float(bleu)
+        for label, bleu in re.findall(
+            r"(\w+)\s+en→fr test BLEU\s+([\d.]+)", printed("07", "a301ef3a")
+        )
+    }
 
 
 def _07_shares() -> tuple[int, int]:
-    """The shares of French test pieces seen in the parent's German and English text, in whole percent."""
+    """The shares of French test pieces seen in the parent's German and English text, in whole
+    percent."""
     shares = dict(re.findall(r"parent's (\w+) training text: ([\d.]+)%", printed("07", "49028f4a")))
     return int(float(shares["de"]) + 0.5), int(float(shares["en"]) + 0.5)
 
@@ -202,16 +258,27 @@ def test_07_prose_numbers_come_from_the_outputs_and_records():
     says(text, *bleu.values())
     deltas = [float(d) for d in re.findall(r"delta = ([+-][\d.]+)", printed("07", "b5aab6fd"))]
     says(text, *deltas, sign=True)
-    assert all(FLOOR in line for line in printed("07", "b5aab6fd").splitlines()) and "p ≤ 0.001" in text
+    assert (
+        all(FLOOR in line for line in printed("07", "b5aab6fd").splitlines())
+        and "p ≤ 0.001" in text
+    )
     parent = float(re.search(r"BLEU ([\d.]+)", printed("07", "77f87b2c")).group(1))
     says(text, parent)
     de, en = _07_shares()
-    assert f"{de}% of the French test pieces already occur in the parent's German text and {en}% in its English" in text
-    dae, weak = record("crosslingual", "en-fr_dae_3000_seed0"), record("crosslingual", "en-fr_parent_3000_seed0")
+    assert (
+        f"{de}% of the French test pieces already occur in the parent's German text and "
+        f"{en}% in its English" in text
+    )
+    dae, weak = (
+        record("crosslingual", "en-fr_dae_3000_seed0"),
+        record("crosslingual", "en-fr_parent_3000_seed0"),
+    )
     for saved in (dae, weak):
         assert saved["validation"]["at_step"] == 250
-    assert (f"{dae['validation']['best_val_bleu_greedy']:.1f} against {weak['validation']['best_val_bleu_greedy']:.1f} "
-            "validation BLEU (greedy) at step 250") in text
+    assert (
+        f"{dae['validation']['best_val_bleu_greedy']:.1f} against "
+        f"{weak['validation']['best_val_bleu_greedy']:.1f} validation BLEU (greedy) at step 250"
+    ) in text
     _, readme = readme_30_minute_run()
     says(text, readme)
     assert "8.8" not in text and "11.1" not in text, "numbers that appear in no output"
@@ -222,9 +289,14 @@ def test_07_claims_about_the_committed_study_hold():
     noise = experiments.summarise(list(study), study)
     noise = next(r for r in noise if r["system"] == "en-fr_scratch_3000")["bleu_std"]
     dae_parent = experiments.versus(study, "en-fr_parent_3000", "en-fr_dae_3000")
-    assert not dae_parent.established and 0 < dae_parent.delta < 2 * noise, "below twice the seed-to-seed spread"
+    assert not dae_parent.established and 0 < dae_parent.delta < 2 * noise, (
+        "below twice the seed-to-seed spread"
+    )
     strong = experiments.versus(study, "en-fr_scratch_3000", "en-fr_parent_long_3000")
-    assert strong.established and experiments.versus(study, "en-fr_dae_3000", "en-fr_parent_long_3000").delta > 0
+    assert (
+        strong.established
+        and experiments.versus(study, "en-fr_dae_3000", "en-fr_parent_long_3000").delta > 0
+    )
     assert "multi-way" in prose("07", "56b4aec2")
 
 
@@ -233,13 +305,15 @@ def test_07_full_mode_claims_hold_in_the_committed_outputs():
     assert bleu["DAE"] > bleu["parent"] > bleu["scratch"]
 
 
-# --- 08 fine-tuning strategies --------------------------------------------------------------------------------
+# --- 08 fine-tuning strategies --------------------------------------------------------------------
 
 
 def _08_table() -> tuple[float, dict[str, tuple[float, float]]]:
     out = printed("08", "21afc37e")
     before = float(re.search(r"en→de BLEU ([\d.]+)", out).group(1))
-    rows = re.findall(r"^(full|freeze encoder|gradual|discriminative)\s+([\d.]+)\s+([\d.]+)", out, re.MULTILINE)
+    rows = re.findall(
+        r"^(full|freeze encoder|gradual|discriminative)\s+([\d.]+)\s+([\d.]+)", out, re.MULTILINE
+    )
     return before, {label: (float(fr), float(de)) for label, fr, de in rows}
 
 
@@ -249,14 +323,27 @@ def test_08_prose_numbers_come_from_the_outputs_and_records():
     says(text, before, *(fr for fr, _ in table.values()), *(de for _, de in table.values()))
     strategies = experiments.recorded(RESULTS / "strategies")
     recorded = {cell.strategy: saved["test"]["bleu"]["score"] for cell, saved in strategies.items()}
-    names = {"full": "full", "freeze encoder": "freeze_encoder", "gradual": "gradual", "discriminative": "discriminative"}
-    assert {label: f"{fr:.1f}" for label, (fr, _) in table.items()} == \
-        {label: f"{recorded[names[label]]:.1f}" for label in table}, "the committed records are these runs"
+    names = {
+        "full": "full",
+        "freeze encoder": "freeze_encoder",
+        "gradual": "gradual",
+        "discriminative": "discriminative",
+    }
+    assert {label: f"{fr:.1f}" for label, (fr, _) in table.items()} == {
+        label: f"{recorded[names[label]]:.1f}" for label in table
+    }, "the committed records are these runs"
 
 
 def test_08_only_the_last_gap_stands_out_from_seed_noise():
-    strategies, crosslingual = experiments.recorded(RESULTS / "strategies"), experiments.recorded(RESULTS / "crosslingual")
-    scratch = [saved["test"]["bleu"]["score"] for cell, saved in crosslingual.items() if cell.system == "en-fr_scratch_3000"]
+    strategies, crosslingual = (
+        experiments.recorded(RESULTS / "strategies"),
+        experiments.recorded(RESULTS / "crosslingual"),
+    )
+    scratch = [
+        saved["test"]["bleu"]["score"]
+        for cell, saved in crosslingual.items()
+        if cell.system == "en-fr_scratch_3000"
+    ]
     import statistics
 
     noise = statistics.stdev(scratch)
@@ -273,31 +360,51 @@ def test_08_full_mode_claims_hold_in_the_committed_outputs():
     assert before > 15 and max(de for _, de in table.values()) < 1.0
 
 
-# --- 09 interactive translator ----------------------------------------------------------------------------------
+# --- 09 interactive translator --------------------------------------------------------------------
 
 
 def test_09_prose_numbers_and_full_mode_claims_hold_in_the_committed_outputs():
-    rows = re.findall(r"^\s*(.+?): corpus BLEU\s+([\d.]+);.*below 30 for (\d+)%", printed("09", "5892a68f"), re.MULTILINE)
+    rows = re.findall(
+        r"^\s*(.+?): corpus BLEU\s+([\d.]+);.*below 30 for (\d+)%",
+        printed("09", "5892a68f"),
+        re.MULTILINE,
+    )
     scores = {label: (float(bleu), int(low)) for label, bleu, low in rows}
     says(prose("09", "944961d1"), *(bleu for bleu, _ in scores.values()))
-    assert scores["DAE · 2k"][0] > scores["scratch · 2k"][0] + 3 and scores["DAE · 2k"][1] < scores["scratch · 2k"][1]
+    assert (
+        scores["DAE · 2k"][0] > scores["scratch · 2k"][0] + 3
+        and scores["DAE · 2k"][1] < scores["scratch · 2k"][1]
+    )
 
 
-# --- 10 beyond translation ----------------------------------------------------------------------------------------
+# --- 10 beyond translation ------------------------------------------------------------------------
 
 
 def _10_table() -> dict[str, tuple[float, float, float]]:
-    rows = re.findall(r"^(copy the input|human \(caption 2\)|scratch|DAE)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)",
-                      printed("10", "8f2f2b1a"), re.MULTILINE)
+    rows = re.findall(
+        r"^(copy the input|human \(caption 2\)|scratch|DAE)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)",
+        printed("10", "8f2f2b1a"),
+        re.MULTILINE,
+    )
     return {label: (float(b), float(c), float(s)) for label, b, c, s in rows}
 
 
 def test_10_prose_numbers_come_from_the_outputs_and_records():
     table = _10_table()
-    says(prose("10", "88f4b073"), table["DAE"][0], table["human (caption 2)"][0], table["copy the input"][0],
-         table["DAE"][2], table["scratch"][0])
-    summary = {row: [float(v) for v in values.split(" / ")]
-               for row, values in re.findall(r"^(.+?)\s{2,}([\d.]+(?: / [\d.]+)+)$", printed("10", "40bd988e"), re.MULTILINE)}
+    says(
+        prose("10", "88f4b073"),
+        table["DAE"][0],
+        table["human (caption 2)"][0],
+        table["copy the input"][0],
+        table["DAE"][2],
+        table["scratch"][0],
+    )
+    summary = {
+        row: [float(v) for v in values.split(" / ")]
+        for row, values in re.findall(
+            r"^(.+?)\s{2,}([\d.]+(?: / [\d.]+)+)$", printed("10", "40bd988e"), re.MULTILINE
+        )
+    }
     (two_k,) = [v for row, v in summary.items() if row.startswith("en→de, 2k")]
     (small,) = [v for row, v in summary.items() if row.startswith("en→de, 1000")]
     (medium,) = [v for row, v in summary.items() if row.startswith("en→de, 3000")]
@@ -309,7 +416,10 @@ def test_10_prose_numbers_come_from_the_outputs_and_records():
     vae = record("pretraining", "vae_no_remedy")["final_validation"]["val_kl"]
     says(text, vae, digits=4)
     de, en = _07_shares()
-    assert f"{de}% of the French test pieces occur in the German training text and {en}% in the English" in text
+    assert (
+        f"{de}% of the French test pieces occur in the German training text and {en}% in "
+        "the English" in text
+    )
     assert "did not measure a more distant pair" not in text and "Czech" in text
     assert "iBLEU" in prose("10", "c1d9f13e") and "Sun & Zhou 2012" in prose("10", "c1d9f13e")
 

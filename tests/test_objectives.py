@@ -13,8 +13,17 @@ from tmtlib.batching import Example, collate
 from tmtlib.models import Seq2Seq, model_config
 from tmtlib.noise import NoiseConfig
 from tmtlib.objectives import (
-    VAE, Autoencoder, KLSchedule, LanguageModel, Translation, gaussian_kl, make_objective,
-    monolingual_examples, reparameterize, token_nll, translation_examples,
+    VAE,
+    Autoencoder,
+    KLSchedule,
+    LanguageModel,
+    Translation,
+    gaussian_kl,
+    make_objective,
+    monolingual_examples,
+    reparameterize,
+    token_nll,
+    translation_examples,
 )
 from tmtlib.subwords import PAD_ID, UNK_ID
 
@@ -57,7 +66,9 @@ def test_label_smoothing_and_padding():
     mean, total = token_nll(logits, targets)
     real = targets != PAD_ID
     expected = F.cross_entropy(logits[real], targets[real], reduction="sum")
-    assert total == pytest.approx(float(expected), rel=1e-5) and mean == pytest.approx(float(expected) / 3, rel=1e-5)
+    assert total == pytest.approx(float(expected), rel=1e-5) and mean == pytest.approx(
+        float(expected) / 3, rel=1e-5
+    )
     smoothed, same_total = token_nll(logits, targets, label_smoothing=0.1)
     assert smoothed != mean and same_total == pytest.approx(float(total))
 
@@ -85,12 +96,15 @@ def overfit(objective, examples, latent: int = 0, steps: int = 250) -> tuple[flo
     return first, objective.loss(model, batch, steps).nll / batch.tgt_tokens
 
 
-@pytest.mark.parametrize("objective, lm, latent", [
-    (Translation(label_smoothing=0.0), False, 0),
-    (Autoencoder(), False, 0),
-    (LanguageModel(), True, 0),
-    (VAE(KLSchedule("constant", max_beta=0.0)), False, 16),
-])
+@pytest.mark.parametrize(
+    "objective, lm, latent",
+    [
+        (Translation(label_smoothing=0.0), False, 0),
+        (Autoencoder(), False, 0),
+        (LanguageModel(), True, 0),
+        (VAE(KLSchedule("constant", max_beta=0.0)), False, 16),
+    ],
+)
 def test_each_objective_overfits_a_small_batch(objective, lm, latent):
     first, last = overfit(objective, data(lm=lm), latent)
     assert first > 2.5
@@ -107,7 +121,9 @@ def test_denoising_objective_overfits_with_noise(tokenizer):
     corrupted = [objective.corrupt(e, rng) for e in examples]
     assert any(c.src != e.src for c, e in zip(corrupted, examples))
     assert all(c.tgt == e.tgt for c, e in zip(corrupted, examples))
-    assert objective.corrupt(examples[0], random.Random(5)) == objective.corrupt(examples[0], random.Random(5))
+    assert objective.corrupt(examples[0], random.Random(5)) == objective.corrupt(
+        examples[0], random.Random(5)
+    )
     torch.manual_seed(0)
     model = Seq2Seq(model_config("tiny", vocab_size=tokenizer.vocab_size, d_model=64, d_ff=128))
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -133,7 +149,8 @@ def test_free_bits_floor_the_kl_term():
     assert a.kl == pytest.approx(b.kl)
     assert b.kl < 5.0 * 4 * 8  # the true KL is below the floor here...
     expected = (a.loss * batch.tgt_tokens - a.kl + 5.0 * 4 * 8) / batch.tgt_tokens
-    assert float(b.loss.detach()) == pytest.approx(float(expected.detach()), rel=1e-5)  # ...so the floor counts instead
+    # ...so the floor counts instead
+    assert float(b.loss.detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
 
 
 def test_word_dropout_replaces_only_real_non_start_tokens():
@@ -161,15 +178,22 @@ def test_make_objective_and_examples(tokenizer):
 
 
 def test_the_vae_trains_only_the_value_and_output_of_its_cross_attention():
-    """Over the VAE's one-vector memory the attention softmax is 1 whatever the query and key, so their
-    projections get no true gradient, only float rounding (notebooks 03 and 05 say so); values and
-    output do learn."""
+    """Over the VAE's one-vector memory the attention softmax is 1 whatever the query and key, so
+    their projections get no true gradient, only float rounding (notebooks 03 and 05 say so); values
+    and output do learn."""
     torch.manual_seed(0)
     model = Seq2Seq(model_config("tiny", vocab_size=32, d_model=64, d_ff=128, latent_dim=16))
     VAE(KLSchedule("constant", max_beta=1.0)).loss(model, collate(data()), 0).loss.backward()
     d = model.config.d_model
     for layer in model.decoder.layers:
         cross = layer.cross_attn
-        learning = min(float(cross.kv.weight.grad[d:].abs().max()), float(cross.out.weight.grad.abs().max()))
-        untrained = [cross.q.weight.grad, cross.q.bias.grad, cross.kv.weight.grad[:d], cross.kv.bias.grad[:d]]
+        learning = min(
+            float(cross.kv.weight.grad[d:].abs().max()), float(cross.out.weight.grad.abs().max())
+        )
+        untrained = [
+            cross.q.weight.grad,
+            cross.q.bias.grad,
+            cross.kv.weight.grad[:d],
+            cross.kv.bias.grad[:d],
+        ]
         assert learning > 1e-4 and max(float(g.abs().max()) for g in untrained) < 1e-6 * learning

@@ -16,22 +16,34 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def test_cached_run_trains_once_then_loads(tokenizer, tmp_path, monkeypatch):
     monkeypatch.setenv("TMT_HOME", str(tmp_path))
-    spec = pipeline.PretrainSpec(objective="lm", langs=("en",), preset="tiny", sentences_per_lang=300,
-                                 train=TrainConfig(max_steps=6, eval_every=3, max_tokens=1024, progress=False))
+    spec = pipeline.PretrainSpec(
+        objective="lm",
+        langs=("en",),
+        preset="tiny",
+        sentences_per_lang=300,
+        train=TrainConfig(max_steps=6, eval_every=3, max_tokens=1024, progress=False),
+    )
     model, history, folder = pipeline.cached_run(spec, tokenizer)
     assert folder.parent == tmp_path / "cache" / "runs" and pipeline.is_finished(folder)
     stamp = (folder / "last.pt").stat().st_mtime_ns
     again, history_again, same = pipeline.cached_run(spec, tokenizer)
     assert same == folder and (folder / "last.pt").stat().st_mtime_ns == stamp
     assert history_again.evals == history.evals
-    assert all((a == b).all() for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    assert all(
+        (a == b).all() for a, b in zip(model.state_dict().values(), again.state_dict().values())
+    )
     longer = replace(spec, train=replace(spec.train, max_steps=7))
     assert pipeline.runs_dir() / f"pretrain-{pipeline.spec_hash(longer)}" != folder
 
 
 def test_spec_round_trips_through_config_json(tmp_path):
-    spec = pipeline.FinetuneSpec(src="en", tgt="fr", pairs=1000, parts=("encoder",),
-                                 train=TrainConfig(betas=(0.9, 0.99), select="val_bleu"))
+    spec = pipeline.FinetuneSpec(
+        src="en",
+        tgt="fr",
+        pairs=1000,
+        parts=("encoder",),
+        train=TrainConfig(betas=(0.9, 0.99), select="val_bleu"),
+    )
     raw = json.loads(json.dumps(pipeline.spec_dict(spec)))
     assert pipeline.spec_from_dict(pipeline.FinetuneSpec, raw) == spec
     with pytest.raises(ValueError, match="unknown FinetuneSpec settings: colour"):
@@ -50,9 +62,15 @@ def test_later_settings_at_their_defaults_keep_old_run_names():
 
 def test_pretraining_can_continue_from_another_model(tokenizer, tmp_path, monkeypatch):
     monkeypatch.setenv("TMT_HOME", str(tmp_path))
-    lm = pipeline.PretrainSpec(objective="lm", langs=("en",), preset="tiny", sentences_per_lang=300,
-                               train=TrainConfig(max_steps=6, eval_every=3, max_tokens=1024, progress=False))
-    assert "init" not in pipeline.spec_dict(lm)  # runs cached before ``init`` existed keep their names
+    lm = pipeline.PretrainSpec(
+        objective="lm",
+        langs=("en",),
+        preset="tiny",
+        sentences_per_lang=300,
+        train=TrainConfig(max_steps=6, eval_every=3, max_tokens=1024, progress=False),
+    )
+    # runs cached before ``init`` existed keep their names
+    assert "init" not in pipeline.spec_dict(lm)
     _, _, lm_folder = pipeline.cached_run(lm, tokenizer)
     tiny_step = replace(lm.train, max_steps=1, lr=1e-12)
     continued = replace(lm, objective="dae", init=str(lm_folder / "best.pt"), train=tiny_step)
@@ -64,9 +82,15 @@ def test_pretraining_can_continue_from_another_model(tokenizer, tmp_path, monkey
         torch.testing.assert_close(weight, start[name], rtol=0, atol=1e-6, msg=name)
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"task": "summarise"}, "unknown task"), ({"strategy": "lottery"}, "unknown strategy"),
-    ({"task": "paraphrase"}, "src == tgt"), ({"src": "en", "tgt": "en"}, "src == tgt")])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"task": "summarise"}, "unknown task"),
+        ({"strategy": "lottery"}, "unknown strategy"),
+        ({"task": "paraphrase"}, "src == tgt"),
+        ({"src": "en", "tgt": "en"}, "src == tgt"),
+    ],
+)
 def test_finetune_spec_rejects_bad_settings(settings, message):
     with pytest.raises(ValueError, match=message):
         pipeline.FinetuneSpec(**settings)
@@ -97,7 +121,9 @@ def test_fine_tuning_strategies_freeze_and_set_learning_rates():
 
     _, groups = pipeline.fine_tuning_strategy("discriminative", fresh(), config)
     rates = {g["name"]: g["lr"] for g in groups}
-    assert rates["embeddings"] == pytest.approx(1e-4) and rates["encoder"] == pytest.approx(1e-3 / 3)
+    assert rates["embeddings"] == pytest.approx(1e-4) and rates["encoder"] == pytest.approx(
+        1e-3 / 3
+    )
     assert rates["decoder"] == pytest.approx(1e-3)
 
 
@@ -107,17 +133,33 @@ def test_paraphrase_pairs_come_from_one_image(corpus):
     assert len(train_pairs) == 29000 and len(valid_pairs) == pipeline.PARAPHRASE_VALID_IMAGES
     assert all(a != b for a, b in train_pairs[:100])  # two independent captions, not a copy
     sources, references = pipeline.paraphrase_test_set("en")
-    assert len(sources) == 1014 - pipeline.PARAPHRASE_VALID_IMAGES and {len(r) for r in references} == {4}
+    assert len(sources) == 1014 - pipeline.PARAPHRASE_VALID_IMAGES and {
+        len(r) for r in references
+    } == {4}
     assert not {s for s, _ in valid_pairs} & set(sources)
 
 
 def test_paraphraser_trains_and_strategies_run(tokenizer, tmp_path):
-    train = TrainConfig(max_steps=4, eval_every=2, max_tokens=1024, progress=False, select="val_bleu")
-    spec = pipeline.FinetuneSpec(src="en", tgt="en", task="paraphrase", pairs=200, preset="tiny",
-                                 bleu_sentences=20, train=train)
+    train = TrainConfig(
+        max_steps=4, eval_every=2, max_tokens=1024, progress=False, select="val_bleu"
+    )
+    spec = pipeline.FinetuneSpec(
+        src="en",
+        tgt="en",
+        task="paraphrase",
+        pairs=200,
+        preset="tiny",
+        bleu_sentences=20,
+        train=train,
+    )
     model, history, _ = pipeline.finetune(spec, tmp_path / "paraphrase", tokenizer)
     assert [e["step"] for e in history.evals] == [2, 4] and "val_bleu" in history.evals[-1]
-    child = replace(spec, task="translate", tgt="fr", init=str(tmp_path / "paraphrase" / "last.pt"),
-                    strategy="gradual")
+    child = replace(
+        spec,
+        task="translate",
+        tgt="fr",
+        init=str(tmp_path / "paraphrase" / "last.pt"),
+        strategy="gradual",
+    )
     _, history, report = pipeline.finetune(child, tmp_path / "child", tokenizer)
     assert report.by_part()["encoder"]["loaded"] > 0 and history.evals[-1]["step"] == 4

@@ -17,7 +17,9 @@ FAMILIES = ("budgets", "crosslingual", "full", "strategies")
 def test_results_blocks_are_rendered_from_the_records(document: Path) -> None:
     text = document.read_text(encoding="utf-8")
     assert "<!-- results:" in text, f"{document.name} shows no results block"
-    assert results_docs.render(text) == text, f"run `python -m tmtlib.results_docs`: {document.name} has drifted"
+    assert results_docs.render(text) == text, (
+        f"run `python -m tmtlib.results_docs`: {document.name} has drifted"
+    )
 
 
 def test_a_changed_record_changes_the_rendered_headline(tmp_path: Path) -> None:

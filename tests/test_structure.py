@@ -1,7 +1,8 @@
 """The shape of ``tmtlib``: no import cycle between its modules, and no module named like the
 standard library's (a ``tmtlib/tokenize.py`` once shadowed ``tokenize`` for scripts run from
 inside the package folder, and ``tokenize`` imported ``data`` which imported ``tokenize``); no
-function longer than the house limit; no command-line option without a help text.
+function longer than the house limit; no command-line option without a help text; and the code
+clean under ruff with the repository's configuration (pyproject.toml's ``[tool.ruff]``).
 
 Every import counts, at module level and inside functions (a late import only hides a cycle),
 except those under ``if TYPE_CHECKING:``, which never run.
@@ -10,6 +11,9 @@ except those under ``if TYPE_CHECKING:``, which never run.
 from __future__ import annotations
 
 import ast
+import importlib.util
+import re
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -17,6 +21,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent / "tmtlib"
+REPO_ROOT = PACKAGE_ROOT.parent
 
 
 def module_files(package_root: Path) -> dict[str, Path]:
@@ -31,7 +36,8 @@ def module_files(package_root: Path) -> dict[str, Path]:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _import_nodes(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
@@ -41,14 +47,18 @@ def _import_nodes(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
         node = pending.pop()
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             found.append(node)
-        children = node.orelse if isinstance(node, ast.If) and _is_type_checking(node.test) else (
-            ast.iter_child_nodes(node))
+        children = (
+            node.orelse
+            if isinstance(node, ast.If) and _is_type_checking(node.test)
+            else (ast.iter_child_nodes(node))
+        )
         pending.extend(children)
     return found
 
 
 def _from_base(module: str, is_package: bool, node: ast.ImportFrom) -> str:
-    """The absolute module a ``from ... import`` reads from (``from .. import x`` in a.b.c -> ``a``)."""
+    """The absolute module a ``from ... import`` reads from (``from .. import x`` in
+    a.b.c -> ``a``)."""
     if node.level == 0:
         return node.module or ""
     package = module.split(".") if is_package else module.split(".")[:-1]
@@ -67,7 +77,10 @@ def imported_modules(module: str, path: Path, known: set[str]) -> set[str]:
             found |= {alias.name for alias in node.names}
             continue
         base = _from_base(module, path.name == "__init__.py", node)
-        found |= {f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names}
+        found |= {
+            f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base
+            for alias in node.names
+        }
     return (found & known) - {module}
 
 
@@ -78,12 +91,13 @@ def import_graph(package_root: Path) -> dict[str, set[str]]:
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """One import cycle as ``[a, b, ..., a]``, or None: depth-first search for an edge back onto the path."""
+    """One import cycle as ``[a, b, ..., a]``, or None: depth-first search for an edge back onto the
+    path."""
     done: set[str] = set()
 
     def visit(node: str, path: list[str]) -> list[str] | None:
         if node in path:
-            return path[path.index(node):] + [node]
+            return path[path.index(node) :] + [node]
         if node in done:
             return None
         for target in sorted(graph.get(node, ())):
@@ -109,9 +123,13 @@ def test_tmtlib_has_no_import_cycle():
 
 
 def test_no_tmtlib_module_shadows_the_standard_library():
-    names = {module.rsplit(".", 1)[-1] for module in module_files(PACKAGE_ROOT) if module != "tmtlib"}
+    names = {
+        module.rsplit(".", 1)[-1] for module in module_files(PACKAGE_ROOT) if module != "tmtlib"
+    }
     shadowing = sorted(names & sys.stdlib_module_names)
-    assert not shadowing, f"tmtlib modules named like standard-library modules: {', '.join(shadowing)}"
+    assert not shadowing, (
+        f"tmtlib modules named like standard-library modules: {', '.join(shadowing)}"
+    )
 
 
 def _fake_package(root: Path, files: dict[str, str]) -> Path:
@@ -122,35 +140,50 @@ def _fake_package(root: Path, files: dict[str, str]) -> Path:
 
 
 def test_a_cycle_through_a_late_import_is_found(tmp_path):
-    package = _fake_package(tmp_path, {
-        "pkg/__init__.py": "",
-        "pkg/words.py": "from . import settings\n\ndef course():\n    from . import data\n",
-        "pkg/data.py": "from .words import normalize\n",
-        "pkg/settings.py": "import os\n",
-    })
+    package = _fake_package(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/words.py": "from . import settings\n\ndef course():\n    from . import data\n",
+            "pkg/data.py": "from .words import normalize\n",
+            "pkg/settings.py": "import os\n",
+        },
+    )
     assert find_cycle(import_graph(package)) == ["pkg.data", "pkg.words", "pkg.data"]
 
 
-@pytest.mark.parametrize("line, cyclic", [
-    ("from .. import lower", True),  # a submodule of the parent package
-    ("from ..lower import thing", True),
-    ("import pkg.lower", True),
-    ("from pkg import lower", True),
-    ("from .. import NAME", False),  # a name of pkg/__init__.py: an edge to pkg, not to pkg.lower
-    ("if TYPE_CHECKING:\n    from .. import lower", False),
-    ("import typing\nif typing.TYPE_CHECKING:\n    pass\nelse:\n    from .. import lower", True),
-])
+@pytest.mark.parametrize(
+    "line, cyclic",
+    [
+        ("from .. import lower", True),  # a submodule of the parent package
+        ("from ..lower import thing", True),
+        ("import pkg.lower", True),
+        ("from pkg import lower", True),
+        (
+            "from .. import NAME",
+            False,
+        ),  # a name of pkg/__init__.py: an edge to pkg, not to pkg.lower
+        ("if TYPE_CHECKING:\n    from .. import lower", False),
+        (
+            "import typing\nif typing.TYPE_CHECKING:\n    pass\nelse:\n    from .. import lower",
+            True,
+        ),
+    ],
+)
 def test_each_form_of_import_is_resolved(tmp_path, line, cyclic):
-    package = _fake_package(tmp_path, {
-        "pkg/__init__.py": "NAME = 1\n",
-        "pkg/lower.py": "from .sub.upper import thing\n",
-        "pkg/sub/__init__.py": "",
-        "pkg/sub/upper.py": f"from typing import TYPE_CHECKING\n{line}\nthing = 1\n",
-    })
+    package = _fake_package(
+        tmp_path,
+        {
+            "pkg/__init__.py": "NAME = 1\n",
+            "pkg/lower.py": "from .sub.upper import thing\n",
+            "pkg/sub/__init__.py": "",
+            "pkg/sub/upper.py": f"from typing import TYPE_CHECKING\n{line}\nthing = 1\n",
+        },
+    )
     assert (find_cycle(import_graph(package)) is not None) == cyclic
 
 
-# --- functions short enough to see whole, and a command line that explains itself -------------------
+# --- functions short enough to see whole, and a command line that explains itself -----------------
 
 MAX_FUNCTION_LINES = 60  # the house limit: a function fits on one screen
 
@@ -175,8 +208,14 @@ def test_no_tmtlib_function_is_longer_than_the_house_limit():
 
 def test_a_long_function_is_found_and_named(tmp_path):
     body = "".join(f"        x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
-    package = _fake_package(tmp_path, {"pkg/__init__.py": "", "pkg/long.py": f"class A:\n    def f(self):\n{body}",
-                                       "pkg/short.py": "def g():\n    return 1\n"})
+    package = _fake_package(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/long.py": f"class A:\n    def f(self):\n{body}",
+            "pkg/short.py": "def g():\n    return 1\n",
+        },
+    )
     assert long_functions(package) == [f"pkg.long.f ({MAX_FUNCTION_LINES + 1} lines)"]
 
 
@@ -209,3 +248,39 @@ def test_an_option_without_help_is_found_and_named():
     commands = parser.add_subparsers()
     commands.add_parser("run", help="run").add_argument("--fast", action="store_true")
     assert options_without_help(parser) == ["tmt run --fast"]
+
+
+# --- lint: ruff with pyproject.toml's configuration (pycodestyle, pyflakes, import order) ---------
+
+FINDING = re.compile(r"\S.*:\d+:\d+: [A-Z]+\d+ ")  # a line of ruff's concise output
+
+
+def lint_findings(root: Path, config: Path | None = None) -> list[str]:
+    """``ruff check``'s findings under ``root``, one ``path:line:column: CODE message`` each (paths
+    relative to ``root``), with the configuration ruff finds there (or ``config``); no cache
+    written into the checkout."""
+    if importlib.util.find_spec("ruff") is None:
+        pytest.skip("ruff is not installed: install the test extra (pip install -e '.[test]')")
+    command = [sys.executable, "-m", "ruff", "check", "--output-format", "concise", "--no-cache"]
+    command += ["--config", str(config)] if config else []
+    result = subprocess.run(
+        [*command, str(root)], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    if result.returncode not in (0, 1):  # 2: ruff itself failed (bad configuration, say)
+        raise RuntimeError(f"ruff check failed (status {result.returncode}):\n{result.stderr}")
+    return [line for line in result.stdout.splitlines() if FINDING.match(line)]
+
+
+def test_the_code_is_clean_under_ruff():
+    findings = lint_findings(REPO_ROOT)
+    assert not findings, (
+        f"{len(findings)} ruff findings (ruff format . and ruff check --fix . fix most of them):\n"
+        + "\n".join(findings)
+    )
+
+
+def test_a_lint_finding_is_reported_with_its_place(tmp_path):
+    (tmp_path / "bad.py").write_text("import os\n\nx = 1  " + "#" * 100 + "\n")
+    findings = lint_findings(tmp_path, config=REPO_ROOT / "pyproject.toml")
+    assert [finding.split(": ")[1].split()[0] for finding in findings] == ["F401", "E501"]
+    assert findings[0].startswith("bad.py:1:8: F401"), findings

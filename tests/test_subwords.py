@@ -9,11 +9,23 @@ import pytest
 from tmtlib import data
 from tmtlib.pipeline import course_tokenizer
 from tmtlib.subwords import (
-    BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer, TokenizerSettings, lang_tag, normalize, train_tokenizer,
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    UNK_ID,
+    Tokenizer,
+    TokenizerSettings,
+    lang_tag,
+    normalize,
+    train_tokenizer,
 )
 
-SYNTHETIC = [f"the {a} {b} sees {c} dogs near the river" for a in ("red", "big", "old") for b in
-             ("cat", "man", "girl") for c in range(30)]
+SYNTHETIC = [
+    f"the {a} {b} sees {c} dogs near the river"
+    for a in ("red", "big", "old")
+    for b in ("cat", "man", "girl")
+    for c in range(30)
+]
 
 
 def test_reserved_and_language_ids(tokenizer):
@@ -36,7 +48,9 @@ def test_round_trip_is_exact_on_the_real_data(tokenizer):
 
 def test_special_ids_are_dropped_when_decoding(tokenizer):
     ids = tokenizer.encode(["A dog runs."])[0]
-    assert tokenizer.decode([[tokenizer.lang_id("en"), *ids, EOS_ID, PAD_ID, PAD_ID]]) == ["A dog runs."]
+    assert tokenizer.decode([[tokenizer.lang_id("en"), *ids, EOS_ID, PAD_ID, PAD_ID]]) == [
+        "A dog runs."
+    ]
 
 
 def test_odd_inputs(tokenizer):
@@ -70,7 +84,9 @@ def test_training_is_cached_by_settings_and_text(tmp_path):
 
 
 def test_bpe_and_bad_settings(tmp_path):
-    bpe = train_tokenizer(SYNTHETIC, TokenizerSettings(vocab_size=320, model_type="bpe"), cache=tmp_path)
+    bpe = train_tokenizer(
+        SYNTHETIC, TokenizerSettings(vocab_size=320, model_type="bpe"), cache=tmp_path
+    )
     assert bpe.decode(bpe.encode(SYNTHETIC[:3])) == SYNTHETIC[:3]
     with pytest.raises(ValueError, match="model_type"):
         train_tokenizer(SYNTHETIC, TokenizerSettings(model_type="wordpiece"), cache=tmp_path)

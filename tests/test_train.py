@@ -70,15 +70,30 @@ def tiny(latent: int = 0) -> Seq2Seq:
 
 
 def quick(**overrides) -> TrainConfig:
-    base = dict(max_steps=30, max_tokens=120, lr=2e-3, warmup_steps=5, log_every=1, progress=False,
-                eval_every=10, checkpoint_every=10)
+    base = dict(
+        max_steps=30,
+        max_tokens=120,
+        lr=2e-3,
+        warmup_steps=5,
+        log_every=1,
+        progress=False,
+        eval_every=10,
+        checkpoint_every=10,
+    )
     return TrainConfig(**{**base, **overrides})
 
 
 def test_history_and_best_checkpoint(tmp_path):
     data = examples()
-    history = train(tiny(), make_objective("ae"), data, quick(), valid=data[:20], out_dir=tmp_path,
-                    metadata={"note": "hello"})
+    history = train(
+        tiny(),
+        make_objective("ae"),
+        data,
+        quick(),
+        valid=data[:20],
+        out_dir=tmp_path,
+        metadata={"note": "hello"},
+    )
     steps, losses = history.column("nll")
     assert steps[0] == 1 and len(steps) == 30 and losses[-1] < losses[0]
     assert [e["step"] for e in history.evals] == [10, 20, 30]
@@ -87,15 +102,21 @@ def test_history_and_best_checkpoint(tmp_path):
     assert best["note"] == "hello" and "optimizer" not in best
     last = checkpoint.load(tmp_path / "last.pt")
     assert last["progress"]["step"] == 30 and last["train_config"]["max_steps"] == 30
-    assert 30 <= last["progress"]["tokens"] <= 30 * 2 * quick().max_tokens  # source + target, no padding
+    # source + target, no padding
+    assert 30 <= last["progress"]["tokens"] <= 30 * 2 * quick().max_tokens
     assert History.from_dict(last["history"]).evals == history.evals
 
 
 def test_early_stopping_and_time_budget(tmp_path):
     data = examples()
     # a learning rate of zero never improves: patience 2 stops at the third evaluation
-    history = train(tiny(), make_objective("ae"), data, quick(lr=0.0, eval_every=5, patience=2, max_steps=100),
-                    valid=data[:20])
+    history = train(
+        tiny(),
+        make_objective("ae"),
+        data,
+        quick(lr=0.0, eval_every=5, patience=2, max_steps=100),
+        valid=data[:20],
+    )
     assert [e["step"] for e in history.evals] == [5, 10, 15]
     timed = train(tiny(), make_objective("ae"), data, quick(max_steps=10_000, max_minutes=0.02))
     assert timed.steps[-1]["step"] < 10_000
@@ -106,9 +127,17 @@ def test_resume_continues_to_the_same_result(tmp_path):
     straight = tiny()
     train(straight, make_objective("ae"), data, quick(max_steps=24, checkpoint_every=4))
     resumed = tiny()
-    train(resumed, make_objective("ae"), data, quick(max_steps=12, checkpoint_every=4), out_dir=tmp_path)
+    train(
+        resumed,
+        make_objective("ae"),
+        data,
+        quick(max_steps=12, checkpoint_every=4),
+        out_dir=tmp_path,
+    )
     again = tiny()  # a fresh process would start from a fresh model: the checkpoint restores it
-    train(again, make_objective("ae"), data, quick(max_steps=24, checkpoint_every=4), out_dir=tmp_path)
+    train(
+        again, make_objective("ae"), data, quick(max_steps=24, checkpoint_every=4), out_dir=tmp_path
+    )
     for a, b in zip(straight.state_dict().values(), again.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 
@@ -158,7 +187,9 @@ def test_bad_checkpoints_are_clear_errors(tmp_path):
 
 
 def _run(out: Path, steps: int, slow: float = 0.0) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(SCRIPT), str(out), str(steps), "--slow", str(slow)])
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), str(out), str(steps), "--slow", str(slow)]
+    )
 
 
 def test_sigkill_then_restart_reaches_the_uninterrupted_result(tmp_path):
@@ -187,10 +218,25 @@ def _free_port() -> int:
 
 
 def test_torchrun_two_processes_keep_identical_weights(tmp_path):
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
-               f"--master_addr=127.0.0.1", f"--master_port={_free_port()}", str(SCRIPT), str(tmp_path), "12"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--nnodes=1",
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+        str(SCRIPT),
+        str(tmp_path),
+        "12",
+    ]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rank0 = torch.load(tmp_path / "final-rank0.pt", weights_only=True)
     rank1 = torch.load(tmp_path / "final-rank1.pt", weights_only=True)
@@ -205,8 +251,12 @@ def test_torchrun_two_processes_keep_identical_weights(tmp_path):
 def test_gradient_accumulation_takes_one_step_per_group_of_batches():
     data = examples()
     n_batches = len(token_batches([e.size for e in data], 120, seed=7 * 100_003))
-    history = train(tiny(), make_objective("ae"), data,
-                    quick(max_steps=10_000, max_epochs=1, accumulate=2, seed=7, eval_every=10_000))
+    history = train(
+        tiny(),
+        make_objective("ae"),
+        data,
+        quick(max_steps=10_000, max_epochs=1, accumulate=2, seed=7, eval_every=10_000),
+    )
     assert history.steps[-1]["step"] == n_batches // 2
     first, last = history.steps[0], history.steps[-1]
     assert last["nll"] < first["nll"]
@@ -217,9 +267,18 @@ def test_gradient_accumulation_takes_one_step_per_group_of_batches():
 def test_bf16_mixed_precision_trains_and_keeps_fp32_weights(tmp_path):
     data = examples()
     model = tiny()
-    history = train(model, make_objective("ae"), data, quick(precision="bf16"), valid=data[:20], out_dir=tmp_path)
+    history = train(
+        model,
+        make_objective("ae"),
+        data,
+        quick(precision="bf16"),
+        valid=data[:20],
+        out_dir=tmp_path,
+    )
     exact = train(tiny(), make_objective("ae"), data, quick(), valid=data[:20])
-    assert [e["val_loss"] for e in history.evals] == pytest.approx([e["val_loss"] for e in exact.evals], rel=0.01)
+    assert [e["val_loss"] for e in history.evals] == pytest.approx(
+        [e["val_loss"] for e in exact.evals], rel=0.01
+    )
     assert history.evals[-1]["val_loss"] < history.evals[0]["val_loss"]
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert checkpoint.load(tmp_path / "last.pt")["train_config"]["precision"] == "bf16"
@@ -228,12 +287,15 @@ def test_bf16_mixed_precision_trains_and_keeps_fp32_weights(tmp_path):
 
 
 def test_importing_tmtlib_leaves_denormals_alone_and_training_restores_them():
-    """Denormals are flushed only while ``train`` runs: importing the library changes nothing global."""
+    """Denormals are flushed only while ``train`` runs: importing the library changes nothing
+    global."""
     import subprocess
     import sys
 
     probe = "import torch, tmtlib, tmtlib.train; print(float(torch.tensor([1e-40]) * 1.0))"
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
     assert float(out) > 0.0
     from tmtlib.train import flush_denormals
 

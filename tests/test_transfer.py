@@ -1,4 +1,5 @@
-"""Tests of tmtlib.transfer on tiny models (vocabulary 50): loading, refusals, freezing, schedules."""
+"""Tests of tmtlib.transfer on tiny models (vocabulary 50): loading, refusals, freezing,
+schedules."""
 
 from __future__ import annotations
 
@@ -7,8 +8,18 @@ import torch
 import torch.nn.functional as F
 
 from tmtlib.models import Seq2Seq, model_config
-from tmtlib.transfer import (PARTS, GradualUnfreezing, TransferError, TransferReport, freeze,
-                             parameter_groups, part_of, trainable_summary, transfer, unfreeze)
+from tmtlib.transfer import (
+    PARTS,
+    GradualUnfreezing,
+    TransferError,
+    TransferReport,
+    freeze,
+    parameter_groups,
+    part_of,
+    trainable_summary,
+    transfer,
+    unfreeze,
+)
 
 VOCAB = 50
 
@@ -43,7 +54,7 @@ def train_steps(model: Seq2Seq, optimizer: torch.optim.Optimizer, steps: int = 3
         optimizer.step()
 
 
-# --- part_of ---------------------------------------------------------------------------------------
+# --- part_of --------------------------------------------------------------------------------------
 
 
 def test_part_of_covers_every_parameter_of_a_full_model():
@@ -63,7 +74,7 @@ def test_part_of_rejects_unknown_names(name):
         part_of(name)
 
 
-# --- transfer --------------------------------------------------------------------------------------
+# --- transfer -------------------------------------------------------------------------------------
 
 
 def test_identical_config_loads_everything():
@@ -120,7 +131,9 @@ def test_a_deeper_source_leaves_its_extra_layers_ignored():
     report = transfer(target, source.state_dict())
     assert report.initialised == []
     assert report.ignored and all(name.startswith("decoder.layers.1.") for name in report.ignored)
-    assert torch.equal(target.decoder.layers[0].ff.fc1.weight, source.decoder.layers[0].ff.fc1.weight)
+    assert torch.equal(
+        target.decoder.layers[0].ff.fc1.weight, source.decoder.layers[0].ff.fc1.weight
+    )
     assert torch.equal(target.decoder.norm.weight, source.decoder.norm.weight)
 
 
@@ -129,7 +142,9 @@ def test_a_shallower_source_leaves_the_extra_layers_initialised():
     initial = snapshot(target)
     report = transfer(target, source.state_dict())
     assert report.ignored == []
-    assert report.initialised and all(name.startswith("decoder.layers.1.") for name in report.initialised)
+    assert report.initialised and all(
+        name.startswith("decoder.layers.1.") for name in report.initialised
+    )
     for name in report.initialised:
         assert torch.equal(target.state_dict()[name], initial[name]), name
     assert {part_of(name) for name in report.initialised} == {"decoder", "cross_attention"}
@@ -153,7 +168,11 @@ def test_vocabulary_size_may_differ_when_embeddings_are_not_moved():
 
 
 def checkpoint(model: Seq2Seq, tokenizer: str | None) -> dict:
-    return {"model": model.state_dict(), "model_config": vars(model.config).copy(), "tokenizer": tokenizer}
+    return {
+        "model": model.state_dict(),
+        "model_config": vars(model.config).copy(),
+        "tokenizer": tokenizer,
+    }
 
 
 def test_tokenizer_fingerprint_mismatch_is_refused():
@@ -162,8 +181,14 @@ def test_tokenizer_fingerprint_mismatch_is_refused():
         transfer(tiny(2), source, tokenizer_fingerprint="fedcba9876543210")
 
 
-@pytest.mark.parametrize("fingerprints", [("0123456789abcdef", "0123456789abcdef"),
-                                          (None, "0123456789abcdef"), ("0123456789abcdef", None)])
+@pytest.mark.parametrize(
+    "fingerprints",
+    [
+        ("0123456789abcdef", "0123456789abcdef"),
+        (None, "0123456789abcdef"),
+        ("0123456789abcdef", None),
+    ],
+)
 def test_matching_or_unknown_fingerprints_are_accepted(fingerprints):
     saved, current = fingerprints
     report = transfer(tiny(2), checkpoint(tiny(1), saved), tokenizer_fingerprint=current)
@@ -190,7 +215,9 @@ def test_unknown_parts_are_refused_with_the_valid_ones():
 def test_a_model_can_be_the_source():
     source, target = tiny(1), tiny(2)
     transfer(target, source, parts=("encoder",))
-    assert torch.equal(target.encoder.layers[0].ff.fc1.weight, source.encoder.layers[0].ff.fc1.weight)
+    assert torch.equal(
+        target.encoder.layers[0].ff.fc1.weight, source.encoder.layers[0].ff.fc1.weight
+    )
 
 
 def test_a_source_from_another_model_family_is_refused():
@@ -218,8 +245,13 @@ def test_loading_from_a_file_leaves_the_checkpoint_untouched(tmp_path):
 
 def test_a_corrupted_file_is_refused_clearly(tmp_path):
     path = tmp_path / "broken.pt"
-    path.write_bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0),
-                                   dtype=torch.uint8).numpy().tobytes())
+    path.write_bytes(
+        torch.randint(
+            0, 256, (4096,), generator=torch.Generator().manual_seed(0), dtype=torch.uint8
+        )
+        .numpy()
+        .tobytes()
+    )
     with pytest.raises(TransferError, match="broken.pt.*corrupted") as error:
         transfer(tiny(2), path)
     assert error.value.__suppress_context__
@@ -232,9 +264,16 @@ def test_a_missing_file_is_refused_clearly(tmp_path):
 
 def test_a_report_is_a_plain_dataclass():
     report = TransferReport(loaded=["embed.weight"], sizes={"embed.weight": 1_600_000})
-    assert report.by_part() == {"embeddings": {"loaded": 1, "initialised": 0, "ignored": 0,
-                                               "loaded_params": 1_600_000, "initialised_params": 0,
-                                               "ignored_params": 0}}
+    assert report.by_part() == {
+        "embeddings": {
+            "loaded": 1,
+            "initialised": 0,
+            "ignored": 0,
+            "loaded_params": 1_600_000,
+            "initialised_params": 0,
+            "ignored_params": 0,
+        }
+    }
     assert "1 (1.60M)" in report.summary()
 
 
@@ -272,8 +311,9 @@ def test_freezing_embeddings_freezes_the_tied_output_projection():
 def test_parameter_groups_cover_each_trainable_parameter_once():
     model = tiny(latent_dim=8, positions="learned")
     freeze(model, ["latent"])
-    groups = parameter_groups(model, lr=1e-3, part_lrs={"embeddings": 1e-4, "encoder": 3e-4},
-                              weight_decay=0.1)
+    groups = parameter_groups(
+        model, lr=1e-3, part_lrs={"embeddings": 1e-4, "encoder": 3e-4}, weight_decay=0.1
+    )
     grouped = [id(p) for group in groups for p in group["params"]]
     trainable = [id(p) for p in model.parameters() if p.requires_grad]
     assert sorted(grouped) == sorted(trainable) and len(set(grouped)) == len(grouped)
@@ -298,13 +338,17 @@ def test_a_frozen_encoder_stays_bit_identical_while_the_decoder_learns():
     after = model.state_dict()
     for name in names_in(model, "encoder"):
         assert torch.equal(after[name], before[name]), name
-    assert not torch.equal(after["decoder.layers.0.ff.fc1.weight"], before["decoder.layers.0.ff.fc1.weight"])
+    assert not torch.equal(
+        after["decoder.layers.0.ff.fc1.weight"], before["decoder.layers.0.ff.fc1.weight"]
+    )
     assert not torch.equal(after["embed.weight"], before["embed.weight"])
 
 
 def test_gradual_unfreezing_follows_its_schedule():
     model = tiny()
-    schedule = GradualUnfreezing([(4, ["embeddings", "encoder"]), (2, ["decoder", "cross_attention"])])
+    schedule = GradualUnfreezing(
+        [(4, ["embeddings", "encoder"]), (2, ["decoder", "cross_attention"])]
+    )
     assert schedule.initial(model) == numel(model, *PARTS)
     assert trainable_summary(model)["encoder"][0] == 0
     optimizer = torch.optim.AdamW(parameter_groups(model, lr=1e-2, include_frozen=True))
@@ -314,14 +358,20 @@ def test_gradual_unfreezing_follows_its_schedule():
     before = snapshot(model)
     train_steps(model, optimizer, steps=1)
     after = model.state_dict()
-    assert not torch.equal(after["decoder.layers.0.ff.fc1.weight"], before["decoder.layers.0.ff.fc1.weight"])
-    assert torch.equal(after["encoder.layers.0.ff.fc1.weight"], before["encoder.layers.0.ff.fc1.weight"])
+    assert not torch.equal(
+        after["decoder.layers.0.ff.fc1.weight"], before["decoder.layers.0.ff.fc1.weight"]
+    )
+    assert torch.equal(
+        after["encoder.layers.0.ff.fc1.weight"], before["encoder.layers.0.ff.fc1.weight"]
+    )
 
     assert schedule.on_step(4, model) == ["embeddings", "encoder"]
     assert all(p.requires_grad for p in model.parameters())
     before = snapshot(model)
     train_steps(model, optimizer, steps=1)
-    assert not torch.equal(model.encoder.layers[0].ff.fc1.weight, before["encoder.layers.0.ff.fc1.weight"])
+    assert not torch.equal(
+        model.encoder.layers[0].ff.fc1.weight, before["encoder.layers.0.ff.fc1.weight"]
+    )
     assert schedule.on_step(5, model) == []
 
 

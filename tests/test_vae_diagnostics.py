@@ -21,8 +21,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def sentences(count: int = 24, seed: int = 0) -> list[Example]:
     rng = random.Random(seed)
-    return [Example(ids, ids, 2) for ids in
-            (tuple(rng.randrange(5, 40) for _ in range(rng.randrange(3, 8))) for _ in range(count))]
+    return [
+        Example(ids, ids, 2)
+        for ids in (
+            tuple(rng.randrange(5, 40) for _ in range(rng.randrange(3, 8))) for _ in range(count)
+        )
+    ]
 
 
 def vae_model(seed: int = 0, latent_dim: int = 4) -> Seq2Seq:
@@ -54,7 +58,8 @@ def trained_to_read_z(examples: list[Example], steps: int = 150) -> Seq2Seq:
 
 def test_collapsed_vae_every_bound_is_the_exact_likelihood():
     """q = p(z) and a decoder that ignores z: log w = log p(x) for every sample, so the ELBO and
-    every importance-weighted bound are equal, KL is 0, no unit is active and shuffling changes nothing."""
+    every importance-weighted bound are equal, KL is 0, no unit is active and shuffling changes
+    nothing."""
     examples = sentences()
     model = collapsed(vae_model())
     draws = vd.latent_samples(model, examples, samples=20)
@@ -106,7 +111,9 @@ def test_mutual_information_is_bounded_by_the_kl_and_by_log_n():
 def test_derangement_moves_every_sentence():
     for n in (2, 3, 17):
         partner = vd.derangement(n, seed=n)
-        assert sorted(partner.tolist()) == list(range(n)) and bool((partner != torch.arange(n)).all())
+        assert sorted(partner.tolist()) == list(range(n)) and bool(
+            (partner != torch.arange(n)).all()
+        )
 
 
 def test_a_decoder_that_reads_z_is_hurt_by_another_sentence_s_z():
@@ -130,13 +137,18 @@ def test_vae_diagnostics_family_records_each_vae(corpus, tmp_path, capsys):
     from tmtlib.cli import main
 
     out = tmp_path / "results"
-    assert main(["experiment", "vae-diagnostics", "--runs", "vae_no_remedy", "--out", str(out)]) == 0
+    assert (
+        main(["experiment", "vae-diagnostics", "--runs", "vae_no_remedy", "--out", str(out)]) == 0
+    )
     assert "| vae_no_remedy |" in capsys.readouterr().out
     folder = out / "pretraining"
     record = json.loads((folder / "vae_diagnostics.json").read_text())["runs"]["vae_no_remedy"]
     bound = record["importance_weighted"]
     assert record["sentences"] == 500 and bound["sentences"] == 20 and record["latent_dim"] > 0
-    assert bound["nll_bound"]["5"] < bound["nll_bound"]["1"] and 0 <= record["active_units"] <= record["latent_dim"]
+    assert (
+        bound["nll_bound"]["5"] < bound["nll_bound"]["1"]
+        and 0 <= record["active_units"] <= record["latent_dim"]
+    )
     assert "IW bound, k=5" in (folder / "summary.md").read_text()
     assert main(["experiment", "vae-diagnostics", "--seeds", "1"]) == 2
     assert "does not take --seeds" in capsys.readouterr().err
@@ -146,7 +158,8 @@ def test_training_on_one_memory_vector_leaves_query_and_key_where_they_started()
     examples = sentences(8)
     initial = vae_model(latent_dim=8)
     change = vd.cross_attention_change(trained_to_read_z(examples, steps=20), initial)
-    # their gradient is rounding noise (~1e-8), which Adam's per-coordinate scaling turns into small random steps
+    # their gradient is rounding noise (~1e-8), which Adam's per-coordinate scaling turns into small
+    # random steps
     assert change["value"] > 0.05 and change["output"] > 0.05
     assert change["query"] < 0.1 * change["value"] and change["key"] < 0.1 * change["value"]
 
@@ -155,23 +168,35 @@ PRETRAINING_RESULTS = Path(__file__).resolve().parents[1] / "data" / "results" /
 
 
 def test_committed_vae_measurements_hold_what_the_course_says():
-    """The recorded measurements are of the committed runs, consistent, and say what notebook 2 says."""
+    """The recorded measurements are of the committed runs, consistent, and say what notebook 2
+    says."""
     runs = json.loads((PRETRAINING_RESULTS / "vae_diagnostics.json").read_text())["runs"]
     summary = (PRETRAINING_RESULTS / "summary.md").read_text()
     for name, record in runs.items():
         trained = json.loads((PRETRAINING_RESULTS / f"{name}.json").read_text())
         assert record["run_folder"] == trained["run_folder"] and f"| {name} |" in summary
-        if record["checkpoint_step"] == trained["final_validation"]["step"]:  # the same weights as in training
-            assert record["reconstruction_at_mean"] == pytest.approx(trained["final_validation"]["val_nll"], abs=1e-4)
+        # the same weights as in training
+        if record["checkpoint_step"] == trained["final_validation"]["step"]:
+            assert record["reconstruction_at_mean"] == pytest.approx(
+                trained["final_validation"]["val_nll"], abs=1e-4
+            )
         bound = record["importance_weighted"]["nll_bound"]
-        assert record["importance_weighted"]["samples"] >= 50 and bound["50"] <= bound["10"] <= bound["1"]
+        assert (
+            record["importance_weighted"]["samples"] >= 50
+            and bound["50"] <= bound["10"] <= bound["1"]
+        )
         assert record["neg_elbo"] == pytest.approx(record["reconstruction"] + record["kl"])
-        assert record["mutual_information"] <= min(math.log(record["sentences"]), record["kl_per_sentence"])
+        assert record["mutual_information"] <= min(
+            math.log(record["sentences"]), record["kl_per_sentence"]
+        )
         gradients = record["cross_attention_gradient_norm"]
-        assert max(gradients["query"], gradients["key"]) < 1e-4 * min(gradients["value"], gradients["output"])
+        assert max(gradients["query"], gradients["key"]) < 1e-4 * min(
+            gradients["value"], gradients["output"]
+        )
     remedied = runs["vae_all_remedies"]
     assert remedied["shuffled_z"]["gap"] > 0.05 and remedied["active_units"] > 0
-    assert remedied["reconstruction"] > remedied["reconstruction_at_mean"]  # sampled z decodes worse than the mean
+    # sampled z decodes worse than the mean
+    assert remedied["reconstruction"] > remedied["reconstruction_at_mean"]
     if "vae_no_remedy" in runs:
         collapsed = runs["vae_no_remedy"]
         assert collapsed["active_units"] == 0 and abs(collapsed["shuffled_z"]["gap"]) < 0.01

@@ -42,7 +42,9 @@ def test_noise_explorer_reacts_to_its_controls(tokenizer, capsys):
 def test_noise_explorer_opens_on_a_visible_corruption(tokenizer, capsys):
     for sentence in SENTENCES:
         widgets.noise_explorer(tokenizer, [sentence])
-        (corrupted,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("corrupted:")]
+        (corrupted,) = [
+            line for line in capsys.readouterr().out.splitlines() if line.startswith("corrupted:")
+        ]
         assert "<mask>" in corrupted, corrupted
 
 
@@ -58,15 +60,20 @@ def test_interpolation_ends_decode_the_two_posterior_means(vae, tokenizer):
 
 def test_long_lines_wrap_and_are_escaped():
     line = widgets.wrapping_text("a < b " * 40)
-    assert "white-space: normal" in line.value and "a &lt; b" in line.value and "<b" not in line.value
+    assert (
+        "white-space: normal" in line.value and "a &lt; b" in line.value and "<b" not in line.value
+    )
 
 
 def test_translate_one_returns_attention_and_score(vae, tokenizer):
-    view = widgets.translate_one(vae, tokenizer, SENTENCES[0], "de", beam_size=2, reference="Ein Mann.")
+    view = widgets.translate_one(
+        vae, tokenizer, SENTENCES[0], "de", beam_size=2, reference="Ein Mann."
+    )
     rows, cols = view.alignment.attention.shape
     assert rows == len(view.alignment.output_pieces) and cols == len(view.alignment.source_pieces)
     assert view.translation == translate(vae, tokenizer, [SENTENCES[0]], "de", beam_size=2)[0]
-    assert view.chrf == pytest.approx(chrf([view.translation], ["Ein Mann."]).value)  # the sentence's own chrF
+    # the sentence's own chrF
+    assert view.chrf == pytest.approx(chrf([view.translation], ["Ein Mann."]).value)
     assert widgets.translate_one(vae, tokenizer, SENTENCES[0], "de", beam_size=1).chrf is None
 
 

@@ -49,7 +49,9 @@ class Batch:
 
     def to(self, device: torch.device | str) -> Batch:
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return Batch(move(self.src), move(self.tgt_in), move(self.tgt_out), self.src_tokens, self.tgt_tokens)
+        return Batch(
+            move(self.src), move(self.tgt_in), move(self.tgt_out), self.src_tokens, self.tgt_tokens
+        )
 
     @property
     def size(self) -> int:
@@ -111,5 +113,7 @@ def shard(batches: list[list[int]], rank: int, world_size: int) -> list[list[int
     """This rank's share of an epoch's batches, the same count on every rank (for DDP)."""
     per_rank = len(batches) // world_size
     if per_rank == 0:
-        raise ValueError(f"{len(batches)} batches cannot feed {world_size} processes: use smaller batches")
+        raise ValueError(
+            f"{len(batches)} batches cannot feed {world_size} processes: use smaller batches"
+        )
     return batches[rank : per_rank * world_size : world_size]

@@ -40,7 +40,8 @@ class FolderBusy(CheckpointError):
 
 
 def _fsync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened, as on Windows)."""
+    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened, as on
+    Windows)."""
     try:
         handle = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -80,7 +81,8 @@ def _write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) ->
 
 
 def _os_error(error: BaseException | None) -> OSError | None:
-    """The file-system error behind ``error`` (torch.save re-raises a full disk as a RuntimeError)."""
+    """The file-system error behind ``error`` (torch.save re-raises a full disk as a
+    RuntimeError)."""
     while error is not None and not isinstance(error, OSError):
         error = error.__context__
     return error
@@ -123,7 +125,7 @@ def check_writable(path: str | os.PathLike) -> Path:
     return path
 
 
-# --- one run per folder ----------------------------------------------------------------------------
+# --- one run per folder ---------------------------------------------------------------------------
 
 _held: set[Path] = set()  # run folders this process has locked (a nested lock is a no-op)
 
@@ -151,16 +153,22 @@ def run_folder_lock(folder: str | os.PathLike, wait: bool = False) -> Iterator[P
         folder.mkdir(parents=True, exist_ok=True)
         handle = open(folder / ".lock", "a+")
     except OSError as error:
-        raise CheckpointError(f"cannot write to the run folder {folder}: {error.strerror or error}") from None
+        raise CheckpointError(
+            f"cannot write to the run folder {folder}: {error.strerror or error}"
+        ) from None
     with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise FolderBusy(f"{folder} is in use by {_holder(handle)}: wait for it to finish, "
-                             f"or choose another output folder") from None
+            raise FolderBusy(
+                f"{folder} is in use by {_holder(handle)}: wait for it to finish, "
+                f"or choose another output folder"
+            ) from None
         handle.seek(0)
         handle.truncate()
-        handle.write(f"process {os.getpid()} on {socket.gethostname()}, since {time.strftime('%H:%M:%S')}\n")
+        handle.write(
+            f"process {os.getpid()} on {socket.gethostname()}, since {time.strftime('%H:%M:%S')}\n"
+        )
         handle.flush()
         for stale in folder.glob(".*.tmp"):
             stale.unlink(missing_ok=True)
@@ -188,20 +196,34 @@ def _refusal(path: Path, error: Exception) -> str:
     text = str(error)
     found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
     if isinstance(error, pickle.UnpicklingError) and (found or _is_pickle(path)):
-        holds = f"it holds a Python object ({found.group(1)})" if found else "it is a pickle of Python objects"
-        return f"not a plain-weights checkpoint: {holds}, which could run code when loaded, so it is refused"
-    return f"not a readable checkpoint: damaged or partial file (corrupted or truncated?): {type(error).__name__}"
+        holds = (
+            f"it holds a Python object ({found.group(1)})"
+            if found
+            else "it is a pickle of Python objects"
+        )
+        return (
+            f"not a plain-weights checkpoint: {holds}, which could run code when loaded, so it "
+            "is refused"
+        )
+    return (
+        "not a readable checkpoint: damaged or partial file (corrupted or truncated?): "
+        f"{type(error).__name__}"
+    )
 
 
 def read(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
-    """``torch.load`` any weights-only file, turning every failure into one clear ``CheckpointError``."""
+    """``torch.load`` any weights-only file, turning every failure into one clear
+    ``CheckpointError``."""
     path = Path(path)
     if path.is_dir():
-        raise CheckpointError(f"{path} is a folder, not a checkpoint file (give e.g. {path / 'best.pt'})")
+        raise CheckpointError(
+            f"{path} is a folder, not a checkpoint file (give e.g. {path / 'best.pt'})"
+        )
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: the file does not exist")
     try:
-        with warnings.catch_warnings():  # torch warns about the pickle protocol of a file it then refuses
+        # torch warns about the pickle protocol of a file it then refuses
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises pickle, zip and runtime errors alike for a bad file

@@ -32,20 +32,33 @@ from .transfer import DEFAULT_PARTS
 
 QUICK = quick_mode()
 PRESET = "tiny" if QUICK else "course"
-# quick mode's showcase: notebook 9's en->de translators, (start, pairs), shared with notebooks 5, 7, 8 and 10
-# (scratch on all pairs is also quick mode's parent), use the small model and ``showcase_train_config``:
-# long enough to translate recognisably, and three of them are a third of CI's time
+# quick mode's showcase: notebook 9's en->de translators, (start, pairs), shared with notebooks 5,
+# 7, 8 and 10 (scratch on all pairs is also quick mode's parent), use the small model and
+# ``showcase_train_config``: long enough to translate recognisably, and three of them are a third of
+# CI's time
 SHOWCASE = {"runs": ((None, 2000), ("dae", 2000), (None, None)), "preset": "small"}
-SHOWCASE_STEPS = 150  # test BLEU on 100 sentences 7.1 / 8.1 / 7.3 (300 steps: 12.6 / 14.4 / 14.5, twice the time)
+# test BLEU on 100 sentences 7.1 / 8.1 / 7.3 (300 steps: 12.6 / 14.4 / 14.5, twice the time)
+SHOWCASE_STEPS = 150
 PRETRAIN_OBJECTIVES = ("lm", "dae", "vae")
 # which parts of each pretrained model go into the translator: an LM trained only its decoder
-INIT_PARTS = {"lm": ("embeddings", "decoder"), "dae": DEFAULT_PARTS, "vae": DEFAULT_PARTS, "ae": DEFAULT_PARTS,
-              "parent": DEFAULT_PARTS, "parent_long": DEFAULT_PARTS, "parent_dae": DEFAULT_PARTS,
-              "parent_dae_long": DEFAULT_PARTS}
+INIT_PARTS = {
+    "lm": ("embeddings", "decoder"),
+    "dae": DEFAULT_PARTS,
+    "vae": DEFAULT_PARTS,
+    "ae": DEFAULT_PARTS,
+    "parent": DEFAULT_PARTS,
+    "parent_long": DEFAULT_PARTS,
+    "parent_dae": DEFAULT_PARTS,
+    "parent_dae_long": DEFAULT_PARTS,
+}
 # the long parent, then denoising for this many times the course's pretraining steps
 DENOISED_PARENTS = {"parent_dae": 1, "parent_dae_long": 3}
 PARENT = ("en", "de")  # the parent pair of cross-lingual transfer: trained on all its 29,000 pairs
-PARENT_OF_EN_DE = ("en", "fr")  # the parent of an en->de child, which must not learn from all en->de pairs
+# the parent of an en->de child, which must not learn from all en->de pairs
+PARENT_OF_EN_DE = (
+    "en",
+    "fr",
+)
 
 
 def tokenizer() -> Tokenizer:
@@ -55,48 +68,91 @@ def tokenizer() -> Tokenizer:
 
 def pretrain_train_config() -> TrainConfig:
     if QUICK:
-        return TrainConfig(max_steps=30, warmup_steps=10, max_tokens=2048, lr=2e-3, eval_every=15,
-                           checkpoint_every=15, log_every=5)
-    return TrainConfig(max_steps=300, warmup_steps=75, max_tokens=4096, lr=1e-3, eval_every=75,
-                       checkpoint_every=75, log_every=10)
+        return TrainConfig(
+            max_steps=30,
+            warmup_steps=10,
+            max_tokens=2048,
+            lr=2e-3,
+            eval_every=15,
+            checkpoint_every=15,
+            log_every=5,
+        )
+    return TrainConfig(
+        max_steps=300,
+        warmup_steps=75,
+        max_tokens=4096,
+        lr=1e-3,
+        eval_every=75,
+        checkpoint_every=75,
+        log_every=10,
+    )
 
 
 def pretrain_spec(objective: str, **overrides) -> PretrainSpec:
     """Pretraining on English and German task-2 captions with one objective."""
     if objective not in PRETRAIN_OBJECTIVES + ("ae",):
-        raise ValueError(f"the course pretrains with {', '.join(PRETRAIN_OBJECTIVES)} or ae, not {objective!r}")
+        raise ValueError(
+            f"the course pretrains with {', '.join(PRETRAIN_OBJECTIVES)} or ae, not {objective!r}"
+        )
     train = pretrain_train_config()
-    spec = PretrainSpec(objective=objective, preset=PRESET, sentences_per_lang=1500 if QUICK else None,
-                        infill_ratio=0.3, latent_dim=64, kl_schedule="linear", kl_warmup=int(0.6 * train.max_steps),
-                        free_bits=0.1, word_dropout=0.25, train=train)
+    spec = PretrainSpec(
+        objective=objective,
+        preset=PRESET,
+        sentences_per_lang=1500 if QUICK else None,
+        infill_ratio=0.3,
+        latent_dim=64,
+        kl_schedule="linear",
+        kl_warmup=int(0.6 * train.max_steps),
+        free_bits=0.1,
+        word_dropout=0.25,
+        train=train,
+    )
     return replace(spec, **overrides)
 
 
-# notebook 1: a sentence autoencoder, the same with a one-vector bottleneck, and a denoising autoencoder,
-# on English captions with one recipe (``autoencoder_specs``)
+# notebook 1: a sentence autoencoder, the same with a one-vector bottleneck, and a denoising
+# autoencoder, on English captions with one recipe (``autoencoder_specs``)
 AUTOENCODERS = {
     "ae": dict(objective="ae"),
-    "bottleneck": dict(objective="vae", latent_dim=64, kl_schedule="constant", max_beta=0.0, free_bits=0.0,
-                       word_dropout=0.0),
+    "bottleneck": dict(
+        objective="vae",
+        latent_dim=64,
+        kl_schedule="constant",
+        max_beta=0.0,
+        free_bits=0.0,
+        word_dropout=0.0,
+    ),
     "dae": dict(objective="dae", infill_ratio=0.3),
 }
 # quick mode's notebook 1 and 2 recipes (the tiny model). The VAE's steps and learning rate make the
-# remedied one decode z-dependent sentences; the autoencoders keep their few steps: 300 steps at 3e-3
-# left the tiny attention autoencoder far from copying (validation NLL 4.96 at step 150, training
-# loss 4.3 at step 223), and the small model that copies costs more than quick mode can pay three times
+# remedied one decode z-dependent sentences; the autoencoders keep their few steps: 300 steps at
+# 3e-3 left the tiny attention autoencoder far from copying (validation NLL 4.96 at step 150,
+# training loss 4.3 at step 223), and the small model that copies costs more than quick mode can pay
+# three times
 QUICK_AE_STEPS, QUICK_AE_LR = 40, 1e-3
 QUICK_VAE_STEPS, QUICK_VAE_LR = 200, 3e-3
 
 
 def autoencoder_specs() -> dict[str, PretrainSpec]:
     """Notebook 1's three runs, keyed as ``AUTOENCODERS``: the small model (tiny in quick mode) on
-    30,000 English captions (1,500 in quick mode) for 300 steps (``QUICK_AE_STEPS`` in quick mode)."""
+    30,000 English captions (1,500 in quick mode) for 300 steps (``QUICK_AE_STEPS`` in quick
+    mode)."""
     steps = QUICK_AE_STEPS if QUICK else 300
-    train = TrainConfig(max_steps=steps, warmup_steps=steps // 5, max_tokens=2048 if QUICK else 3072,
-                        lr=QUICK_AE_LR if QUICK else 1e-3, eval_every=steps // 4, checkpoint_every=steps // 4,
-                        log_every=5)
-    base = PretrainSpec(langs=("en",), preset="tiny" if QUICK else "small", sentences_per_lang=1500 if QUICK else 30000,
-                        train=train)
+    train = TrainConfig(
+        max_steps=steps,
+        warmup_steps=steps // 5,
+        max_tokens=2048 if QUICK else 3072,
+        lr=QUICK_AE_LR if QUICK else 1e-3,
+        eval_every=steps // 4,
+        checkpoint_every=steps // 4,
+        log_every=5,
+    )
+    base = PretrainSpec(
+        langs=("en",),
+        preset="tiny" if QUICK else "small",
+        sentences_per_lang=1500 if QUICK else 30000,
+        train=train,
+    )
     return {key: replace(base, **options) for key, options in AUTOENCODERS.items()}
 
 
@@ -106,34 +162,68 @@ VAE_VARIANTS = {
     "annealing": "KL annealing",
     "all_remedies": "annealing + word dropout + free bits",
 }
-# every VAE of the course by its name in the pretraining records: notebook 2's three, notebook 3's one
+# every VAE of the course by its name in the pretraining records: notebook 2's three, notebook 3's
+# one
 VAE_RUNS = (*(f"vae_{key}" for key in VAE_VARIANTS), "vae")
 
 
 def vae_collapse_specs() -> dict[str, PretrainSpec]:
     """The VAE without remedies, with KL annealing, and with annealing, word dropout and free bits
     (Bowman et al. 2016; Kingma et al. 2016), keyed as ``VAE_VARIANTS``. Quick mode trains the tiny
-    model long enough (``QUICK_VAE_STEPS``) that the remedied one decodes sentences that depend on z."""
+    model long enough (``QUICK_VAE_STEPS``) that the remedied one decodes sentences that depend on
+    z."""
     steps = QUICK_VAE_STEPS if QUICK else 400
-    train = TrainConfig(max_steps=steps, warmup_steps=steps // 8, max_tokens=2048 if QUICK else 3072,
-                        lr=QUICK_VAE_LR if QUICK else 1e-3, eval_every=steps // 4, checkpoint_every=steps // 4,
-                        log_every=5)
-    base = PretrainSpec(objective="vae", langs=("en",), preset="tiny" if QUICK else "small",
-                        sentences_per_lang=1500 if QUICK else 30000, latent_dim=32, train=train)
+    train = TrainConfig(
+        max_steps=steps,
+        warmup_steps=steps // 8,
+        max_tokens=2048 if QUICK else 3072,
+        lr=QUICK_VAE_LR if QUICK else 1e-3,
+        eval_every=steps // 4,
+        checkpoint_every=steps // 4,
+        log_every=5,
+    )
+    base = PretrainSpec(
+        objective="vae",
+        langs=("en",),
+        preset="tiny" if QUICK else "small",
+        sentences_per_lang=1500 if QUICK else 30000,
+        latent_dim=32,
+        train=train,
+    )
     options = {
         "no_remedy": dict(kl_schedule="constant", free_bits=0.0, word_dropout=0.0),
-        "annealing": dict(kl_schedule="linear", kl_warmup=steps // 2, free_bits=0.0, word_dropout=0.0),
-        "all_remedies": dict(kl_schedule="linear", kl_warmup=steps // 2, free_bits=0.25, word_dropout=0.3),
+        "annealing": dict(
+            kl_schedule="linear", kl_warmup=steps // 2, free_bits=0.0, word_dropout=0.0
+        ),
+        "all_remedies": dict(
+            kl_schedule="linear", kl_warmup=steps // 2, free_bits=0.25, word_dropout=0.3
+        ),
     }
     return {key: replace(base, **options[key]) for key in VAE_VARIANTS}
 
 
 def finetune_train_config() -> TrainConfig:
     if QUICK:
-        return TrainConfig(max_steps=20, warmup_steps=5, max_tokens=2048, lr=2e-3, eval_every=10,
-                           checkpoint_every=10, log_every=5, select="val_bleu")
-    return TrainConfig(max_steps=250, warmup_steps=50, max_tokens=4096, lr=1e-3, eval_every=50,
-                       checkpoint_every=50, log_every=10, select="val_bleu")
+        return TrainConfig(
+            max_steps=20,
+            warmup_steps=5,
+            max_tokens=2048,
+            lr=2e-3,
+            eval_every=10,
+            checkpoint_every=10,
+            log_every=5,
+            select="val_bleu",
+        )
+    return TrainConfig(
+        max_steps=250,
+        warmup_steps=50,
+        max_tokens=4096,
+        lr=1e-3,
+        eval_every=50,
+        checkpoint_every=50,
+        log_every=10,
+        select="val_bleu",
+    )
 
 
 # steps of the ~60-minute recipe on 2 CPU cores, per training precision (measured: 1.6 s per step in
@@ -148,32 +238,62 @@ def long_train_config(seed: int = 0, precision: str = "fp32", minutes: int = 60)
     """The course model's full-data CPU recipe: 2,200 steps of ~4,096 tokens (about 60 minutes on 2
     cores, and never more: training stops at 60 minutes), linear warm-up then cosine decay to zero
     over the 2,200 steps (Loshchilov & Hutter 2017), so that the learning rate has annealed by the
-    end instead of flattening out as inverse-sqrt does. With ``precision="bf16"`` (mixed
-    precision, ``tmtlib.models.autocast``) the same hour holds 3,000 steps, and the cosine spans them.
-    With fewer ``minutes`` (what is left of the hour after pretraining) the steps shrink in proportion."""
+    end instead of flattening out as inverse-sqrt does. With ``precision="bf16"`` (mixed precision,
+    ``tmtlib.models.autocast``) the same hour holds 3,000 steps, and the cosine spans them. With
+    fewer ``minutes`` (what is left of the hour after pretraining) the steps shrink in
+    proportion."""
     if QUICK:
-        return replace(finetune_train_config(), max_steps=30, schedule="cosine", seed=seed, precision=precision)
-    return TrainConfig(max_steps=round(LONG_STEPS[precision] * minutes / 60), max_minutes=minutes, warmup_steps=200,
-                       schedule="cosine", max_tokens=4096, lr=1e-3, eval_every=275, checkpoint_every=275,
-                       log_every=25, select="val_bleu", seed=seed, precision=precision)
+        return replace(
+            finetune_train_config(), max_steps=30, schedule="cosine", seed=seed, precision=precision
+        )
+    return TrainConfig(
+        max_steps=round(LONG_STEPS[precision] * minutes / 60),
+        max_minutes=minutes,
+        warmup_steps=200,
+        schedule="cosine",
+        max_tokens=4096,
+        lr=1e-3,
+        eval_every=275,
+        checkpoint_every=275,
+        log_every=25,
+        select="val_bleu",
+        seed=seed,
+        precision=precision,
+    )
 
 
 def showcase_train_config() -> TrainConfig:
-    """Quick mode's recipe for the ``SHOWCASE`` translators: the small model for about two minutes on
-    2 CPU cores, a high learning rate annealed to zero (cosine), so that they write recognisable German
-    (test BLEU above 5, where an untrained model scores 0)."""
-    return TrainConfig(max_steps=SHOWCASE_STEPS, warmup_steps=SHOWCASE_STEPS // 10, max_tokens=2048, lr=3e-3,
-                       schedule="cosine", eval_every=SHOWCASE_STEPS // 2, checkpoint_every=SHOWCASE_STEPS // 2,
-                       log_every=10, select="val_bleu")
+    """Quick mode's recipe for the ``SHOWCASE`` translators: the small model for about two minutes
+    on 2 CPU cores, a high learning rate annealed to zero (cosine), so that they write recognisable
+    German (test BLEU above 5, where an untrained model scores 0)."""
+    return TrainConfig(
+        max_steps=SHOWCASE_STEPS,
+        warmup_steps=SHOWCASE_STEPS // 10,
+        max_tokens=2048,
+        lr=3e-3,
+        schedule="cosine",
+        eval_every=SHOWCASE_STEPS // 2,
+        checkpoint_every=SHOWCASE_STEPS // 2,
+        log_every=10,
+        select="val_bleu",
+    )
 
 
-def is_showcase(init: str | None, pairs: int | None, child: tuple[str, str], overrides: dict) -> bool:
+def is_showcase(
+    init: str | None, pairs: int | None, child: tuple[str, str], overrides: dict
+) -> bool:
     """Whether quick mode trains this translator as one of the ``SHOWCASE`` (never in full mode)."""
-    return (QUICK and (init, pairs) in SHOWCASE["runs"] and tuple(child) == PARENT
-            and not {"train", "task", "preset"} & set(overrides))
+    return (
+        QUICK
+        and (init, pairs) in SHOWCASE["runs"]
+        and tuple(child) == PARENT
+        and not {"train", "task", "preset"} & set(overrides)
+    )
 
 
-def translator_preset(init: str | None, pairs: int | None, child: tuple[str, str], overrides: dict) -> str:
+def translator_preset(
+    init: str | None, pairs: int | None, child: tuple[str, str], overrides: dict
+) -> str:
     """The model size of a translator: the course's, or in quick mode the showcase's; a child of a
     parent translator has its parent's size."""
     if init == "parent":
@@ -181,17 +301,35 @@ def translator_preset(init: str | None, pairs: int | None, child: tuple[str, str
     return SHOWCASE["preset"] if is_showcase(init, pairs, child, overrides) else PRESET
 
 
-def finetune_spec(init: str | None, pairs: int = 2000, seed: int = 0, src: str = "en", tgt: str = "de",
-                  **overrides) -> FinetuneSpec:
+def finetune_spec(
+    init: str | None,
+    pairs: int = 2000,
+    seed: int = 0,
+    src: str = "en",
+    tgt: str = "de",
+    **overrides,
+) -> FinetuneSpec:
     """A translator on ``pairs`` parallel pairs, from scratch (``init=None``) or from one of
     ``INIT_PARTS`` (``init_checkpoint`` says which model each name stands for)."""
     preset = translator_preset(init, pairs, (src, tgt), overrides)
     init_path = None if init is None else init_checkpoint(init, (src, tgt), preset)
     parts = DEFAULT_PARTS if init is None else INIT_PARTS[init]
-    train = showcase_train_config() if is_showcase(init, pairs, (src, tgt), overrides) else finetune_train_config()
-    settings = dict(src=src, tgt=tgt, pairs=pairs, subset_seed=seed, preset=preset,
-                    init=init_path, parts=parts, bleu_sentences=50 if QUICK else 400,
-                    train=replace(train, seed=seed))
+    train = (
+        showcase_train_config()
+        if is_showcase(init, pairs, (src, tgt), overrides)
+        else finetune_train_config()
+    )
+    settings = dict(
+        src=src,
+        tgt=tgt,
+        pairs=pairs,
+        subset_seed=seed,
+        preset=preset,
+        init=init_path,
+        parts=parts,
+        bleu_sentences=50 if QUICK else 400,
+        train=replace(train, seed=seed),
+    )
     return FinetuneSpec(**{**settings, **overrides})
 
 
@@ -231,7 +369,9 @@ def pretrained(objective: str, **overrides) -> tuple[Seq2Seq, History, Path]:
     return cached_run(pretrain_spec(objective, **overrides), tokenizer())
 
 
-def translator(init: str | None, pairs: int = 2000, seed: int = 0, **overrides) -> tuple[Seq2Seq, History, Path]:
+def translator(
+    init: str | None, pairs: int = 2000, seed: int = 0, **overrides
+) -> tuple[Seq2Seq, History, Path]:
     """(model, history, run folder) of a translator fine-tuned from ``init`` (or from scratch)."""
     return cached_run(finetune_spec(init, pairs, seed, **overrides), tokenizer())
 
@@ -250,18 +390,26 @@ def parent(pair: tuple[str, str] = PARENT) -> tuple[Seq2Seq, History, Path]:
 
 
 def long_parent(pair: tuple[str, str] = PARENT) -> tuple[Seq2Seq, History, Path]:
-    """A stronger parent: ``pair`` on all its pairs with the ~60-minute recipe (``long_train_config``),
-    the course's best full-data model on 2 CPU cores."""
+    """A stronger parent: ``pair`` on all its pairs with the ~60-minute recipe
+    (``long_train_config``), the course's best full-data model on 2 CPU cores."""
     return translator(None, pairs=None, src=pair[0], tgt=pair[1], train=long_train_config())
 
 
-def paraphraser(init: str | None, pairs: int = 10000, seed: int = 0, lang: str = "en",
-                **overrides) -> tuple[Seq2Seq, History, Path]:
+def paraphraser(
+    init: str | None, pairs: int = 10000, seed: int = 0, lang: str = "en", **overrides
+) -> tuple[Seq2Seq, History, Path]:
     """(model, history, run folder) of a caption paraphraser (caption 1 -> caption 2 of task-2
     images), fine-tuned from ``init`` like a translator, for 150 steps instead of 250 (the
     course's CPU budget)."""
-    train = replace(finetune_train_config(), seed=seed, max_steps=20 if QUICK else 150, warmup_steps=5 if QUICK else 30)
-    return translator(init, pairs, seed, src=lang, tgt=lang, task="paraphrase", **{"train": train, **overrides})
+    train = replace(
+        finetune_train_config(),
+        seed=seed,
+        max_steps=20 if QUICK else 150,
+        warmup_steps=5 if QUICK else 30,
+    )
+    return translator(
+        init, pairs, seed, src=lang, tgt=lang, task="paraphrase", **{"train": train, **overrides}
+    )
 
 
 def shared_runs() -> list[Callable[[], tuple[Seq2Seq, History, Path]]]:
@@ -269,7 +417,8 @@ def shared_runs() -> list[Callable[[], tuple[Seq2Seq, History, Path]]]:
     it: notebook 9's translators (in quick mode the ``SHOWCASE``; scratch on all pairs is also the
     parent of notebooks 7, 8 and 10) and notebook 2's VAEs. ``prepare`` trains them ahead of time.
     Calls, not specs: a translator's spec names its pretrained start, which building it trains."""
-    dae_first = sorted(SHOWCASE["runs"], key=lambda run: run[0] is None)  # its pretraining comes on top
+    # its pretraining comes on top
+    dae_first = sorted(SHOWCASE["runs"], key=lambda run: run[0] is None)
     translators = [partial(translator, init, pairs) for init, pairs in dae_first]
     return [*translators, *(partial(cached_run, spec) for spec in vae_collapse_specs().values())]
 
@@ -288,17 +437,30 @@ def prepare(share: int = 0, of: int = 1) -> None:
         run()
 
 
-def test_result(folder: Path, src: str, tgt: str, split: str = "test_2016_flickr", beam_size: int = 5) -> dict:
-    """Beam-search translations of a task-1 test split by the run in ``folder`` and their
-    sacreBLEU scores, computed once and kept in ``folder`` (decoding 1,000 sentences takes a while)."""
+def test_result(
+    folder: Path, src: str, tgt: str, split: str = "test_2016_flickr", beam_size: int = 5
+) -> dict:
+    """Beam-search translations of a task-1 test split by the run in ``folder`` and their sacreBLEU
+    scores, computed once and kept in ``folder`` (decoding 1,000 sentences takes a while)."""
     limit = 100 if QUICK else None
     cache = folder / f"{src}-{tgt}.{split}.beam{beam_size}.json"
     if cache.exists():
         return json.loads(cache.read_text())
     model, tokenizer, _ = pipeline.load(folder / "best.pt")
-    hyps, scores = pipeline.test_scores(model, tokenizer, src, tgt, split, beam_size=beam_size, limit=limit)
-    result = {"src": src, "tgt": tgt, "split": split, "beam_size": beam_size, "sentences": len(hyps),
-              "hypotheses": hyps,
-              **{name: {"score": score.value, "signature": score.signature} for name, score in scores.items()}}
+    hyps, scores = pipeline.test_scores(
+        model, tokenizer, src, tgt, split, beam_size=beam_size, limit=limit
+    )
+    result = {
+        "src": src,
+        "tgt": tgt,
+        "split": split,
+        "beam_size": beam_size,
+        "sentences": len(hyps),
+        "hypotheses": hyps,
+        **{
+            name: {"score": score.value, "signature": score.signature}
+            for name, score in scores.items()
+        },
+    }
     checkpoint.write_json_atomic(result, cache)
     return result

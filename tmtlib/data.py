@@ -106,7 +106,11 @@ def verify(path: Path, relpath: str) -> str | None:
     expected = manifest().get(relpath)
     if expected is not None:
         actual = sha256(path)
-        return None if actual == expected else f"SHA-256 {actual[:12]}… does not match {expected[:12]}…"
+        return (
+            None
+            if actual == expected
+            else f"SHA-256 {actual[:12]}… does not match {expected[:12]}…"
+        )
     try:  # no known checksum: at least the gzip stream must be complete
         with gzip.open(path, "rb") as handle:
             while handle.read(1 << 20):
@@ -120,7 +124,9 @@ def cache_root() -> Path:
     return settings.home() / "multi30k"
 
 
-def fetch(entry: CorpusFile, mirror: str | os.PathLike | None = None, base_url: str | None = None) -> Path:
+def fetch(
+    entry: CorpusFile, mirror: str | os.PathLike | None = None, base_url: str | None = None
+) -> Path:
     """Return the verified cached copy of ``entry``, copying or downloading it first if needed.
 
     Sources: the cache; else the mirror (argument or ``TMT_MULTI30K_MIRROR``) when one is set;
@@ -132,13 +138,17 @@ def fetch(entry: CorpusFile, mirror: str | os.PathLike | None = None, base_url: 
         problem = verify(target, entry.relpath)
         if problem is None:
             return target
-        warnings.warn(f"cached {entry.relpath} is damaged ({problem}); fetching it again", stacklevel=2)
+        warnings.warn(
+            f"cached {entry.relpath} is damaged ({problem}); fetching it again", stacklevel=2
+        )
         target.unlink()
     mirror = mirror or os.environ.get(MIRROR_ENV)
     layout = "a copy of the multi30k/dataset repository (with data/task1/raw and data/task2/raw)"
     if mirror:  # a mirror, when set, is the only source: no surprise network traffic
         source = Path(mirror).expanduser() / entry.relpath
-        problem = _install(target, entry.relpath, lambda tmp: shutil.copyfile(source, tmp), f"mirror {mirror}")
+        problem = _install(
+            target, entry.relpath, lambda tmp: shutil.copyfile(source, tmp), f"mirror {mirror}"
+        )
         remedy = f"check that the mirror {mirror} ({MIRROR_ENV}) holds {layout}"
     else:
         url = (base_url or os.environ.get(URL_ENV) or BASE_URL).rstrip("/") + "/" + entry.relpath
@@ -146,7 +156,9 @@ def fetch(entry: CorpusFile, mirror: str | os.PathLike | None = None, base_url: 
         remedy = f"connect to the internet, or set {MIRROR_ENV} to a folder holding {layout}"
     if problem is None:
         return target
-    raise DataUnavailable(f"Multi30k file {entry.relpath} could not be obtained ({problem}): {remedy}.")
+    raise DataUnavailable(
+        f"Multi30k file {entry.relpath} could not be obtained ({problem}): {remedy}."
+    )
 
 
 def _install(target: Path, relpath: str, write, origin: str) -> str | None:
@@ -193,12 +205,15 @@ def read_lines(task: int, split: str, lang: str) -> list[str]:
 
 
 def load_parallel(src: str, tgt: str, split: str = "train") -> list[tuple[str, str]]:
-    """Aligned (source, target) sentence pairs of task 1, e.g. ``load_parallel("en", "de", "val")``."""
+    """Aligned (source, target) sentence pairs of task 1, e.g. ``load_parallel("en", "de",
+    "val")``."""
     if src == tgt:
         raise ValueError(f"a parallel corpus needs two different languages, got {src!r} twice")
     sources, targets = read_lines(1, split, src), read_lines(1, split, tgt)
     if len(sources) != len(targets):
-        raise DataUnavailable(f"{split}.{src} has {len(sources)} lines but {split}.{tgt} has {len(targets)}")
+        raise DataUnavailable(
+            f"{split}.{src} has {len(sources)} lines but {split}.{tgt} has {len(targets)}"
+        )
     return list(zip(sources, targets))
 
 
@@ -238,8 +253,8 @@ def evaluation_sentences(lang: str) -> frozenset[str]:
 @functools.cache
 def unavailable_test_sets(lang: str) -> tuple[str, ...]:
     """The optional test sets of ``lang`` (``OTHER_TEST_SPLITS``) that cannot be fetched here, as
-    'split.lang': they cannot be kept out of pretraining text. Empty with the full Multi30k download;
-    a partial mirror lacks some, which notebook 00 reports beside the held-out counts."""
+    'split.lang': they cannot be kept out of pretraining text. Empty with the full Multi30k
+    download; a partial mirror lacks some, which notebook 00 reports beside the held-out counts."""
     missing = []
     for split in OTHER_TEST_SPLITS:
         if lang in TASK1_SPLITS[split]:
@@ -250,8 +265,11 @@ def unavailable_test_sets(lang: str) -> tuple[str, ...]:
     return tuple(missing)
 
 
-def low_resource_subset(pairs: Sequence[tuple[str, str]], n: int, seed: int = 0) -> list[tuple[str, str]]:
-    """A deterministic random subset of ``n`` pairs (kept in corpus order): a simulated small corpus."""
+def low_resource_subset(
+    pairs: Sequence[tuple[str, str]], n: int, seed: int = 0
+) -> list[tuple[str, str]]:
+    """A deterministic random subset of ``n`` pairs (kept in corpus order): a simulated small
+    corpus."""
     if not 0 < n <= len(pairs):
         raise ValueError(f"cannot draw {n} pairs from a corpus of {len(pairs)}")
     chosen = sorted(random.Random(seed).sample(range(len(pairs)), n))
@@ -274,7 +292,9 @@ def pretraining_corpus(
     if include_task1_train:
         sources += read_lines(1, "train", lang)
     if not sources:
-        raise ValueError(f"no monolingual text for {lang!r}: task 2 has en and de; set include_task1_train")
+        raise ValueError(
+            f"no monolingual text for {lang!r}: task 2 has en and de; set include_task1_train"
+        )
     banned = evaluation_sentences(lang) | {normalize(s) for s in exclude}
     kept: dict[str, None] = {}
     for sentence in sources:

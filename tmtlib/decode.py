@@ -49,8 +49,9 @@ def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _memory(model: Seq2Seq, src: Tensor | None, memory: Tensor | None,
-            memory_pad: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+def _memory(
+    model: Seq2Seq, src: Tensor | None, memory: Tensor | None, memory_pad: Tensor | None
+) -> tuple[Tensor | None, Tensor | None]:
     """Encoder states of ``src`` if given, else the memory the caller passed (or None: LM)."""
     if src is None:
         return memory, memory_pad
@@ -59,8 +60,14 @@ def _memory(model: Seq2Seq, src: Tensor | None, memory: Tensor | None,
     return model.encode(src.to(_device(model)))
 
 
-def _length_limits(model: Seq2Seq, src: Tensor | None, batch_size: int, max_len: int | None,
-                   ratio: float, offset: int) -> Tensor:
+def _length_limits(
+    model: Seq2Seq,
+    src: Tensor | None,
+    batch_size: int,
+    max_len: int | None,
+    ratio: float,
+    offset: int,
+) -> Tensor:
     """The most tokens each output may have (EOS not counted), on the CPU: [B]."""
     if max_len is not None:
         if max_len < 1:
@@ -80,8 +87,14 @@ class _Prefixes:
     hypotheses are consecutive rows that share it (r = b·g). ``select`` keeps or reorders rows of
     all of them together."""
 
-    def __init__(self, model: Seq2Seq, start_ids: Tensor, memory: Tensor | None,
-                 memory_pad: Tensor | None, use_cache: bool):
+    def __init__(
+        self,
+        model: Seq2Seq,
+        start_ids: Tensor,
+        memory: Tensor | None,
+        memory_pad: Tensor | None,
+        use_cache: bool,
+    ):
         self.model = model
         self.tokens = start_ids.view(-1, 1)  # [r, 1]
         self.memory, self.memory_pad = memory, memory_pad  # [b, M, D], [b, M]
@@ -91,8 +104,11 @@ class _Prefixes:
         """Next-token logits for every row: [r, V]; log p(next token | prefix, memory) is their
         log-softmax, which the searches apply only where they need it."""
         # with a cache only the newest token is fed; the cache holds the rest of the prefix
-        inputs = self.tokens[:, -1:] if self.cache is not None else self.tokens  # [r, 1] or [r, 1 + t]
-        return self.model.decode(inputs, self.memory, self.memory_pad, cache=self.cache)[:, -1].float()
+        # [r, 1] or [r, 1 + t]
+        inputs = self.tokens[:, -1:] if self.cache is not None else self.tokens
+        return self.model.decode(inputs, self.memory, self.memory_pad, cache=self.cache)[
+            :, -1
+        ].float()
 
     def extend(self, next_tokens: Tensor) -> None:
         """Append one token [r] to every row."""
@@ -117,7 +133,9 @@ class _Prefixes:
         return tokens[:-1] if tokens and tokens[-1] == EOS_ID else tokens
 
 
-def _generate(prefixes: _Prefixes, limits: Tensor, choose: Callable[[Tensor], Tensor]) -> list[list[int]]:
+def _generate(
+    prefixes: _Prefixes, limits: Tensor, choose: Callable[[Tensor], Tensor]
+) -> list[list[int]]:
     """Extend every prefix by ``choose(logits [b, V]) -> [b]`` until EOS or its limit."""
     outputs: list[list[int]] = [[] for _ in range(len(limits))]
     alive = torch.arange(len(limits))  # original sentence of each working row
@@ -136,17 +154,27 @@ def _generate(prefixes: _Prefixes, limits: Tensor, choose: Callable[[Tensor], Te
     return outputs
 
 
-def _finish(finished: list[list[tuple[float, list[int]]]], sentences: Tensor, scores: Tensor,
-            tokens: Tensor) -> None:
+def _finish(
+    finished: list[list[tuple[float, list[int]]]], sentences: Tensor, scores: Tensor, tokens: Tensor
+) -> None:
     """Record finished hypotheses: row i of ``tokens`` [h, t] with normalised ``scores[i]`` for
     sentence ``sentences[i]`` (one conversion to Python per step, not one per hypothesis)."""
     for sentence, score, hypothesis in zip(sentences.tolist(), scores.tolist(), tokens.tolist()):
         finished[sentence].append((score, hypothesis))
 
 
-def greedy(model: Seq2Seq, src: Tensor | None, start_ids: Tensor, *, memory: Tensor | None = None,
-           memory_pad: Tensor | None = None, max_len: int | None = None, max_len_ratio: float = 1.5,
-           max_len_offset: int = 10, use_cache: bool = True) -> list[list[int]]:
+def greedy(
+    model: Seq2Seq,
+    src: Tensor | None,
+    start_ids: Tensor,
+    *,
+    memory: Tensor | None = None,
+    memory_pad: Tensor | None = None,
+    max_len: int | None = None,
+    max_len_ratio: float = 1.5,
+    max_len_offset: int = 10,
+    use_cache: bool = True,
+) -> list[list[int]]:
     """The most probable next token at every step, for each sentence of ``src`` [B, S].
 
     Without ``src``, decode against ``memory`` [B, M, D] (VAE) or nothing (LM); ``max_len`` is then
@@ -176,9 +204,19 @@ def nucleus(scores: Tensor, top_p: float) -> Tensor:
     return scores.masked_fill(drop, float("-inf"))
 
 
-def sample(model: Seq2Seq, start_ids: Tensor, *, src: Tensor | None = None, memory: Tensor | None = None,
-           memory_pad: Tensor | None = None, max_len: int = 50, temperature: float = 1.0, top_k: int = 0,
-           top_p: float = 1.0, generator: torch.Generator | None = None) -> list[list[int]]:
+def sample(
+    model: Seq2Seq,
+    start_ids: Tensor,
+    *,
+    src: Tensor | None = None,
+    memory: Tensor | None = None,
+    memory_pad: Tensor | None = None,
+    max_len: int = 50,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> list[list[int]]:
     """Ancestral sampling: draw each token from p(y_t | y_<t)^(1/temperature), renormalised over
     the ``top_k`` most likely tokens when ``top_k > 0`` (Fan et al. 2018); ``top_k=1`` is greedy;
     and over the nucleus of probability ``top_p`` when ``top_p < 1`` (see ``nucleus``).
@@ -187,7 +225,9 @@ def sample(model: Seq2Seq, start_ids: Tensor, *, src: Tensor | None = None, memo
     (on the model's device) for reproducible samples.
     """
     if temperature <= 0:
-        raise ValueError(f"temperature must be positive, not {temperature} (for the argmax, use greedy)")
+        raise ValueError(
+            f"temperature must be positive, not {temperature} (for the argmax, use greedy)"
+        )
     if top_k < 0:
         raise ValueError(f"top_k must be >= 0 (0: the whole vocabulary), not {top_k}")
     if not 0.0 < top_p <= 1.0:
@@ -205,14 +245,28 @@ def sample(model: Seq2Seq, start_ids: Tensor, *, src: Tensor | None = None, memo
     with evaluating(model):
         memory, memory_pad = _memory(model, src, memory, memory_pad)
         limits = _length_limits(model, None, len(start_ids), max_len, 0.0, 0)
-        prefixes = _Prefixes(model, start_ids.to(_device(model)), memory, memory_pad, use_cache=True)
+        prefixes = _Prefixes(
+            model, start_ids.to(_device(model)), memory, memory_pad, use_cache=True
+        )
         return _generate(prefixes, limits, choose)
 
 
-def beam_search(model: Seq2Seq, src: Tensor | None, start_ids: Tensor, *, memory: Tensor | None = None,
-                memory_pad: Tensor | None = None, max_len: int | None = None, beam_size: int = 5,
-                length_penalty: float = 1.0, max_len_ratio: float = 1.5, max_len_offset: int = 10,
-                n_best: int = 1, return_scores: bool = False, use_cache: bool = True):
+def beam_search(
+    model: Seq2Seq,
+    src: Tensor | None,
+    start_ids: Tensor,
+    *,
+    memory: Tensor | None = None,
+    memory_pad: Tensor | None = None,
+    max_len: int | None = None,
+    beam_size: int = 5,
+    length_penalty: float = 1.0,
+    max_len_ratio: float = 1.5,
+    max_len_offset: int = 10,
+    n_best: int = 1,
+    return_scores: bool = False,
+    use_cache: bool = True,
+):
     """Batched beam search: the B sentences × K beams are one batch of B·K rows, and the K rows
     of a sentence share its encoder memory (projected and attended once per sentence).
 
@@ -235,7 +289,9 @@ def beam_search(model: Seq2Seq, src: Tensor | None, start_ids: Tensor, *, memory
     _check_beam_size(model, beam_size, n_best)
     with evaluating(model):
         memory, memory_pad = _memory(model, src, memory, memory_pad)
-        limits = _length_limits(model, src, len(start_ids), max_len, max_len_ratio, max_len_offset).to(_device(model))
+        limits = _length_limits(
+            model, src, len(start_ids), max_len, max_len_ratio, max_len_offset
+        ).to(_device(model))
         # one live hypothesis per sentence at first (g = 1 row each); K of them from the second step
         prefixes = _Prefixes(model, start_ids.to(_device(model)), memory, memory_pad, use_cache)
         finished = _BeamSearch(prefixes, limits, beam_size, length_penalty).run()
@@ -243,13 +299,16 @@ def beam_search(model: Seq2Seq, src: Tensor | None, start_ids: Tensor, *, memory
 
 
 def _check_beam_size(model: Seq2Seq, beam_size: int, n_best: int) -> None:
-    """Refuse a beam the search cannot fill: K >= 1, 1 <= n_best <= K, and 2K candidates per step."""
+    """Refuse a beam the search cannot fill: K >= 1, 1 <= n_best <= K, and 2K candidates per
+    step."""
     if beam_size < 1:
         raise ValueError(f"beam_size must be at least 1, not {beam_size}")
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must lie in [1, beam_size={beam_size}], not {n_best}")
     if 2 * beam_size > model.config.vocab_size:
-        raise ValueError(f"beam_size {beam_size} is too large for a vocabulary of {model.config.vocab_size}")
+        raise ValueError(
+            f"beam_size {beam_size} is too large for a vocabulary of {model.config.vocab_size}"
+        )
 
 
 class _BeamSearch:
@@ -260,7 +319,12 @@ class _BeamSearch:
 
     def __init__(self, prefixes: _Prefixes, limits: Tensor, beam_size: int, length_penalty: float):
         batch_size, device = len(limits), limits.device
-        self.prefixes, self.limits, self.K, self.length_penalty = prefixes, limits, beam_size, length_penalty
+        self.prefixes, self.limits, self.K, self.length_penalty = (
+            prefixes,
+            limits,
+            beam_size,
+            length_penalty,
+        )
         self.scores = torch.zeros(batch_size, 1, device=device)
         self.best_finished = torch.full((batch_size, beam_size), float("-inf"), device=device)
         self.alive = torch.arange(batch_size, device=device)
@@ -274,14 +338,18 @@ class _BeamSearch:
         return self.finished
 
     def step(self, length: int) -> bool:
-        """Extend every live hypothesis to ``length`` generated tokens; whether all sentences are done."""
-        penalty = length ** self.length_penalty
+        """Extend every live hypothesis to ``length`` generated tokens; whether all sentences are
+        done."""
+        penalty = length**self.length_penalty
         top_scores, parents, tokens = self._candidates()
         is_eos = tokens.eq(EOS_ID)
-        self._finish_ended(is_eos[:, :self.K], top_scores, parents, penalty)
-        live = is_eos.long().argsort(dim=1, stable=True)[:, :self.K]  # the K best non-EOS candidates
-        scores, parents, tokens = (t.gather(1, live) for t in (top_scores, parents, tokens))  # [n, K]
-        at_limit = self.limits[self.alive] <= length  # [n]: the live hypotheses end here as they are
+        self._finish_ended(is_eos[:, : self.K], top_scores, parents, penalty)
+        # the K best non-EOS candidates
+        live = is_eos.long().argsort(dim=1, stable=True)[:, : self.K]
+        # [n, K]
+        scores, parents, tokens = (t.gather(1, live) for t in (top_scores, parents, tokens))
+        # [n]: the live hypotheses end here as they are
+        at_limit = self.limits[self.alive] <= length
         if at_limit.any():
             self._finish_at_limit(at_limit, scores, parents, tokens, penalty)
         # done: K finished hypotheses, none beaten by the best live one at its current length
@@ -291,7 +359,11 @@ class _BeamSearch:
         keep = (~done).nonzero().flatten()
         self.prefixes.select(parents[keep].view(-1), sentences=keep)
         self.prefixes.extend(tokens[keep].view(-1))
-        self.scores, self.alive, self.best_finished = scores[keep], self.alive[keep], self.best_finished[keep]
+        self.scores, self.alive, self.best_finished = (
+            scores[keep],
+            self.alive[keep],
+            self.best_finished[keep],
+        )
         return False
 
     def _candidates(self) -> tuple[Tensor, Tensor, Tensor]:
@@ -300,33 +372,53 @@ class _BeamSearch:
         n, g = self.scores.shape
         log_probs = self.prefixes.logits().log_softmax(dim=-1)  # [n * g, V]
         V = log_probs.size(-1)
-        candidates = log_probs.add_(self.scores.view(-1, 1)).view(n, g * V)  # in place: [n * g, V] is large
+        # in place: [n * g, V] is large
+        candidates = log_probs.add_(self.scores.view(-1, 1)).view(n, g * V)
         top_scores, top = candidates.topk(2 * self.K, dim=1)  # [n, 2K], best first
-        parents = torch.arange(n, device=top.device).unsqueeze(1) * g + top // V  # [n, 2K] rows extended
+        # [n, 2K] rows extended
+        parents = torch.arange(n, device=top.device).unsqueeze(1) * g + top // V
         return top_scores, parents, top % V
 
-    def _finish_ended(self, ended: Tensor, top_scores: Tensor, parents: Tensor, penalty: float) -> None:
+    def _finish_ended(
+        self, ended: Tensor, top_scores: Tensor, parents: Tensor, penalty: float
+    ) -> None:
         """Candidates ending in EOS among the K best (``ended`` [n, K]) are finished: the prefix,
         without the EOS; the K best finished scores of their sentences are updated."""
         if not ended.any():
             return
         i, j = ended.nonzero(as_tuple=True)
-        _finish(self.finished, self.alive[i], top_scores[i, j] / penalty, self.prefixes.tokens[parents[i, j], 1:])
-        new = torch.full(ended.shape, float("-inf"), device=ended.device).index_put_((i, j), top_scores[i, j] / penalty)
+        _finish(
+            self.finished,
+            self.alive[i],
+            top_scores[i, j] / penalty,
+            self.prefixes.tokens[parents[i, j], 1:],
+        )
+        new = torch.full(ended.shape, float("-inf"), device=ended.device).index_put_(
+            (i, j), top_scores[i, j] / penalty
+        )
         self.best_finished = torch.cat([self.best_finished, new], dim=1).topk(self.K, dim=1).values
 
-    def _finish_at_limit(self, at_limit: Tensor, scores: Tensor, parents: Tensor, tokens: Tensor,
-                         penalty: float) -> None:
+    def _finish_at_limit(
+        self, at_limit: Tensor, scores: Tensor, parents: Tensor, tokens: Tensor, penalty: float
+    ) -> None:
         """The live hypotheses of the sentences ``at_limit`` [n] are finished as they are."""
         rows, last = parents[at_limit].view(-1), tokens[at_limit].view(-1, 1)
-        _finish(self.finished, self.alive[at_limit].repeat_interleave(self.K), scores[at_limit].view(-1) / penalty,
-                torch.cat([self.prefixes.tokens[rows, 1:], last], dim=1))
+        _finish(
+            self.finished,
+            self.alive[at_limit].repeat_interleave(self.K),
+            scores[at_limit].view(-1) / penalty,
+            torch.cat([self.prefixes.tokens[rows, 1:], last], dim=1),
+        )
 
 
-def _best_hypotheses(finished: list[list[tuple[float, list[int]]]], n_best: int, return_scores: bool):
+def _best_hypotheses(
+    finished: list[list[tuple[float, list[int]]]], n_best: int, return_scores: bool
+):
     """Per sentence, the best finished hypothesis (or a list of the ``n_best`` best, best first),
     with their normalised scores in the same layout if ``return_scores``."""
-    best = [sorted(hypotheses, key=lambda h: h[0], reverse=True)[:n_best] for hypotheses in finished]
+    best = [
+        sorted(hypotheses, key=lambda h: h[0], reverse=True)[:n_best] for hypotheses in finished
+    ]
     outputs = [[tokens for _, tokens in b] for b in best]
     normalised = [[score for score, _ in b] for b in best]
     if n_best == 1:
@@ -334,10 +426,12 @@ def _best_hypotheses(finished: list[list[tuple[float, list[int]]]], n_best: int,
     return (outputs, normalised) if return_scores else outputs
 
 
-def decode_latent(model: Seq2Seq, z: Tensor, start_ids: Tensor, *, max_len: int = 50,
-                  beam_size: int = 1) -> list[list[int]]:
+def decode_latent(
+    model: Seq2Seq, z: Tensor, start_ids: Tensor, *, max_len: int = 50, beam_size: int = 1
+) -> list[list[int]]:
     """Decode sentences from latent codes ``z`` [B, L] through ``model.latent_memory``: a VAE's
-    decoder reading a point of its latent space (e.g. along an interpolation, Bowman et al. 2016 §5)."""
+    decoder reading a point of its latent space (e.g. along an interpolation, Bowman et al. 2016
+    §5)."""
     with evaluating(model):
         memory = model.latent_memory(z.to(_device(model)))  # [B, 1, D]
     if beam_size == 1:
@@ -367,7 +461,9 @@ class Alignment:
     attention: Tensor  # [T_out, S]: last decoder layer's cross-attention, averaged over heads
 
 
-def _alignment(model: Seq2Seq, tokenizer, source: list[int], output: list[int], tag: int) -> Alignment:
+def _alignment(
+    model: Seq2Seq, tokenizer, source: list[int], output: list[int], tag: int
+) -> Alignment:
     """Teacher-force ``output`` (after ``tag``) to read the cross-attention that produced it."""
     device = _device(model)
     with evaluating(model):
@@ -378,9 +474,18 @@ def _alignment(model: Seq2Seq, tokenizer, source: list[int], output: list[int], 
     return Alignment([tokenizer.sp.id_to_piece(int(i)) for i in source], pieces, attention[0].cpu())
 
 
-def translate(model: Seq2Seq, tokenizer, sentences: Sequence[str], tgt_lang: str, *, beam_size: int = 5,
-              length_penalty: float = 1.0, max_tokens: int = 4000, precision: str = "fp32",
-              return_attention: bool = False):
+def translate(
+    model: Seq2Seq,
+    tokenizer,
+    sentences: Sequence[str],
+    tgt_lang: str,
+    *,
+    beam_size: int = 5,
+    length_penalty: float = 1.0,
+    max_tokens: int = 4000,
+    precision: str = "fp32",
+    return_attention: bool = False,
+):
     """Translate ``sentences`` into ``tgt_lang``; results come back in the input order.
 
     Sources are tokenised with EOS appended (cut to the model's ``max_len`` positions), sorted by
@@ -395,7 +500,10 @@ def translate(model: Seq2Seq, tokenizer, sentences: Sequence[str], tgt_lang: str
     last row is the attention while predicting the end of sentence.
     """
     tag = tokenizer.lang_id(tgt_lang)
-    sources = [ids[: model.config.max_len - 1] + [EOS_ID] if ids else [] for ids in tokenizer.encode(sentences)]
+    sources = [
+        ids[: model.config.max_len - 1] + [EOS_ID] if ids else []
+        for ids in tokenizer.encode(sentences)
+    ]
     outputs: list[list[int]] = [[] for _ in sources]
     non_empty = [i for i, source in enumerate(sources) if source]
     for group in token_batches([len(sources[i]) for i in non_empty], max_tokens, shuffle=False):
@@ -406,12 +514,16 @@ def translate(model: Seq2Seq, tokenizer, sentences: Sequence[str], tgt_lang: str
             if beam_size == 1:
                 hypotheses = greedy(model, src, start_ids)
             else:
-                hypotheses = beam_search(model, src, start_ids, beam_size=beam_size, length_penalty=length_penalty)
+                hypotheses = beam_search(
+                    model, src, start_ids, beam_size=beam_size, length_penalty=length_penalty
+                )
         for i, hypothesis in zip(batch, hypotheses):
             outputs[i] = hypothesis
     translations = tokenizer.decode(outputs)
     if not return_attention:
         return translations
-    alignments = [_alignment(model, tokenizer, source, output, tag) if source else None
-                  for source, output in zip(sources, outputs)]
+    alignments = [
+        _alignment(model, tokenizer, source, output, tag) if source else None
+        for source, output in zip(sources, outputs)
+    ]
     return translations, alignments

@@ -84,7 +84,8 @@ def bleu(hyps: Sequence[str], refs: References) -> Score:
 
 
 def chrf(hyps: Sequence[str], refs: References, word_order: int = 0) -> Score:
-    """Corpus chrF (Popović 2015); ``word_order=2`` adds word bigrams, giving chrF++ (Popović 2017)."""
+    """Corpus chrF (Popović 2015); ``word_order=2`` adds word bigrams, giving chrF++ (Popović
+    2017)."""
     if word_order not in (0, 2):
         raise ValueError(f"word_order must be 0 (chrF) or 2 (chrF++), not {word_order}")
     return _corpus_score("chrf" if word_order == 0 else "chrf++", hyps, refs)
@@ -123,16 +124,22 @@ class BootstrapResult:
         return self.p_value < 0.05
 
     def __str__(self) -> str:
-        verdict = "b is significantly better than a" if self.significant else \
-            "b is not significantly better than a"
-        return (f"{self.metric}: a = {self.a.value:.1f} [{self.ci_a[0]:.1f}, {self.ci_a[1]:.1f}], "
-                f"b = {self.b.value:.1f} [{self.ci_b[0]:.1f}, {self.ci_b[1]:.1f}], "
-                f"delta = {self.delta:+.2f}, p = {self.p_value:.3f} ({self.n_samples} samples): "
-                f"{verdict} at p < 0.05")
+        verdict = (
+            "b is significantly better than a"
+            if self.significant
+            else "b is not significantly better than a"
+        )
+        return (
+            f"{self.metric}: a = {self.a.value:.1f} [{self.ci_a[0]:.1f}, {self.ci_a[1]:.1f}], "
+            f"b = {self.b.value:.1f} [{self.ci_b[0]:.1f}, {self.ci_b[1]:.1f}], "
+            f"delta = {self.delta:+.2f}, p = {self.p_value:.3f} ({self.n_samples} samples): "
+            f"{verdict} at p < 0.05"
+        )
 
 
 def _resampled_scores(metric: Metric, stats: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """The metric on every resample: ``counts[s, i]`` is how often sentence ``i`` is in sample ``s``.
+    """The metric on every resample: ``counts[s, i]`` is how often sentence ``i`` is in sample
+    ``s``.
 
     Summing sufficient statistics is a matrix product; the integer statistics stay exact."""
     totals = counts @ stats
@@ -170,8 +177,12 @@ def paired_bootstrap(
     if n_samples < 1:
         raise ValueError(f"n_samples must be positive, not {n_samples}")
     scorer = _metric(metric)
-    stats_a = np.array(scorer._extract_corpus_statistics(list(hyps_a), [list(refs)]), dtype=np.int64)
-    stats_b = np.array(scorer._extract_corpus_statistics(list(hyps_b), [list(refs)]), dtype=np.int64)
+    stats_a = np.array(
+        scorer._extract_corpus_statistics(list(hyps_a), [list(refs)]), dtype=np.int64
+    )
+    stats_b = np.array(
+        scorer._extract_corpus_statistics(list(hyps_b), [list(refs)]), dtype=np.int64
+    )
     a, b = (_score(scorer, scorer._aggregate_and_compute(s.tolist())) for s in (stats_a, stats_b))
 
     n = len(refs)

@@ -49,7 +49,8 @@ from .train import History
 class Cell:
     """One run of a family: a translator from ``init`` on ``pairs`` pairs (None: all) with ``seed``,
     trained with the course's 250-step ``recipe`` or one of the ~60-minute ``LONG_RECIPES``
-    (``tmtlib.course.long_train_config``; from a pretrained ``init``, the hour less its pretraining)."""
+    (``tmtlib.course.long_train_config``; from a pretrained ``init``, the hour less its
+    pretraining)."""
 
     family: str
     init: str | None
@@ -86,9 +87,18 @@ class Cell:
         recipe = {}
         if self.recipe in LONG_RECIPES:
             minutes = 60 - (course.PRETRAINING_MINUTES if self.init else 0)
-            recipe = {"train": course.long_train_config(self.seed, LONG_RECIPES[self.recipe], minutes)}
-        _, _, folder = course.translator(self.init, pairs=self.pairs, seed=self.seed, src=self.src, tgt=self.tgt,
-                                         strategy=self.strategy, **recipe)
+            recipe = {
+                "train": course.long_train_config(self.seed, LONG_RECIPES[self.recipe], minutes)
+            }
+        _, _, folder = course.translator(
+            self.init,
+            pairs=self.pairs,
+            seed=self.seed,
+            src=self.src,
+            tgt=self.tgt,
+            strategy=self.strategy,
+            **recipe,
+        )
         return folder, course.test_result(folder, self.src, self.tgt)
 
 
@@ -103,27 +113,52 @@ def _budget(value: str | int | None) -> int | None:
     return None if value in (None, "all") else int(value)
 
 
-def budgets(seeds: Iterable[int] = (0, 1, 2), budgets: Iterable[str | int | None] = (1000, 3000, 10000, None),
-            inits: Iterable[str] = ("scratch", "lm", "dae", "vae")) -> list[Cell]:
+def budgets(
+    seeds: Iterable[int] = (0, 1, 2),
+    budgets: Iterable[str | int | None] = (1000, 3000, 10000, None),
+    inits: Iterable[str] = ("scratch", "lm", "dae", "vae"),
+) -> list[Cell]:
     """en->de BLEU against the parallel budget, per initialisation (notebook 6)."""
     return [Cell("budgets", _init(i), _budget(b), s) for b in budgets for s in seeds for i in inits]
 
 
-def crosslingual(seeds: Iterable[int] = (0, 1, 2), children: Iterable[str] = ("fr", "cs"), pairs: int = 3000,
-                 inits: Iterable[str] = ("scratch", "dae", "parent", "parent_long")) -> list[Cell]:
-    """en->de parent to en->fr / en->cs children, against scratch and monolingual pretraining (notebook 7).
-    ``parent`` is the course's 250-step parent, ``parent_long`` the ~60-minute one (``experiment full``)."""
-    return [Cell("crosslingual", _init(i), pairs, s, "en", child) for child in children for s in seeds for i in inits]
+def crosslingual(
+    seeds: Iterable[int] = (0, 1, 2),
+    children: Iterable[str] = ("fr", "cs"),
+    pairs: int = 3000,
+    inits: Iterable[str] = ("scratch", "dae", "parent", "parent_long"),
+) -> list[Cell]:
+    """en->de parent to en->fr / en->cs children, against scratch and monolingual pretraining
+    (notebook 7). ``parent`` is the course's 250-step parent, ``parent_long`` the ~60-minute one
+    (``experiment full``)."""
+    return [
+        Cell("crosslingual", _init(i), pairs, s, "en", child)
+        for child in children
+        for s in seeds
+        for i in inits
+    ]
 
 
-def strategies(seeds: Iterable[int] = (0,), child: str = "fr", pairs: int = 3000,
-               names: Iterable[str] = ("full", "freeze_encoder", "gradual", "discriminative")) -> list[Cell]:
+def strategies(
+    seeds: Iterable[int] = (0,),
+    child: str = "fr",
+    pairs: int = 3000,
+    names: Iterable[str] = ("full", "freeze_encoder", "gradual", "discriminative"),
+) -> list[Cell]:
     """Fine-tuning strategies for the parent -> en->fr child (notebook 8)."""
-    return [Cell("strategies", "parent", pairs, s, "en", child, strategy) for s in seeds for strategy in names]
+    return [
+        Cell("strategies", "parent", pairs, s, "en", child, strategy)
+        for s in seeds
+        for strategy in names
+    ]
 
 
-def full(seeds: Iterable[int] = (0,), targets: Iterable[str] = ("de",), precision: str = "fp32",
-         inits: Iterable[str] = ("scratch",)) -> list[Cell]:
+def full(
+    seeds: Iterable[int] = (0,),
+    targets: Iterable[str] = ("de",),
+    precision: str = "fp32",
+    inits: Iterable[str] = ("scratch",),
+) -> list[Cell]:
     """en->X on all pairs with the ~60-minute recipe: the best the course model does on 2 CPU cores
     (and ``parent_long``, the stronger parent: en->de for the crosslingual children, en->fr for
     the en->de child of the budgets family). ``precision="bf16"`` trains the same hour in bf16
@@ -135,27 +170,49 @@ def full(seeds: Iterable[int] = (0,), targets: Iterable[str] = ("de",), precisio
         raise ValueError(f"precision must be one of {', '.join(recipes)}, not {precision!r}")
     inits = list(inits)
     if not set(inits) <= {"scratch", "dae"}:
-        raise ValueError(f"the full family starts from scratch or dae (pretraining within the hour), not {inits}")
+        raise ValueError(
+            f"the full family starts from scratch or dae (pretraining within the hour), not {inits}"
+        )
     recipe = recipes[precision]
-    return [Cell("full", _init(i), None, s, "en", tgt, recipe=recipe) for tgt in targets for s in seeds for i in inits]
+    return [
+        Cell("full", _init(i), None, s, "en", tgt, recipe=recipe)
+        for tgt in targets
+        for s in seeds
+        for i in inits
+    ]
 
 
-FAMILIES = {"budgets": budgets, "crosslingual": crosslingual, "strategies": strategies, "full": full}
+FAMILIES = {
+    "budgets": budgets,
+    "crosslingual": crosslingual,
+    "strategies": strategies,
+    "full": full,
+}
 
 
 def results_dir() -> Path:
     """``data/results`` (committed) in full mode; a cache folder in quick mode."""
-    return settings.cache_dir("results-quick") if course.QUICK else settings.REPO_ROOT / "data" / "results"
+    return (
+        settings.cache_dir("results-quick")
+        if course.QUICK
+        else settings.REPO_ROOT / "data" / "results"
+    )
 
 
 def machine() -> dict[str, Any]:
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_cores": os.cpu_count(), "torch": torch.__version__, "quick_mode": course.QUICK}
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "quick_mode": course.QUICK,
+    }
 
 
 def recorded_config(folder: Path) -> dict[str, Any]:
-    """The run's ``config.json`` as a record keeps it: a starting checkpoint in the run cache is named
-    relative to it (``runs/<run folder>/best.pt``), so records hold no path of the machine that made them."""
+    """The run's ``config.json`` as a record keeps it: a starting checkpoint in the run cache is
+    named relative to it (``runs/<run folder>/best.pt``), so records hold no path of the machine
+    that made them."""
     config = json.loads((folder / "config.json").read_text())
     init = config.get("init")
     if init and Path(init).is_absolute() and Path(init).parent.parent == pipeline.runs_dir():
@@ -171,15 +228,30 @@ def record(cell: Cell, folder: Path, test: dict) -> dict[str, Any]:
     best = max(evals, key=lambda e: e.get("val_bleu", float("-inf")))
     train_pairs = cell.pairs or len(data.load_parallel(cell.src, cell.tgt, "train"))
     return {
-        "cell": asdict(cell) | {"name": cell.name}, "run_folder": folder.name, "config": config,
-        "data": {"train_pairs": train_pairs,
-                 "valid_pairs": len(data.load_parallel(cell.src, cell.tgt, "val")),
-                 "test_split": test["split"], "test_sentences": test["sentences"]},
-        "training": {"steps": progress["step"], "seconds": round(progress["elapsed"], 1),
-                     "tokens": progress.get("tokens") or None, "stopped": progress["stopped"]},
-        "validation": {"best_val_bleu_greedy": best.get("val_bleu"), "at_step": best["step"],
-                       "val_loss": best.get("val_loss"), "curve": evals},
-        "test": {name: test[name] for name in ("bleu", "chrf", "chrf++", "beam_size", "hypotheses")},
+        "cell": asdict(cell) | {"name": cell.name},
+        "run_folder": folder.name,
+        "config": config,
+        "data": {
+            "train_pairs": train_pairs,
+            "valid_pairs": len(data.load_parallel(cell.src, cell.tgt, "val")),
+            "test_split": test["split"],
+            "test_sentences": test["sentences"],
+        },
+        "training": {
+            "steps": progress["step"],
+            "seconds": round(progress["elapsed"], 1),
+            "tokens": progress.get("tokens") or None,
+            "stopped": progress["stopped"],
+        },
+        "validation": {
+            "best_val_bleu_greedy": best.get("val_bleu"),
+            "at_step": best["step"],
+            "val_loss": best.get("val_loss"),
+            "curve": evals,
+        },
+        "test": {
+            name: test[name] for name in ("bleu", "chrf", "chrf++", "beam_size", "hypotheses")
+        },
         "machine": machine(),
     }
 
@@ -199,10 +271,16 @@ def comparison(cell: Cell, records: dict[Cell, dict]) -> dict[str, Any] | None:
         return kept
     if "hypotheses" not in test or "hypotheses" not in base:
         return None
-    refs = [t for _, t in data.load_parallel(cell.src, cell.tgt, records[cell]["data"]["test_split"])]
-    return {"baseline": baseline.name, "baseline_bleu": base["bleu"]["score"],
-            "p_value": paired_bootstrap(base["hypotheses"], test["hypotheses"],
-                                        refs[: len(test["hypotheses"])]).p_value}
+    refs = [
+        t for _, t in data.load_parallel(cell.src, cell.tgt, records[cell]["data"]["test_split"])
+    ]
+    return {
+        "baseline": baseline.name,
+        "baseline_bleu": base["bleu"]["score"],
+        "p_value": paired_bootstrap(
+            base["hypotheses"], test["hypotheses"], refs[: len(test["hypotheses"])]
+        ).p_value,
+    }
 
 
 def summarise(cells: list[Cell], records: dict[Cell, dict]) -> list[dict[str, Any]]:
@@ -216,13 +294,19 @@ def summarise(cells: list[Cell], records: dict[Cell, dict]) -> list[dict[str, An
     for system, members in systems.items():
         tests = [records[c]["test"] for c in members]
         bleus = [test["bleu"]["score"] for test in tests]
-        row = {"system": system, "seeds": [c.seed for c in members], "bleu_mean": statistics.mean(bleus),
-               "bleu_std": statistics.stdev(bleus) if len(bleus) > 1 else None,
-               "chrf_mean": statistics.mean(test["chrf"]["score"] for test in tests),
-               "training_minutes": sum(records[c]["training"]["seconds"] / 60 for c in members)}
+        row = {
+            "system": system,
+            "seeds": [c.seed for c in members],
+            "bleu_mean": statistics.mean(bleus),
+            "bleu_std": statistics.stdev(bleus) if len(bleus) > 1 else None,
+            "chrf_mean": statistics.mean(test["chrf"]["score"] for test in tests),
+            "training_minutes": sum(records[c]["training"]["seconds"] / 60 for c in members),
+        }
         if members[0].init is not None and all(c.scratch in records for c in members):
-            row["gain_over_scratch"] = statistics.mean(bleu - records[c.scratch]["test"]["bleu"]["score"]
-                                                       for c, bleu in zip(members, bleus))
+            row["gain_over_scratch"] = statistics.mean(
+                bleu - records[c.scratch]["test"]["bleu"]["score"]
+                for c, bleu in zip(members, bleus)
+            )
             compared = [records[c].get("comparison") for c in members]
             if all(compared):
                 row["p_values"] = [c["p_value"] for c in compared]
@@ -267,13 +351,24 @@ class Versus:
         """The evidence in words: "paired bootstrap p ≤ 0.001 (seed 0)" ("... on each of the 3
         seeds" when every seed gives the same), "3 seeds against 3, rank
         test over seeds p = 0.050", or "1 seed against 1, no translations recorded: no test"."""
-        seeds = f"{len(self.b_scores)} seed{'s' if len(self.b_scores) > 1 else ''} against {len(self.a_scores)}"
+        seeds = (
+            f"{len(self.b_scores)} seed{'s' if len(self.b_scores) > 1 else ''} against "
+            f"{len(self.a_scores)}"
+        )
         if self.bootstrap_p:
             phrases = {seed: p_phrase(p) for seed, p in self.bootstrap_p.items()}
             if len(phrases) > 1 and len(set(phrases.values())) == 1:
-                return f"paired bootstrap p {phrases[min(phrases)]} on each of the {len(phrases)} seeds"
-            return "paired bootstrap " + ", ".join(f"p {phrase} (seed {seed})" for seed, phrase in phrases.items())
-        if min(len(self.a_scores), len(self.b_scores)) == 1 and max(len(self.a_scores), len(self.b_scores)) < 3:
+                return (
+                    f"paired bootstrap p {phrases[min(phrases)]} on each of the {len(phrases)} "
+                    "seeds"
+                )
+            return "paired bootstrap " + ", ".join(
+                f"p {phrase} (seed {seed})" for seed, phrase in phrases.items()
+            )
+        if (
+            min(len(self.a_scores), len(self.b_scores)) == 1
+            and max(len(self.a_scores), len(self.b_scores)) < 3
+        ):
             return f"{seeds}, no translations recorded: no test"
         return f"{seeds}, rank test over seeds p {p_phrase(self.rank_p)}"
 
@@ -288,7 +383,8 @@ def seed_rank_p(a: list[float], b: list[float]) -> float:
     """Exact one-sided Mann–Whitney test that ``b``'s seeds score higher than ``a``'s: of all ways
     to split the pooled scores into groups of these sizes, the share whose ``b`` group wins at least
     as many of the (b, a) pairs as observed (a tie counts half). No distribution is assumed, so a
-    few seeds give little: complete separation of 3 seeds from 3 gives 1/20 = 0.05, of 3 from 1 1/4."""
+    few seeds give little: complete separation of 3 seeds from 3 gives 1/20 = 0.05, of 3 from 1
+    1/4."""
     pooled = a + b
 
     def wins(group: tuple[int, ...]) -> float:
@@ -316,11 +412,19 @@ def versus(records: dict[Cell, dict], a: str, b: str) -> Versus:
         if kept and kept["baseline"] == cell_a.name:
             bootstrap_p[seed] = kept["p_value"]
         elif "hypotheses" in test_a and "hypotheses" in test_b:
-            refs = [t for _, t in data.load_parallel(cell_b.src, cell_b.tgt, records[cell_b]["data"]["test_split"])]
-            bootstrap_p[seed] = paired_bootstrap(test_a["hypotheses"], test_b["hypotheses"],
-                                                 refs[: len(test_b["hypotheses"])]).p_value
-    scores = {name: {seed: records[cell]["test"]["bleu"]["score"] for seed, cell in sorted(cells.items())}
-              for name, cells in runs.items()}
+            refs = [
+                t
+                for _, t in data.load_parallel(
+                    cell_b.src, cell_b.tgt, records[cell_b]["data"]["test_split"]
+                )
+            ]
+            bootstrap_p[seed] = paired_bootstrap(
+                test_a["hypotheses"], test_b["hypotheses"], refs[: len(test_b["hypotheses"])]
+            ).p_value
+    scores = {
+        name: {seed: records[cell]["test"]["bleu"]["score"] for seed, cell in sorted(cells.items())}
+        for name, cells in runs.items()
+    }
     return Versus(a, b, scores[a], scores[b], bootstrap_p)
 
 
@@ -332,14 +436,19 @@ def p_value_text(p: float, samples: int = 1000) -> str:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| system | seeds | BLEU (mean ± sd) | chrF | gain over scratch | bootstrap p per seed | training minutes |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| system | seeds | BLEU (mean ± sd) | chrF | gain over scratch | bootstrap p per "
+        "seed | training minutes |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         spread = f" ± {row['bleu_std']:.1f}" if row["bleu_std"] is not None else ""
         gain = f"{row['gain_over_scratch']:+.1f}" if "gain_over_scratch" in row else ""
         p_values = ", ".join(p_value_text(p) for p in row.get("p_values", []))
-        lines.append(f"| {row['system']} | {len(row['seeds'])} | {row['bleu_mean']:.1f}{spread} | "
-                     f"{row['chrf_mean']:.1f} | {gain} | {p_values} | {row['training_minutes']:.0f} |")
+        lines.append(
+            f"| {row['system']} | {len(row['seeds'])} | {row['bleu_mean']:.1f}{spread} | "
+            f"{row['chrf_mean']:.1f} | {gain} | {p_values} | {row['training_minutes']:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -348,8 +457,12 @@ def budget_table(cells: list[Cell], rows: list[dict[str, Any]]) -> str:
     the gain over scratch at that budget: the numbers behind the BLEU-against-pairs figure."""
     by_system = {row["system"]: row for row in rows}
     budgets = sorted({c.pairs for c in cells}, key=lambda pairs: pairs or 10**9)
-    lines = ["| initialisation | " + " | ".join(f"{pairs:,}" if pairs else "all" for pairs in budgets) + " |",
-             "|---|" + "---|" * len(budgets)]
+    lines = [
+        "| initialisation | "
+        + " | ".join(f"{pairs:,}" if pairs else "all" for pairs in budgets)
+        + " |",
+        "|---|" + "---|" * len(budgets),
+    ]
     for variant in dict.fromkeys(c.variant for c in cells):
         entries = []
         for pairs in budgets:
@@ -369,8 +482,11 @@ COMMITTED = settings.REPO_ROOT / "data" / "results"
 
 def committed(*families: str) -> dict[Cell, dict]:
     """The committed full-mode study in ``data/results``, read (never trained) in either mode: the
-    records of ``families`` together, by cell. The notebooks show it beside the learner's own runs."""
-    return {cell: saved for family in families for cell, saved in recorded(COMMITTED / family).items()}
+    records of ``families`` together, by cell. The notebooks show it beside the learner's own
+    runs."""
+    return {
+        cell: saved for family in families for cell, saved in recorded(COMMITTED / family).items()
+    }
 
 
 def recorded(folder: Path) -> dict[Cell, dict]:
@@ -383,8 +499,12 @@ def recorded(folder: Path) -> dict[Cell, dict]:
     return records
 
 
-STRATEGY_NAMES = {"full": "full fine-tuning", "freeze_encoder": "frozen encoder", "gradual": "gradual unfreezing",
-                  "discriminative": "discriminative rates"}
+STRATEGY_NAMES = {
+    "full": "full fine-tuning",
+    "freeze_encoder": "frozen encoder",
+    "gradual": "gradual unfreezing",
+    "discriminative": "discriminative rates",
+}
 RECIPE_NAMES = {"course": "", "long": "60 min", "long_bf16": "60 min, bf16"}
 BLEU_AXIS = "test BLEU (test_2016_flickr, beam 5)"
 
@@ -394,7 +514,10 @@ def label(cell: Cell) -> str:
     "scratch, 60 min", "frozen encoder" (a strategy of the ``strategies`` family's one parent)."""
     if cell.family == "strategies":
         return STRATEGY_NAMES[cell.strategy]
-    words = [plot.INIT_NAMES.get(cell.init or "scratch", cell.init or "scratch"), RECIPE_NAMES[cell.recipe]]
+    words = [
+        plot.INIT_NAMES.get(cell.init or "scratch", cell.init or "scratch"),
+        RECIPE_NAMES[cell.recipe],
+    ]
     if cell.strategy != "full":
         words.append(STRATEGY_NAMES[cell.strategy])
     return ", ".join(word for word in words if word)
@@ -403,18 +526,30 @@ def label(cell: Cell) -> str:
 def _in_order(records: dict[Cell, dict]) -> dict[Cell, dict]:
     """Records in the order of the figures: scratch first, then ``plot.INIT_COLORS``'s order."""
     order = list(plot.INIT_COLORS)
-    return dict(sorted(records.items(), key=lambda item: (order.index(item[0].init or "scratch"), item[0].recipe,
-                                                          list(STRATEGY_NAMES).index(item[0].strategy))))
+    return dict(
+        sorted(
+            records.items(),
+            key=lambda item: (
+                order.index(item[0].init or "scratch"),
+                item[0].recipe,
+                list(STRATEGY_NAMES).index(item[0].strategy),
+            ),
+        )
+    )
 
 
 def draw_budgets(records: dict[Cell, dict], ax) -> None:
     """Test BLEU against the parallel budget, one line per initialisation: mean ± sample sd over
     seeds, the seed counts in the legend (the ``budgets`` family's figure)."""
     by_init: dict[str, dict[int, list[float]]] = {}
-    all_pairs = {pair: len(data.load_parallel(*pair, "train")) for pair in {(c.src, c.tgt) for c in records}}
+    all_pairs = {
+        pair: len(data.load_parallel(*pair, "train")) for pair in {(c.src, c.tgt) for c in records}
+    }
     for cell, saved in _in_order(records).items():
         pairs = cell.pairs or all_pairs[cell.src, cell.tgt]
-        by_init.setdefault(cell.init or "scratch", {}).setdefault(pairs, []).append(saved["test"]["bleu"]["score"])
+        by_init.setdefault(cell.init or "scratch", {}).setdefault(pairs, []).append(
+            saved["test"]["bleu"]["score"]
+        )
     plot.score_curves(by_init, ax=ax, metric=BLEU_AXIS, names=plot.INIT_NAMES)
     pairs = " / ".join(sorted({f"{c.src}→{c.tgt}" for c in records}))
     ax.set_title(f"{pairs}: test BLEU against the parallel pairs (mean ± sample sd over seeds)")
@@ -458,20 +593,34 @@ def figures(family: str, records: dict[Cell, dict], folder: Path, log=print) -> 
     first_seed: dict[str, Cell] = {}
     for cell in sorted(records, key=lambda c: c.seed):
         first_seed.setdefault(cell.system, cell)
-    uncurved = [cell.name for cell in first_seed.values() if "curve" not in records[cell]["validation"]]
+    uncurved = [
+        cell.name for cell in first_seed.values() if "curve" not in records[cell]["validation"]
+    ]
     if uncurved:
-        log(f"learning_curves.png left as it is: {len(uncurved)} first seeds ({uncurved[0]}, ...) have no "
-            f"recorded validation curve (records from before curves were kept)")
+        log(
+            f"learning_curves.png left as it is: {len(uncurved)} first seeds ({uncurved[0]}, ...) "
+            "have no recorded validation curve (records from before curves were kept)"
+        )
         return written
     budgets = sorted({c.pairs for c in first_seed.values()}, key=lambda pairs: pairs or 10**9)
     colors = {label(c): plot.init_color(c.init or "scratch") for c in first_seed.values()}
     fig, axes = _figure((4.6 * len(budgets) + 1.4, 4.2), columns=len(budgets))
     for ax, pairs in zip(np.atleast_1d(axes), budgets):
-        shown = sorted((c for c in first_seed.values() if c.pairs == pairs), key=lambda c: c.variant)
-        curves = {f"{c.src}→{c.tgt} {label(c)}": History(evals=records[c]["validation"]["curve"]) for c in shown}
-        plot.learning_curves(curves, key="val_bleu", evals=True, ax=ax,
-                             title=f"{pairs:,} pairs" if pairs else "all pairs",
-                             colors={f"{c.src}→{c.tgt} {label(c)}": colors[label(c)] for c in shown})
+        shown = sorted(
+            (c for c in first_seed.values() if c.pairs == pairs), key=lambda c: c.variant
+        )
+        curves = {
+            f"{c.src}→{c.tgt} {label(c)}": History(evals=records[c]["validation"]["curve"])
+            for c in shown
+        }
+        plot.learning_curves(
+            curves,
+            key="val_bleu",
+            evals=True,
+            ax=ax,
+            title=f"{pairs:,} pairs" if pairs else "all pairs",
+            colors={f"{c.src}→{c.tgt} {label(c)}": colors[label(c)] for c in shown},
+        )
     fig.suptitle("validation BLEU (greedy, 400 sentences), first seed of each system")
     written.append(_save(fig, folder / "learning_curves.png"))
     return written
@@ -490,7 +639,9 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def run_family(family: str, cells: list[Cell], out: Path | None = None, log=print) -> list[dict[str, Any]]:
+def run_family(
+    family: str, cells: list[Cell], out: Path | None = None, log=print
+) -> list[dict[str, Any]]:
     """Run every cell (training only what is missing) and write one file per run; then summarise
     every run recorded in the family's folder, so that commands run one after another (say, more
     seeds for the small budgets only) add up to one table."""
@@ -501,9 +652,22 @@ def run_family(family: str, cells: list[Cell], out: Path | None = None, log=prin
         run_folder, test = cell.run()
         checkpoint.write_json_atomic(record(cell, run_folder, test), folder / f"{cell.name}.json")
     records = recorded(folder)
-    cells = sorted(records, key=lambda c: (c.src, c.tgt, c.pairs or 10**9, c.recipe, c.init or "", c.strategy != "full",
-                                          c.strategy, c.seed))
-    for cell in cells:  # each record keeps its comparison with scratch, for summaries without translations
+    cells = sorted(
+        records,
+        key=lambda c: (
+            c.src,
+            c.tgt,
+            c.pairs or 10**9,
+            c.recipe,
+            c.init or "",
+            c.strategy != "full",
+            c.strategy,
+            c.seed,
+        ),
+    )
+    for (
+        cell
+    ) in cells:  # each record keeps its comparison with scratch, for summaries without translations
         saved, compared = records[cell], comparison(cell, records)
         if compared != saved.get("comparison"):
             saved.pop("comparison", None)
@@ -511,13 +675,21 @@ def run_family(family: str, cells: list[Cell], out: Path | None = None, log=prin
             checkpoint.write_json_atomic(saved, folder / f"{cell.name}.json")
     rows = summarise(cells, records)
     signature = records[cells[0]]["test"]["bleu"]["signature"]
-    checkpoint.write_json_atomic({"rows": rows, "signature": signature, "machine": machine()}, folder / "summary.json")
-    pivot = (f"\n\nBLEU by parallel budget: mean ± sd (seeds, gain over scratch)\n\n{budget_table(cells, rows)}"
-             if len({c.pairs for c in cells}) > 1 else "")
+    checkpoint.write_json_atomic(
+        {"rows": rows, "signature": signature, "machine": machine()}, folder / "summary.json"
+    )
+    pivot = (
+        "\n\nBLEU by parallel budget: mean ± sd (seeds, gain over "
+        f"scratch)\n\n{budget_table(cells, rows)}"
+        if len({c.pairs for c in cells}) > 1
+        else ""
+    )
     minutes = sum(records[c]["training"]["seconds"] / 60 for c in cells)
-    checkpoint.write_text_atomic(f"{markdown_table(rows)}\n\ntest_2016_flickr, beam 5; {signature}; training "
-                                 f"minutes: wall clock of the optimiser steps, all seeds together, "
-                                 f"{minutes:.0f} in all{pivot}\n", folder / "summary.md")
+    checkpoint.write_text_atomic(
+        f"{markdown_table(rows)}\n\ntest_2016_flickr, beam 5; {signature}; training minutes: wall "
+        f"clock of the optimiser steps, all seeds together, {minutes:.0f} in all{pivot}\n",
+        folder / "summary.md",
+    )
     figures(family, {cell: records[cell] for cell in cells}, folder, log=log)
     return rows
 
@@ -531,23 +703,36 @@ def pretraining_specs() -> dict[str, pipeline.PretrainSpec]:
     of the budgets family's ``parent_dae`` starts (from the en->fr parent, for en->de children)."""
     specs = {objective: course.pretrain_spec(objective) for objective in course.PRETRAIN_OBJECTIVES}
     specs |= {f"vae_{key}": spec for key, spec in course.vae_collapse_specs().items()}
-    return specs | {init: course.denoised_parent_spec(init, ("en", "de")) for init in course.DENOISED_PARENTS}
+    return specs | {
+        init: course.denoised_parent_spec(init, ("en", "de")) for init in course.DENOISED_PARENTS
+    }
 
 
 def vae_specs() -> dict[str, pipeline.PretrainSpec]:
     """The VAE runs of ``pretraining_specs`` (without building the others' specs, which trains the
     parent they start from), keyed as ``VAE_RUNS``."""
-    return {f"vae_{key}": spec for key, spec in course.vae_collapse_specs().items()} | {"vae": course.pretrain_spec("vae")}
+    return {f"vae_{key}": spec for key, spec in course.vae_collapse_specs().items()} | {
+        "vae": course.pretrain_spec("vae")
+    }
 
 
 def pretraining_record(name: str, folder: Path) -> dict[str, Any]:
     last = checkpoint.load(folder / "last.pt")
     progress, history = last["progress"], last["history"]
-    return {"run": name, "run_folder": folder.name, "config": recorded_config(folder),
-            "training": {"steps": progress["step"], "seconds": round(progress["elapsed"], 1),
-                         "tokens": progress.get("tokens") or None, "stopped": progress["stopped"]},
-            "final_training_record": history["steps"][-1], "final_validation": history["evals"][-1],
-            "machine": machine()}
+    return {
+        "run": name,
+        "run_folder": folder.name,
+        "config": recorded_config(folder),
+        "training": {
+            "steps": progress["step"],
+            "seconds": round(progress["elapsed"], 1),
+            "tokens": progress.get("tokens") or None,
+            "stopped": progress["stopped"],
+        },
+        "final_training_record": history["steps"][-1],
+        "final_validation": history["evals"][-1],
+        "machine": machine(),
+    }
 
 
 def run_pretraining(out: Path | None = None, log=print) -> list[dict[str, Any]]:
@@ -564,29 +749,47 @@ def run_pretraining(out: Path | None = None, log=print) -> list[dict[str, Any]]:
         saved = pretraining_record(name, run_folder)
         checkpoint.write_json_atomic(saved, folder / f"{name}.json")
         final = saved["final_validation"]
-        rows.append({"run": name, "steps": saved["training"]["steps"], "minutes": saved["training"]["seconds"] / 60,
-                     **{key: final[key] for key in ("val_loss", "val_nll", "val_kl") if key in final}})
+        rows.append(
+            {
+                "run": name,
+                "steps": saved["training"]["steps"],
+                "minutes": saved["training"]["seconds"] / 60,
+                **{key: final[key] for key in ("val_loss", "val_nll", "val_kl") if key in final},
+            }
+        )
     checkpoint.write_json_atomic({"rows": rows, "machine": machine()}, folder / "summary.json")
     run_vae_diagnostics(out, log=log)
     fig, ax = _figure((6.5, 4))
-    # the longer denoising stage first: the shorter one, identical up to its last step, is drawn over it
+    # the longer denoising stage first: the shorter one, identical up to its last step, is drawn
+    # over it
     curves = (*course.PRETRAIN_OBJECTIVES, *reversed(course.DENOISED_PARENTS))
-    plot.learning_curves({name: histories[name] for name in curves}, key="val_loss", evals=True, ax=ax,
-                         title="pretraining: validation loss per token (course model)")
+    plot.learning_curves(
+        {name: histories[name] for name in curves},
+        key="val_loss",
+        evals=True,
+        ax=ax,
+        title="pretraining: validation loss per token (course model)",
+    )
     _save(fig, folder / "pretraining_curves.png")
     fig, axes = _figure((15, 3.8), columns=3)
-    plot.vae_terms({course.VAE_VARIANTS[key]: histories[f"vae_{key}"] for key in course.VAE_VARIANTS}, axes=axes)
+    plot.vae_terms(
+        {course.VAE_VARIANTS[key]: histories[f"vae_{key}"] for key in course.VAE_VARIANTS},
+        axes=axes,
+    )
     _save(fig, folder / "vae_collapse.png")
     return rows
 
 
-# --- the VAEs, measured ------------------------------------------------------------------------------
+# --- the VAEs, measured ---------------------------------------------------------------------------
 
 VAE_RUNS = course.VAE_RUNS
 # draws z ~ q(z|x) per sentence: for the ELBO on every validation caption, and for the importance-
 # weighted bound (k up to 50) on the first 200
-DIAGNOSTIC_SAMPLES = {"samples": 2, "iw_sentences": 20, "iw_samples": 5, "iw_k": (1, 5)} if course.QUICK else {
-    "samples": 10, "iw_sentences": 200, "iw_samples": 50, "iw_k": (1, 10, 50)}
+DIAGNOSTIC_SAMPLES = (
+    {"samples": 2, "iw_sentences": 20, "iw_samples": 5, "iw_k": (1, 5)}
+    if course.QUICK
+    else {"samples": 10, "iw_sentences": 200, "iw_samples": 50, "iw_k": (1, 10, 50)}
+)
 
 
 def vae_diagnostics_record(name: str) -> dict[str, Any]:
@@ -602,16 +805,28 @@ def vae_diagnostics_record(name: str) -> dict[str, Any]:
     objective = pipeline.build_objective(spec, tokenizer)
     torch.manual_seed(0)  # word dropout and z are drawn from the global generator
     gradients = vae_diagnostics.cross_attention_gradients(model, objective, examples[:64])
-    torch.manual_seed(spec.train.seed)  # the initialisation the run started from (tmtlib.pipeline.pretrain)
+    # the initialisation the run started from (tmtlib.pipeline.pretrain)
+    torch.manual_seed(spec.train.seed)
     change = vae_diagnostics.cross_attention_change(model, type(model)(model.config))
-    return {"run": name, "run_folder": folder.name,
-            "checkpoint_step": checkpoint.load(folder / "best.pt")["progress"]["step"],
-            "examples": f"the run's validation captions ({', '.join(spec.langs)}; task-2 val, the first 500 per language)",
-            **measured, "cross_attention_gradient_norm": gradients, "cross_attention_change_from_init": change,
-            "seconds": round(time.perf_counter() - started, 1), "machine": machine()}
+    return {
+        "run": name,
+        "run_folder": folder.name,
+        "checkpoint_step": checkpoint.load(folder / "best.pt")["progress"]["step"],
+        "examples": (
+            f"the run's validation captions ({', '.join(spec.langs)}; task-2 val, the first "
+            "500 per language)"
+        ),
+        **measured,
+        "cross_attention_gradient_norm": gradients,
+        "cross_attention_change_from_init": change,
+        "seconds": round(time.perf_counter() - started, 1),
+        "machine": machine(),
+    }
 
 
-def run_vae_diagnostics(out: Path | None = None, runs: Iterable[str] = VAE_RUNS, log=print) -> dict[str, dict]:
+def run_vae_diagnostics(
+    out: Path | None = None, runs: Iterable[str] = VAE_RUNS, log=print
+) -> dict[str, dict]:
     """Measure each VAE of ``runs`` and keep its record in ``pretraining/vae_diagnostics.json``
     (records of other runs already there are kept), then rewrite ``summary.md``."""
     folder = (out or results_dir()) / "pretraining"
@@ -633,13 +848,24 @@ def write_pretraining_summary(folder: Path) -> Path:
     parts = []
     if (folder / "summary.json").exists():
         rows = json.loads((folder / "summary.json").read_text())["rows"]
-        lines = ["| run | steps | training minutes | val loss | val NLL | val KL |", "|---|---|---|---|---|---|"]
-        lines += [f"| {r['run']} | {r['steps']} | {r['minutes']:.1f} | {r['val_loss']:.3f} "
-                  f"| {r.get('val_nll', float('nan')):.3f} | {r.get('val_kl', float('nan')):.4f} |" for r in rows]
-        parts.append("\n".join(lines) + "\n\nper token, on the held-out captions; for a VAE the NLL is at z = mu, "
-                     "so val loss is not -ELBO (see below)")
+        lines = [
+            "| run | steps | training minutes | val loss | val NLL | val KL |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['run']} | {r['steps']} | {r['minutes']:.1f} | {r['val_loss']:.3f} "
+            f"| {r.get('val_nll', float('nan')):.3f} | {r.get('val_kl', float('nan')):.4f} |"
+            for r in rows
+        ]
+        parts.append(
+            "\n".join(lines)
+            + "\n\nper token, on the held-out captions; for a VAE the NLL is at z = mu, "
+            "so val loss is not -ELBO (see below)"
+        )
     if (folder / "vae_diagnostics.json").exists():
-        parts.append(vae_diagnostics_table(json.loads((folder / "vae_diagnostics.json").read_text())["runs"]))
+        parts.append(
+            vae_diagnostics_table(json.loads((folder / "vae_diagnostics.json").read_text())["runs"])
+        )
     return checkpoint.write_text_atomic("\n\n".join(parts) + "\n", folder / "summary.md")
 
 
@@ -648,20 +874,31 @@ def vae_diagnostics_table(records: dict[str, dict]) -> str:
     first = next(iter(records.values()))
     iw = first["importance_weighted"]
     k = max(iw["nll_bound"], key=int)
-    lines = ["| run | step | -ELBO | E_q[-log p(x\\|z)] | -log p(x\\|mu) | KL | -ELBO (subset) "
-             f"| IW bound, k={k} (subset) | active units | I(x;z) | KL per sentence | NLL from another's z | gap |",
-             "|---" * 13 + "|"]
+    lines = [
+        "| run | step | -ELBO | E_q[-log p(x\\|z)] | -log p(x\\|mu) | KL | -ELBO (subset) "
+        f"| IW bound, k={k} (subset) | active units | I(x;z) | KL per sentence | NLL from "
+        "another's z | gap |",
+        "|---" * 13 + "|",
+    ]
     for name, r in records.items():
         shuffled, bound = r["shuffled_z"], r["importance_weighted"]
-        lines.append(f"| {name} | {r['checkpoint_step']} | {r['neg_elbo']:.3f} | {r['reconstruction']:.3f} "
-                     f"| {r['reconstruction_at_mean']:.3f} | {r['kl']:.4f} | {bound['neg_elbo']:.3f} "
-                     f"| {bound['nll_bound'][k]:.3f} | {r['active_units']} / {r['latent_dim']} "
-                     f"| {r['mutual_information']:.2f} | {r['kl_per_sentence']:.2f} | {shuffled['other_z']:.3f} "
-                     f"| {shuffled['gap']:+.3f} ({100 * shuffled['relative_gap']:+.1f}%) |")
-    return ("\n".join(lines) + f"\n\nVAE diagnostics (`tmtlib.vae_diagnostics`) on {first['examples']}, from the "
-            "selected checkpoint; nats per token except I(x;z) and KL per sentence (nats). -ELBO = E_q[-log p(x|z)] "
-            f"({first['samples']} samples z ~ q(z|x) per sentence) + KL; -log p(x|mu) is what training's validation "
-            f"reports. On the fixed subset of the first {iw['sentences']} captions, from {iw['samples']} samples each: "
-            "-ELBO and the importance-weighted upper bound on -log p(x) (Burda et al. 2016). Active units: "
-            "Cov_x(E_q[z_d]) > 0.01 (Burda et al. 2016); I(x;z) as He et al. (2019), at most log N. Shuffled z: "
-            "each sentence decoded from another sentence's posterior mean instead of its own; gap: how much worse.")
+        lines.append(
+            f"| {name} | {r['checkpoint_step']} | {r['neg_elbo']:.3f} | {r['reconstruction']:.3f} "
+            f"| {r['reconstruction_at_mean']:.3f} | {r['kl']:.4f} | {bound['neg_elbo']:.3f} "
+            f"| {bound['nll_bound'][k]:.3f} | {r['active_units']} / {r['latent_dim']} "
+            f"| {r['mutual_information']:.2f} | {r['kl_per_sentence']:.2f} | "
+            f"{shuffled['other_z']:.3f} "
+            f"| {shuffled['gap']:+.3f} ({100 * shuffled['relative_gap']:+.1f}%) |"
+        )
+    return (
+        "\n".join(lines)
+        + f"\n\nVAE diagnostics (`tmtlib.vae_diagnostics`) on {first['examples']}, from the "
+        "selected checkpoint; nats per token except I(x;z) and KL per sentence (nats). -ELBO = "
+        f"E_q[-log p(x|z)] ({first['samples']} samples z ~ q(z|x) per sentence) + KL; -log p(x|mu) "
+        "is what training's validation reports. On the fixed subset of the first "
+        f"{iw['sentences']} captions, from {iw['samples']} samples each: -ELBO and the "
+        "importance-weighted upper bound on -log p(x) (Burda et al. 2016). Active units: "
+        "Cov_x(E_q[z_d]) > 0.01 (Burda et al. 2016); I(x;z) as He et al. (2019), at most log N. "
+        "Shuffled z: each sentence decoded from another sentence's posterior mean instead of its "
+        "own; gap: how much worse."
+    )

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# --- configuration ---------------------------------------------------------------------------------
+# --- configuration --------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -63,12 +63,21 @@ class ModelConfig:
     activation: str = "gelu"  # or "relu", the feed-forward non-linearity
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "d_model", "n_heads", "d_ff", "n_encoder_layers", "n_decoder_layers",
-                     "max_len"):
+        for name in (
+            "vocab_size",
+            "d_model",
+            "n_heads",
+            "d_ff",
+            "n_encoder_layers",
+            "n_decoder_layers",
+            "max_len",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
         if self.d_model % self.n_heads:
-            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+            raise ValueError(
+                f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
+            )
         if self.positions not in {"sinusoidal", "learned"}:
             raise ValueError(f"positions must be 'sinusoidal' or 'learned', not {self.positions!r}")
         if self.activation not in {"gelu", "relu"}:
@@ -83,7 +92,9 @@ class ModelConfig:
 
 PRESETS: dict[str, dict] = {
     # for tests: a few thousand parameters, deterministic (no dropout)
-    "tiny": dict(d_model=32, n_heads=2, d_ff=64, n_encoder_layers=1, n_decoder_layers=1, dropout=0.0),
+    "tiny": dict(
+        d_model=32, n_heads=2, d_ff=64, n_encoder_layers=1, n_decoder_layers=1, dropout=0.0
+    ),
     # a fast demonstration model for the objective notebooks: seconds per step on a laptop
     "small": dict(d_model=128, n_heads=4, d_ff=512, n_encoder_layers=2, n_decoder_layers=2),
     # the course's CPU model: trains on Multi30k in minutes to hours on a laptop
@@ -101,7 +112,7 @@ def model_config(preset: str, vocab_size: int, **overrides) -> ModelConfig:
     return replace(ModelConfig(vocab_size=vocab_size, **PRESETS[preset]), **overrides)
 
 
-# --- precision -------------------------------------------------------------------------------------
+# --- precision ------------------------------------------------------------------------------------
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -111,7 +122,9 @@ def native_bf16(device: torch.device) -> bool:
     with AVX512-BF16 or AMX. Elsewhere bf16 is emulated, and slower than fp32."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return device.type == "cpu" and (
+        torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    )
 
 
 def autocast(device: torch.device, precision: str) -> AbstractContextManager:
@@ -120,21 +133,25 @@ def autocast(device: torch.device, precision: str) -> AbstractContextManager:
     fp32 (Micikevicius et al. 2018; bf16 keeps fp32's exponent range, so no loss scaling)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-    return nullcontext() if precision == "fp32" else torch.autocast(device.type, dtype=torch.bfloat16)
+    return (
+        nullcontext() if precision == "fp32" else torch.autocast(device.type, dtype=torch.bfloat16)
+    )
 
 
-# --- building blocks -------------------------------------------------------------------------------
+# --- building blocks ------------------------------------------------------------------------------
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
-    """softmax(QK^T / sqrt(Dh)) V over [B, H, T, Dh] queries, keys and values (Vaswani et al. eq. 1),
-    where ``mask`` is True. On the CPU in fp32 even under bf16 autocast: PyTorch's bf16 attention
-    kernels for the CPU are slower than its fp32 ones, the backward above all (a bf16 training step
-    of the course model ran 10-20% faster with attention kept in fp32 on a 2-core AVX512-BF16 CPU),
-    and attention is a small share of the model's FLOPs."""
+    """softmax(QK^T / sqrt(Dh)) V over [B, H, T, Dh] queries, keys and values (Vaswani et al. eq.
+    1), where ``mask`` is True. On the CPU in fp32 even under bf16 autocast: PyTorch's bf16
+    attention kernels for the CPU are slower than its fp32 ones, the backward above all (a bf16
+    training step of the course model ran 10-20% faster with attention kept in fp32 on a 2-core
+    AVX512-BF16 CPU), and attention is a small share of the model's FLOPs."""
     if q.device.type == "cpu" and q.dtype != torch.float32:
         with torch.autocast("cpu", enabled=False):
-            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask).to(q.dtype)
+            return F.scaled_dot_product_attention(
+                q.float(), k.float(), v.float(), attn_mask=mask
+            ).to(q.dtype)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
@@ -150,8 +167,9 @@ def merge_heads(x: Tensor) -> Tensor:
     return x.transpose(1, 2).reshape(B, T, H * Dh)
 
 
-def attention_mask(key_pad: Tensor | None, causal: bool, n_queries: int, n_keys: int,
-                   device: torch.device) -> Tensor | None:
+def attention_mask(
+    key_pad: Tensor | None, causal: bool, n_queries: int, n_keys: int, device: torch.device
+) -> Tensor | None:
     """Boolean mask, True where a query may attend to a key, broadcastable to [B, H, T, S].
 
     ``key_pad`` [B, S] is True at padding. With ``causal``, the T queries are the *last* T of the
@@ -176,8 +194,13 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
 
-    def forward(self, x: Tensor, key_pad: Tensor | None = None, causal: bool = False,
-                past: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    def forward(
+        self,
+        x: Tensor,
+        key_pad: Tensor | None = None,
+        causal: bool = False,
+        past: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """Attend over ``x`` [B, T, D] (and the cached ``past`` keys/values [B, H, t, Dh]).
 
         Returns the output [B, T, D] and the keys/values of all t + T positions, for the cache.
@@ -193,7 +216,8 @@ class SelfAttention(nn.Module):
 
 
 class CrossAttention(nn.Module):
-    """Multi-head attention from decoder states to the memory (encoder states or a latent vector)."""
+    """Multi-head attention from decoder states to the memory (encoder states or a latent
+    vector)."""
 
     def __init__(self, d_model: int, n_heads: int):
         super().__init__()
@@ -203,13 +227,19 @@ class CrossAttention(nn.Module):
         self.out = nn.Linear(d_model, d_model)
 
     def project_memory(self, memory: Tensor) -> tuple[Tensor, Tensor]:
-        """Keys and values [B, H, M, Dh] of ``memory`` [B, M, D]: computed once per sentence when caching."""
+        """Keys and values [B, H, M, Dh] of ``memory`` [B, M, D]: computed once per sentence when
+        caching."""
         k, v = self.kv(memory).chunk(2, dim=-1)
         return split_heads(k, self.n_heads), split_heads(v, self.n_heads)
 
-    def forward(self, x: Tensor, memory: Tensor, memory_pad: Tensor | None = None,
-                memory_kv: tuple[Tensor, Tensor] | None = None, need_weights: bool = False,
-                ) -> tuple[Tensor, tuple[Tensor, Tensor], Tensor | None]:
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        memory_pad: Tensor | None = None,
+        memory_kv: tuple[Tensor, Tensor] | None = None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, tuple[Tensor, Tensor], Tensor | None]:
         """Attend from ``x`` [B, T, D] to ``memory`` [B, M, D] (padding True in ``memory_pad``).
 
         ``memory_kv`` are the memory's projected keys/values from an earlier step, if cached. With
@@ -227,7 +257,8 @@ class CrossAttention(nn.Module):
             raise ValueError(f"{rows} query rows cannot share {k.size(0)} memory rows evenly")
         x = x.reshape(k.size(0), -1, x.size(-1))  # [b, g * T, D]
         q = split_heads(self.q(x), self.n_heads)  # [b, H, g * T, Dh]
-        mask = attention_mask(memory_pad, False, q.size(2), k.size(2), q.device)  # [B, 1, 1, M] or None
+        # [B, 1, 1, M] or None
+        mask = attention_mask(memory_pad, False, q.size(2), k.size(2), q.device)
         weights = None
         if need_weights:
             scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # [B, H, T, M]
@@ -272,7 +303,8 @@ class EncoderLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    """Pre-LN block: causal self-attention, cross-attention (skipped without memory), feed-forward."""
+    """Pre-LN block: causal self-attention, cross-attention (skipped without memory),
+    feed-forward."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -284,19 +316,31 @@ class DecoderLayer(nn.Module):
         self.ff = FeedForward(config.d_model, config.d_ff, config.activation)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: Tensor, memory: Tensor | None, memory_pad: Tensor | None,
-                state: LayerCache | None = None, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
-        """One decoder block on ``x`` [B, T, D]; ``state`` (if given) is read and updated in place."""
-        attended, self_kv = self.self_attn(self.self_norm(x), causal=True,
-                                           past=state.self_kv if state is not None else None)
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor | None,
+        memory_pad: Tensor | None,
+        state: LayerCache | None = None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """One decoder block on ``x`` [B, T, D]; ``state`` (if given) is read and updated in
+        place."""
+        attended, self_kv = self.self_attn(
+            self.self_norm(x), causal=True, past=state.self_kv if state is not None else None
+        )
         if state is not None:
             state.self_kv = self_kv
         x = x + self.dropout(attended)
         weights = None
         if memory is not None:
             attended, memory_kv, weights = self.cross_attn(
-                self.cross_norm(x), memory, memory_pad,
-                memory_kv=state.memory_kv if state is not None else None, need_weights=need_weights)
+                self.cross_norm(x),
+                memory,
+                memory_pad,
+                memory_kv=state.memory_kv if state is not None else None,
+                need_weights=need_weights,
+            )
             if state is not None:
                 state.memory_kv = memory_kv
             x = x + self.dropout(attended)
@@ -325,9 +369,16 @@ class Decoder(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.n_decoder_layers))
         self.norm = nn.LayerNorm(config.d_model)
 
-    def forward(self, x: Tensor, memory: Tensor | None, memory_pad: Tensor | None,
-                cache: DecoderCache | None = None, need_attention: bool = False) -> tuple[Tensor, Tensor | None]:
-        """Decoder states [B, T, D] and, with ``need_attention``, the last layer's cross-attention."""
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor | None,
+        memory_pad: Tensor | None,
+        cache: DecoderCache | None = None,
+        need_attention: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Decoder states [B, T, D] and, with ``need_attention``, the last layer's
+        cross-attention."""
         for i, layer in enumerate(self.layers):
             state = cache.layers[i] if cache is not None else None
             last = i == len(self.layers) - 1
@@ -335,13 +386,16 @@ class Decoder(nn.Module):
         return self.norm(x), weights
 
 
-# --- positions -------------------------------------------------------------------------------------
+# --- positions ------------------------------------------------------------------------------------
 
 
 def sinusoids(max_len: int, d_model: int) -> Tensor:
-    """PE(pos, 2i) = sin(pos / 10000^(2i/D)), PE(pos, 2i+1) = cos(...) (Vaswani et al. §3.5). [max_len, D]"""
+    """PE(pos, 2i) = sin(pos / 10000^(2i/D)), PE(pos, 2i+1) = cos(...) (Vaswani et al. §3.5).
+    [max_len, D]"""
     position = torch.arange(max_len, dtype=torch.float).unsqueeze(1)  # [max_len, 1]
-    frequency = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float) * (-math.log(10000.0) / d_model))
+    frequency = torch.exp(
+        torch.arange(0, d_model, 2, dtype=torch.float) * (-math.log(10000.0) / d_model)
+    )
     table = torch.zeros(max_len, d_model)
     table[:, 0::2] = torch.sin(position * frequency)
     table[:, 1::2] = torch.cos(position * frequency)[:, : d_model // 2]
@@ -358,7 +412,7 @@ class SinusoidalPositions(nn.Module):
     def forward(self, offset: int, length: int) -> Tensor:
         """Positions offset .. offset + length - 1: [length, D]."""
         _check_length(offset + length, self.table.size(0))
-        return self.table[offset: offset + length]
+        return self.table[offset : offset + length]
 
 
 class LearnedPositions(nn.Module):
@@ -371,15 +425,17 @@ class LearnedPositions(nn.Module):
     def forward(self, offset: int, length: int) -> Tensor:
         """Positions offset .. offset + length - 1: [length, D]."""
         _check_length(offset + length, self.table.num_embeddings)
-        return self.table.weight[offset: offset + length]
+        return self.table.weight[offset : offset + length]
 
 
 def _check_length(length: int, max_len: int) -> None:
     if length > max_len:
-        raise ValueError(f"a sequence of {length} positions exceeds the model's max_len of {max_len}")
+        raise ValueError(
+            f"a sequence of {length} positions exceeds the model's max_len of {max_len}"
+        )
 
 
-# --- the model -------------------------------------------------------------------------------------
+# --- the model ------------------------------------------------------------------------------------
 
 
 class LatentHeads(nn.Module):
@@ -393,7 +449,8 @@ class LatentHeads(nn.Module):
 
 
 class Seq2Seq(nn.Module):
-    """Pre-LN Transformer encoder–decoder with one shared, tied embedding (see the module docstring)."""
+    """Pre-LN Transformer encoder–decoder with one shared, tied embedding (see the module
+    docstring)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -404,18 +461,20 @@ class Seq2Seq(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
-        self.latent = LatentHeads(config.d_model, config.latent_dim) if config.latent_dim > 0 else None
+        self.latent = (
+            LatentHeads(config.d_model, config.latent_dim) if config.latent_dim > 0 else None
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Xavier-uniform Linear weights with zero biases (Glorot & Bengio 2010); embeddings
-        N(0, D^-1/2), so that after the sqrt(D) scaling they have unit variance; the pad row zero."""
+        """Xavier-uniform Linear weights with zero biases (Glorot & Bengio 2010); embeddings N(0,
+        D^-1/2), so that after the sqrt(D) scaling they have unit variance; the pad row zero."""
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
                 nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Embedding):
-                nn.init.normal_(module.weight, mean=0.0, std=self.config.d_model ** -0.5)
+                nn.init.normal_(module.weight, mean=0.0, std=self.config.d_model**-0.5)
         with torch.no_grad():
             self.embed.weight[self.config.pad_id].zero_()
 
@@ -424,7 +483,8 @@ class Seq2Seq(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     def embed_tokens(self, ids: Tensor, offset: int = 0) -> Tensor:
-        """Token embeddings * sqrt(D) plus positions offset .., then dropout: [B, T] -> [B, T, D]."""
+        """Token embeddings * sqrt(D) plus positions offset .., then dropout: [B, T] -> [B, T,
+        D]."""
         x = self.embed(ids) * math.sqrt(self.config.d_model)  # [B, T, D]
         return self.dropout(x + self.positions(offset, ids.size(1)))
 
@@ -437,9 +497,14 @@ class Seq2Seq(nn.Module):
         memory = self.encoder(self.embed_tokens(src), src_pad)  # [B, S, D]
         return memory, src_pad
 
-    def decode(self, tgt_in: Tensor, memory: Tensor | None = None, memory_pad: Tensor | None = None,
-               cache: DecoderCache | None = None, need_attention: bool = False,
-               ) -> Tensor | tuple[Tensor, Tensor]:
+    def decode(
+        self,
+        tgt_in: Tensor,
+        memory: Tensor | None = None,
+        memory_pad: Tensor | None = None,
+        cache: DecoderCache | None = None,
+        need_attention: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
         """Next-token logits [B, T, V] for the decoder input ``tgt_in`` [B, T].
 
         ``memory`` [B, M, D] is what the decoder attends to (encoder states, or a latent vector
@@ -457,7 +522,9 @@ class Seq2Seq(nn.Module):
         cross-attention weights averaged over heads, [B, T, M].
         """
         if need_attention and memory is None:
-            raise ValueError("need_attention=True needs a memory: there is no cross-attention without one")
+            raise ValueError(
+                "need_attention=True needs a memory: there is no cross-attention without one"
+            )
         offset = cache.length if cache is not None else 0
         x = self.embed_tokens(tgt_in, offset)  # [B, T, D]
         h, attention = self.decoder(x, memory, memory_pad, cache, need_attention)  # [B, T, D]
@@ -476,7 +543,9 @@ class Seq2Seq(nn.Module):
         (Bowman et al. 2016 use the final RNN state; a masked mean is its Transformer analogue).
         Returns mu and logvar, each [B, L]."""
         if self.latent is None:
-            raise ValueError("this model has no latent heads: build it with latent_dim > 0 for the VAE")
+            raise ValueError(
+                "this model has no latent heads: build it with latent_dim > 0 for the VAE"
+            )
         if memory_pad is None:
             pooled = memory.mean(dim=1)  # [B, D]
         else:
@@ -487,16 +556,19 @@ class Seq2Seq(nn.Module):
     def latent_memory(self, z: Tensor) -> Tensor:
         """The decoder memory for latent codes ``z`` [B, L]: one vector per sentence, [B, 1, D]."""
         if self.latent is None:
-            raise ValueError("this model has no latent heads: build it with latent_dim > 0 for the VAE")
+            raise ValueError(
+                "this model has no latent heads: build it with latent_dim > 0 for the VAE"
+            )
         return self.latent.to_memory(z).unsqueeze(1)
 
 
-# --- incremental decoding --------------------------------------------------------------------------
+# --- incremental decoding -------------------------------------------------------------------------
 
 
 @dataclass
 class LayerCache:
-    """One decoder layer's cached keys/values: self-attention [B, H, t, Dh], memory [B, H, M, Dh]."""
+    """One decoder layer's cached keys/values: self-attention [B, H, t, Dh], memory [B, H, M,
+    Dh]."""
 
     self_kv: tuple[Tensor, Tensor] | None = None
     memory_kv: tuple[Tensor, Tensor] | None = None

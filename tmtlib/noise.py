@@ -58,6 +58,7 @@ def _check_lambda(lam: float) -> None:
 
 # --- the corruptions, on units ------------------------------------------------------------------
 
+
 def _mask(units: list[Unit], p: float, mask_id: int, rng: random.Random) -> list[Unit]:
     return [[mask_id] * len(unit) if rng.random() < p else list(unit) for unit in units]
 
@@ -75,8 +76,9 @@ def _shuffle(units: list[Unit], k: int, rng: random.Random) -> list[Unit]:
     return [list(units[i]) for i in order]
 
 
-def _infill(units: list[Unit], ratio: float, mask_id: int, rng: random.Random,
-            poisson_lambda: float) -> list[Unit]:
+def _infill(
+    units: list[Unit], ratio: float, mask_id: int, rng: random.Random, poisson_lambda: float
+) -> list[Unit]:
     lengths = _span_lengths(_round_randomly(ratio * len(units), rng), poisson_lambda, rng)
     rng.shuffle(lengths)  # the truncated last span should not always land rightmost
     n_items = len(lengths) + len(units) - sum(lengths)  # spans and untouched units, interleaved
@@ -94,7 +96,8 @@ def _infill(units: list[Unit], ratio: float, mask_id: int, rng: random.Random,
 
 
 def sample_poisson(lam: float, rng: random.Random) -> int:
-    """One draw from Poisson(``lam``) by Knuth's multiplication method: O(lam), fine for lam ≲ 30."""
+    """One draw from Poisson(``lam``) by Knuth's multiplication method: O(lam), fine for
+    lam ≲ 30."""
     _check_lambda(lam)
     threshold, k, product = math.exp(-lam), 0, rng.random()
     while product > threshold:
@@ -104,7 +107,8 @@ def sample_poisson(lam: float, rng: random.Random) -> int:
 
 
 def _span_lengths(total: int, lam: float, rng: random.Random) -> list[int]:
-    """Poisson(``lam``) span lengths, drawn until they cover ``total`` units; the last is cut to fit."""
+    """Poisson(``lam``) span lengths, drawn until they cover ``total`` units; the last is cut to
+    fit."""
     lengths: list[int] = []
     covered = 0
     while covered < total:
@@ -121,10 +125,16 @@ def _round_randomly(x: float, rng: random.Random) -> int:
     return whole + (rng.random() < x - whole)
 
 
-# --- the public corruptions, on token lists --------------------------------------------------------
+# --- the public corruptions, on token lists -------------------------------------------------------
 
-def mask_tokens(tokens: Sequence[int], p: float, mask_id: int, rng: random.Random,
-                word_starts: Sequence[bool] | None = None) -> list[int]:
+
+def mask_tokens(
+    tokens: Sequence[int],
+    p: float,
+    mask_id: int,
+    rng: random.Random,
+    word_starts: Sequence[bool] | None = None,
+) -> list[int]:
     """Replace each token (or word) by ``mask_id`` with probability ``p`` (BART token masking).
 
     As in BART each masked token becomes one mask token, so the length is preserved; in word mode
@@ -134,8 +144,9 @@ def mask_tokens(tokens: Sequence[int], p: float, mask_id: int, rng: random.Rando
     return _flatten(_mask(_units(tokens, word_starts), p, mask_id, rng))
 
 
-def delete_tokens(tokens: Sequence[int], p: float, rng: random.Random,
-                  word_starts: Sequence[bool] | None = None) -> list[int]:
+def delete_tokens(
+    tokens: Sequence[int], p: float, rng: random.Random, word_starts: Sequence[bool] | None = None
+) -> list[int]:
     """Drop each token (or word) with probability ``p``, keeping the order (BART token deletion;
     Lample et al. 2018 word dropout). A non-empty input never comes back empty: if every unit was
     dropped, one unit chosen uniformly is kept, so the encoder always sees something."""
@@ -143,8 +154,14 @@ def delete_tokens(tokens: Sequence[int], p: float, rng: random.Random,
     return _flatten(_delete(_units(tokens, word_starts), p, rng))
 
 
-def infill_spans(tokens: Sequence[int], ratio: float, mask_id: int, rng: random.Random,
-                 poisson_lambda: float = 3.0, word_starts: Sequence[bool] | None = None) -> list[int]:
+def infill_spans(
+    tokens: Sequence[int],
+    ratio: float,
+    mask_id: int,
+    rng: random.Random,
+    poisson_lambda: float = 3.0,
+    word_starts: Sequence[bool] | None = None,
+) -> list[int]:
     """BART text infilling: replace spans covering about ``ratio`` of the tokens by one mask each.
 
     Span lengths are drawn from Poisson(``poisson_lambda``) until they cover ``ratio · n`` units
@@ -159,9 +176,11 @@ def infill_spans(tokens: Sequence[int], ratio: float, mask_id: int, rng: random.
     return _flatten(_infill(_units(tokens, word_starts), ratio, mask_id, rng, poisson_lambda))
 
 
-def shuffle_locally(tokens: Sequence[int], k: int, rng: random.Random,
-                    word_starts: Sequence[bool] | None = None) -> list[int]:
-    """Permute tokens (or whole words) so that none moves more than ``k`` places (Lample et al. 2018).
+def shuffle_locally(
+    tokens: Sequence[int], k: int, rng: random.Random, word_starts: Sequence[bool] | None = None
+) -> list[int]:
+    """Permute tokens (or whole words) so that none moves more than ``k`` places (Lample et al.
+    2018).
 
     Unit ``i`` gets the key ``i + U(0, k+1)`` and units are sorted by key. The bound holds exactly:
     every ``j ≥ i + k + 1`` has ``key_j ≥ j ≥ i + k + 1 > key_i`` and so stays after ``i``; every
@@ -176,6 +195,7 @@ def shuffle_locally(tokens: Sequence[int], k: int, rng: random.Random,
 
 
 # --- configurations ------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class NoiseConfig:
@@ -208,13 +228,20 @@ class NoiseConfig:
 
     @classmethod
     def lample(cls) -> NoiseConfig:
-        """The noise of Lample et al. (2018): word dropout with p = 0.1 and a local shuffle, k = 3."""
+        """The noise of Lample et al. (2018): word dropout with p = 0.1 and a local shuffle,
+        k = 3."""
         return cls(delete_p=0.1, shuffle_k=3)
 
 
-def apply_noise(tokens: Sequence[int], config: NoiseConfig, rng: random.Random, mask_id: int,
-                word_starts: Sequence[bool] | None = None) -> list[int]:
-    """Apply the enabled corruptions of ``config`` in the fixed order shuffle → delete → infill → mask.
+def apply_noise(
+    tokens: Sequence[int],
+    config: NoiseConfig,
+    rng: random.Random,
+    mask_id: int,
+    word_starts: Sequence[bool] | None = None,
+) -> list[int]:
+    """Apply the enabled corruptions of ``config`` in the fixed order
+    shuffle → delete → infill → mask.
 
     Shuffling comes first so its displacement bound refers to the original positions; deletion
     precedes infilling so the infill ratio is a share of what is left; masking comes last and so

@@ -38,14 +38,22 @@ class LossReport:
     kl_weight: float = 0.0  # beta at this step (VAE only)
 
 
-def token_nll(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+def token_nll(
+    logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean label-smoothed cross-entropy over real tokens, and the summed plain NLL.
 
     Label smoothing (Szegedy et al. 2016) mixes the one-hot target with a uniform distribution:
     ``(1 - eps) * NLL + eps * mean_v(-log p_v)``; the plain NLL is reported for perplexity.
     """
-    flat_logits, flat_targets = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)  # [B*T, V], [B*T]
-    smoothed = F.cross_entropy(flat_logits, flat_targets, ignore_index=PAD_ID, label_smoothing=label_smoothing)
+    # [B*T, V], [B*T]
+    flat_logits, flat_targets = (
+        logits.reshape(-1, logits.shape[-1]),
+        targets.reshape(-1),
+    )
+    smoothed = F.cross_entropy(
+        flat_logits, flat_targets, ignore_index=PAD_ID, label_smoothing=label_smoothing
+    )
     with torch.no_grad():
         nll = F.cross_entropy(flat_logits, flat_targets, ignore_index=PAD_ID, reduction="sum")
     return smoothed, nll
@@ -86,18 +94,25 @@ class Autoencoder(Objective):
 
     name = "autoencoder"
 
-    def __init__(self, noise: NoiseConfig = NoiseConfig.none(), tokenizer: Tokenizer | None = None,
-                 label_smoothing: float = 0.0):
+    def __init__(
+        self,
+        noise: NoiseConfig = NoiseConfig.none(),
+        tokenizer: Tokenizer | None = None,
+        label_smoothing: float = 0.0,
+    ):
         super().__init__(label_smoothing)
         self.noise = noise
         noisy = noise != NoiseConfig.none()
         if noisy and tokenizer is None:
-            raise ValueError("a denoising autoencoder needs the tokenizer (for <mask> and word boundaries)")
+            raise ValueError(
+                "a denoising autoencoder needs the tokenizer (for <mask> and word boundaries)"
+            )
         self.name = "denoising autoencoder" if noisy else "autoencoder"
         self.mask_id = tokenizer.mask_id if tokenizer else None
         self.word_start = (
             [tokenizer.sp.id_to_piece(i).startswith("\u2581") for i in range(tokenizer.vocab_size)]
-            if tokenizer else None
+            if tokenizer
+            else None
         )
 
     def corrupt(self, example: Example, rng: random.Random) -> Example:
@@ -164,7 +179,9 @@ class KLSchedule:
 
     def __post_init__(self):
         if self.kind not in KL_SCHEDULES:
-            raise ValueError(f"unknown KL schedule {self.kind!r}: use constant, linear, sigmoid or cyclical")
+            raise ValueError(
+                f"unknown KL schedule {self.kind!r}: use constant, linear, sigmoid or cyclical"
+            )
 
     def __call__(self, step: int) -> float:
         if self.kind == "constant":
@@ -172,7 +189,9 @@ class KLSchedule:
         if self.kind == "linear":
             return self.max_beta * min(1.0, step / max(1, self.warmup_steps))
         if self.kind == "sigmoid":
-            return self.max_beta / (1.0 + math.exp(-10.0 * (step / max(1, self.warmup_steps) - 0.5)))
+            return self.max_beta / (
+                1.0 + math.exp(-10.0 * (step / max(1, self.warmup_steps) - 0.5))
+            )
         phase = (step % self.cycle_steps) / self.cycle_steps
         return self.max_beta * min(1.0, 2.0 * phase)
 
@@ -197,7 +216,9 @@ class VAE(Objective):
 
     name = "variational autoencoder"
 
-    def __init__(self, schedule: KLSchedule = KLSchedule(), free_bits: float = 0.0, word_dropout: float = 0.0):
+    def __init__(
+        self, schedule: KLSchedule = KLSchedule(), free_bits: float = 0.0, word_dropout: float = 0.0
+    ):
         super().__init__(label_smoothing=0.0)
         self.schedule, self.free_bits, self.word_dropout = schedule, free_bits, word_dropout
 
@@ -207,17 +228,33 @@ class VAE(Objective):
         z = reparameterize(mu, logvar) if model.training else mu
         tgt_in = self._drop_words(batch.tgt_in) if model.training else batch.tgt_in
         logits = model.decode(tgt_in, model.latent_memory(z))  # [B, T, V]
-        nll_sum = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.tgt_out.reshape(-1),
-                                  ignore_index=PAD_ID, reduction="sum")  # -E_q[log p(x|z)], one sample
+        # -E_q[log p(x|z)], one sample
+        nll_sum = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]),
+            batch.tgt_out.reshape(-1),
+            ignore_index=PAD_ID,
+            reduction="sum",
+        )
         kl = gaussian_kl(mu, logvar)  # [B, L]
-        kl_term = kl.sum() if self.free_bits <= 0 else kl.mean(0).clamp(min=self.free_bits).sum() * batch.size
+        kl_term = (
+            kl.sum()
+            if self.free_bits <= 0
+            else kl.mean(0).clamp(min=self.free_bits).sum() * batch.size
+        )
         beta = self.schedule(step)
         loss = (nll_sum + beta * kl_term) / batch.tgt_tokens
-        return LossReport(loss, float(nll_sum.detach()), batch.tgt_tokens, batch.size,
-                          kl=float(kl.detach().sum()), kl_weight=beta)
+        return LossReport(
+            loss,
+            float(nll_sum.detach()),
+            batch.tgt_tokens,
+            batch.size,
+            kl=float(kl.detach().sum()),
+            kl_weight=beta,
+        )
 
     def _drop_words(self, tgt_in: torch.Tensor) -> torch.Tensor:
-        """Replace decoder inputs (not the start tag, not padding) by <unk> with prob word_dropout."""
+        """Replace decoder inputs (not the start tag, not padding) by <unk> with prob
+        word_dropout."""
         if self.word_dropout <= 0:
             return tgt_in
         drop = torch.rand(tgt_in.shape, device=tgt_in.device) < self.word_dropout
@@ -225,8 +262,10 @@ class VAE(Objective):
         return tgt_in.masked_fill(drop & (tgt_in != PAD_ID), UNK_ID)
 
     def describe(self) -> str:
-        return (f"VAE (KL {self.schedule.kind} to beta={self.schedule.max_beta}, free bits {self.free_bits}, "
-                f"word dropout {self.word_dropout})")
+        return (
+            f"VAE (KL {self.schedule.kind} to beta={self.schedule.max_beta}, free bits "
+            f"{self.free_bits}, word dropout {self.word_dropout})"
+        )
 
 
 OBJECTIVES = ("translation", "ae", "dae", "vae", "lm")
@@ -246,18 +285,28 @@ def make_objective(kind: str, tokenizer: Tokenizer | None = None, **options) -> 
     return builders[kind]()
 
 
-def translation_examples(tokenizer: Tokenizer, pairs: Sequence[tuple[str, str]], tgt_lang: str,
-                         max_len: int = 256) -> list[Example]:
+def translation_examples(
+    tokenizer: Tokenizer, pairs: Sequence[tuple[str, str]], tgt_lang: str, max_len: int = 256
+) -> list[Example]:
     """Parallel pairs to examples; pairs with an empty side are dropped, long ones truncated."""
     start = tokenizer.lang_id(tgt_lang)
     sources = tokenizer.encode([s for s, _ in pairs])
     targets = tokenizer.encode([t for _, t in pairs])
-    return [Example(tuple(s[: max_len - 1]), tuple(t[: max_len - 1]), start)
-            for s, t in zip(sources, targets) if s and t]
+    return [
+        Example(tuple(s[: max_len - 1]), tuple(t[: max_len - 1]), start)
+        for s, t in zip(sources, targets)
+        if s and t
+    ]
 
 
-def monolingual_examples(tokenizer: Tokenizer, sentences: Sequence[str], lang: str, *,
-                         with_source: bool = True, max_len: int = 256) -> list[Example]:
+def monolingual_examples(
+    tokenizer: Tokenizer,
+    sentences: Sequence[str],
+    lang: str,
+    *,
+    with_source: bool = True,
+    max_len: int = 256,
+) -> list[Example]:
     """Sentences to reconstruction examples (source = target), or LM examples (no source)."""
     start = tokenizer.lang_id(lang)
     encoded = [tuple(ids[: max_len - 1]) for ids in tokenizer.encode(sentences) if ids]

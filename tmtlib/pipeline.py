@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,22 +25,41 @@ from .decode import translate
 from .evaluate import Score, bleu, evaluate
 from .models import PRESETS, ModelConfig, Seq2Seq, model_config
 from .noise import NoiseConfig
-from .objectives import KL_SCHEDULES, OBJECTIVES, KLSchedule, make_objective, monolingual_examples, translation_examples
+from .objectives import (
+    KL_SCHEDULES,
+    OBJECTIVES,
+    KLSchedule,
+    make_objective,
+    monolingual_examples,
+    translation_examples,
+)
 from .subwords import LANGUAGES, Tokenizer, TokenizerSettings, train_tokenizer
 from .train import LOSS_METRICS, History, TrainConfig, check_run, train
-from .transfer import DEFAULT_PARTS, PARTS, GradualUnfreezing, TransferReport, freeze, parameter_groups, transfer
+from .transfer import (
+    DEFAULT_PARTS,
+    PARTS,
+    GradualUnfreezing,
+    TransferReport,
+    freeze,
+    parameter_groups,
+    transfer,
+)
 from .validation import SettingError, check_fields, from_plain, setting
 
 TASKS = ("translate", "paraphrase")
 STRATEGIES = ("full", "freeze_encoder", "gradual", "discriminative")
-PARAPHRASE_VALID_IMAGES = 500  # task-2 val images 0..499 select models; the rest are the paraphrase test set
+PARAPHRASE_VALID_IMAGES = (
+    500  # task-2 val images 0..499 select models; the rest are the paraphrase test set
+)
 
 
 PRETRAINING_OBJECTIVES = tuple(name for name in OBJECTIVES if name != "translation")
 PRESET_NAMES = tuple(PRESETS)
 
 
-def course_tokenizer(langs: Sequence[str] = LANGUAGES, options: TokenizerSettings | None = None) -> Tokenizer:
+def course_tokenizer(
+    langs: Sequence[str] = LANGUAGES, options: TokenizerSettings | None = None
+) -> Tokenizer:
     """The course's joint vocabulary: trained on the task-1 training sentences of ``langs``.
 
     Only training text is used (never validation or test sentences); ``options`` default to
@@ -50,43 +69,91 @@ def course_tokenizer(langs: Sequence[str] = LANGUAGES, options: TokenizerSetting
     """
     unknown = set(langs) - set(LANGUAGES)
     if unknown:
-        raise ValueError(f"unknown language(s) {sorted(unknown)}: the course has {', '.join(LANGUAGES)}")
-    return train_tokenizer([line for lang in langs for line in data.read_lines(1, "train", lang)],
-                           options or TokenizerSettings())
+        raise ValueError(
+            f"unknown language(s) {sorted(unknown)}: the course has {', '.join(LANGUAGES)}"
+        )
+    return train_tokenizer(
+        [line for lang in langs for line in data.read_lines(1, "train", lang)],
+        options or TokenizerSettings(),
+    )
 
 
 @dataclass(frozen=True)
 class PretrainSpec:
     """A pretraining run on monolingual text (task-2 captions, disjoint from evaluation sets)."""
 
-    objective: str = setting("dae", choices=PRETRAINING_OBJECTIVES,
-                             help="ae: autoencoder; dae: denoising autoencoder (BART, Lewis et al. 2020); vae: "
-                                  "variational autoencoder (Bowman et al. 2016); lm: language model")
-    langs: tuple[str, ...] = setting(("en", "de"), choices=LANGUAGES, nonempty=True,
-                                     help="languages of the monolingual text (task-2 captions)")
-    preset: str = setting("course", choices=PRESET_NAMES, help="model size, as in tmtlib.models.PRESETS")
-    sentences_per_lang: int | None = setting(None, at_least=1, help="sentences per language; none: the whole pool")
-    include_task1_train: bool = setting(False, help="add the task-1 training sentences of each language")
-    mask_p: float = setting(0.0, at_least=0, at_most=1, help="dae: share of tokens replaced by <mask> "
-                                                             "(BERT-style masking)")
-    infill_ratio: float = setting(0.3, at_least=0, at_most=1, help="dae: share of tokens in spans replaced by one "
-                                                                   "<mask> each (BART text infilling)")
-    shuffle_k: int = setting(0, at_least=0, help="dae: words move at most k places (local shuffle, Lample et al. "
-                                                 "2018); 0: off")
-    delete_p: float = setting(0.0, at_least=0, at_most=1, help="dae: probability of deleting each word (Lample et "
-                                                               "al. 2018)")
+    objective: str = setting(
+        "dae",
+        choices=PRETRAINING_OBJECTIVES,
+        help="ae: autoencoder; dae: denoising autoencoder (BART, Lewis et al. 2020); vae: "
+        "variational autoencoder (Bowman et al. 2016); lm: language model",
+    )
+    langs: tuple[str, ...] = setting(
+        ("en", "de"),
+        choices=LANGUAGES,
+        nonempty=True,
+        help="languages of the monolingual text (task-2 captions)",
+    )
+    preset: str = setting(
+        "course", choices=PRESET_NAMES, help="model size, as in tmtlib.models.PRESETS"
+    )
+    sentences_per_lang: int | None = setting(
+        None, at_least=1, help="sentences per language; none: the whole pool"
+    )
+    include_task1_train: bool = setting(
+        False, help="add the task-1 training sentences of each language"
+    )
+    mask_p: float = setting(
+        0.0,
+        at_least=0,
+        at_most=1,
+        help="dae: share of tokens replaced by <mask> (BERT-style masking)",
+    )
+    infill_ratio: float = setting(
+        0.3,
+        at_least=0,
+        at_most=1,
+        help="dae: share of tokens in spans replaced by one <mask> each (BART text infilling)",
+    )
+    shuffle_k: int = setting(
+        0,
+        at_least=0,
+        help="dae: words move at most k places (local shuffle, Lample et al. 2018); 0: off",
+    )
+    delete_p: float = setting(
+        0.0,
+        at_least=0,
+        at_most=1,
+        help="dae: probability of deleting each word (Lample et al. 2018)",
+    )
     latent_dim: int = setting(64, at_least=1, help="vae: size of the latent code z")
-    kl_schedule: str = setting("linear", choices=KL_SCHEDULES, help="vae: how the KL weight beta rises (KL "
-                                                                    "annealing, Bowman et al. 2016)")
+    kl_schedule: str = setting(
+        "linear",
+        choices=KL_SCHEDULES,
+        help="vae: how the KL weight beta rises (KL annealing, Bowman et al. 2016)",
+    )
     kl_warmup: int = setting(2000, at_least=0, help="vae: steps over which beta rises to max_beta")
-    max_beta: float = setting(1.0, at_least=0, help="vae: the KL weight beta after the warm-up (beta-VAE)")
-    free_bits: float = setting(0.0, at_least=0, help="vae: nats of KL per latent dimension left unpenalised (free "
-                                                     "bits, Kingma et al. 2016)")
-    word_dropout: float = setting(0.0, at_least=0, at_most=1, help="vae: probability of replacing each decoder "
-                                                                   "input by <unk> (Bowman et al. 2016)")
+    max_beta: float = setting(
+        1.0, at_least=0, help="vae: the KL weight beta after the warm-up (beta-VAE)"
+    )
+    free_bits: float = setting(
+        0.0,
+        at_least=0,
+        help="vae: nats of KL per latent dimension left unpenalised (free "
+        "bits, Kingma et al. 2016)",
+    )
+    word_dropout: float = setting(
+        0.0,
+        at_least=0,
+        at_most=1,
+        help="vae: probability of replacing each decoder input by <unk> (Bowman et al. 2016)",
+    )
     train: TrainConfig = setting(default_factory=TrainConfig, help="how to train")
-    init: str | None = setting(None, help="checkpoint to continue from (all of it but a VAE's latent heads); "
-                                          "none: random initialisation")
+    init: str | None = setting(
+        None,
+        help="checkpoint to continue from (all of it but a VAE's latent heads); "
+        "none: random initialisation",
+    )
 
     def __post_init__(self):
         check_fields(self)
@@ -95,45 +162,73 @@ class PretrainSpec:
 
 @dataclass(frozen=True)
 class FinetuneSpec:
-    """A translation run: ``src`` -> ``tgt`` on ``pairs`` training pairs, from scratch or ``init``."""
+    """Translation run: ``src`` -> ``tgt`` on ``pairs`` training pairs, from scratch or ``init``."""
 
     src: str = setting("en", choices=LANGUAGES, help="source language")
     tgt: str = setting("de", choices=LANGUAGES, help="target language")
-    pairs: int | None = setting(None, at_least=1, help="training pairs, a fixed seeded subset of the 29,000; "
-                                                       "none: all")
+    pairs: int | None = setting(
+        None, at_least=1, help="training pairs, a fixed seeded subset of the 29,000; none: all"
+    )
     subset_seed: int = setting(0, at_least=0, help="seed that draws the subset of --pairs")
-    preset: str = setting("course", choices=PRESET_NAMES, help="model size, as in tmtlib.models.PRESETS")
-    init: str | None = setting(None, help="checkpoint to initialise from (any objective, any pair); none: from "
-                                          "scratch")
-    parts: tuple[str, ...] = setting(DEFAULT_PARTS, choices=PARTS, nonempty=True,
-                                     help="parts of the --init checkpoint transferred")
-    label_smoothing: float = setting(0.1, at_least=0, below=1, help="label smoothing epsilon (Szegedy et al. 2016; "
-                                                                    "0.1 in Vaswani et al. 2017)")
-    bleu_sentences: int = setting(400, at_least=1, help="validation sentences scored with BLEU (greedy) per "
-                                                        "evaluation")
-    train: TrainConfig = setting(default_factory=lambda: TrainConfig(select="val_bleu"), help="how to train")
-    task: str = setting("translate", choices=TASKS, help="translate, or paraphrase: caption 1 -> caption 2 of a "
-                                                         "task-2 image (src == tgt)")
-    strategy: str = setting("full", choices=STRATEGIES,
-                            help="how the initialised weights are fine-tuned: all at once, encoder frozen, gradual "
-                                 "unfreezing (ULMFiT, Howard & Ruder 2018) or discriminative learning rates")
+    preset: str = setting(
+        "course", choices=PRESET_NAMES, help="model size, as in tmtlib.models.PRESETS"
+    )
+    init: str | None = setting(
+        None, help="checkpoint to initialise from (any objective, any pair); none: from scratch"
+    )
+    parts: tuple[str, ...] = setting(
+        DEFAULT_PARTS,
+        choices=PARTS,
+        nonempty=True,
+        help="parts of the --init checkpoint transferred",
+    )
+    label_smoothing: float = setting(
+        0.1,
+        at_least=0,
+        below=1,
+        help="label smoothing epsilon (Szegedy et al. 2016; 0.1 in Vaswani et al. 2017)",
+    )
+    bleu_sentences: int = setting(
+        400, at_least=1, help="validation sentences scored with BLEU (greedy) per evaluation"
+    )
+    train: TrainConfig = setting(
+        default_factory=lambda: TrainConfig(select="val_bleu"), help="how to train"
+    )
+    task: str = setting(
+        "translate",
+        choices=TASKS,
+        help="translate, or paraphrase: caption 1 -> caption 2 of a task-2 image (src == tgt)",
+    )
+    strategy: str = setting(
+        "full",
+        choices=STRATEGIES,
+        help="how the initialised weights are fine-tuned: all at once, encoder frozen, gradual "
+        "unfreezing (ULMFiT, Howard & Ruder 2018) or discriminative learning rates",
+    )
 
     def __post_init__(self):
         check_fields(self)
         _check_select(self.train, (*LOSS_METRICS, "val_bleu"))
         if (self.task == "paraphrase") != (self.src == self.tgt):
-            raise SettingError("paraphrasing keeps the language (src == tgt); translation changes it")
+            raise SettingError(
+                "paraphrasing keeps the language (src == tgt); translation changes it"
+            )
 
 
 def _check_select(config: TrainConfig, metrics: tuple[str, ...]) -> None:
     """Refuse a ``select`` metric that the run's evaluations never report."""
     if config.select not in metrics:
-        raise SettingError(f"unknown select {config.select!r}: this run reports {', '.join(metrics)}")
+        raise SettingError(
+            f"unknown select {config.select!r}: this run reports {', '.join(metrics)}"
+        )
 
 
 # Settings added after the first runs: left out of a spec's hash while at these defaults, so the
 # runs cached before them keep their folders.
-_LATER_DEFAULTS = {FinetuneSpec: {"task": "translate", "strategy": "full"}, PretrainSpec: {"init": None}}
+_LATER_DEFAULTS = {
+    FinetuneSpec: {"task": "translate", "strategy": "full"},
+    PretrainSpec: {"init": None},
+}
 
 
 def spec_dict(spec) -> dict[str, Any]:
@@ -161,21 +256,33 @@ def _prepare_folder(out_dir: Path, spec, tokenizer: Tokenizer) -> None:
         return
     out_dir.mkdir(parents=True, exist_ok=True)
     config_file = out_dir / "config.json"
-    wanted = json.loads(json.dumps({"kind": type(spec).__name__, **spec_dict(spec)}))  # tuples as lists
+    # tuples as lists
+    wanted = json.loads(json.dumps({"kind": type(spec).__name__, **spec_dict(spec)}))
     if config_file.exists() and (out_dir / "last.pt").exists():
         existing = json.loads(config_file.read_text())
-        changed = sorted(k for k in set(existing) | set(wanted) if existing.get(k) != wanted.get(k) and k != "train")
+        changed = sorted(
+            k
+            for k in set(existing) | set(wanted)
+            if existing.get(k) != wanted.get(k) and k != "train"
+        )
         if changed:
-            raise ValueError(f"{out_dir} holds a different run (settings differ: {', '.join(changed)}); "
-                             f"choose another output folder")
+            raise ValueError(
+                f"{out_dir} holds a different run (settings differ: {', '.join(changed)}); "
+                f"choose another output folder"
+            )
     checkpoint.write_json_atomic(wanted, config_file, indent=2)
     if not (out_dir / "tokenizer.model").exists():
-        checkpoint.write_bytes_atomic(Path(tokenizer.model_file).read_bytes(), out_dir / "tokenizer.model")
+        checkpoint.write_bytes_atomic(
+            Path(tokenizer.model_file).read_bytes(), out_dir / "tokenizer.model"
+        )
 
 
 def _metadata(config: ModelConfig, tokenizer: Tokenizer, spec) -> dict[str, Any]:
-    return {"model_config": asdict(config), "tokenizer": tokenizer.fingerprint(),
-            "spec": {"kind": type(spec).__name__, **spec_dict(spec)}}
+    return {
+        "model_config": asdict(config),
+        "tokenizer": tokenizer.fingerprint(),
+        "spec": {"kind": type(spec).__name__, **spec_dict(spec)},
+    }
 
 
 def pretraining_examples(spec: PretrainSpec, tokenizer: Tokenizer):
@@ -184,7 +291,9 @@ def pretraining_examples(spec: PretrainSpec, tokenizer: Tokenizer):
     for lang in spec.langs:
         pool = data.pretraining_corpus(lang, include_task1_train=spec.include_task1_train)
         pool = pool[: spec.sentences_per_lang] if spec.sentences_per_lang else pool
-        train_examples += monolingual_examples(tokenizer, pool, lang, with_source=spec.objective != "lm")
+        train_examples += monolingual_examples(
+            tokenizer, pool, lang, with_source=spec.objective != "lm"
+        )
     return train_examples, pretraining_validation(spec, tokenizer)
 
 
@@ -194,23 +303,35 @@ def pretraining_validation(spec: PretrainSpec, tokenizer: Tokenizer):
     valid_examples = []
     for lang in spec.langs:
         in_task2 = lang in data.TASK2_LANGS
-        valid_text = (data.load_monolingual(lang, "val") if in_task2 else data.read_lines(1, "val", lang))[:500]
-        valid_examples += monolingual_examples(tokenizer, valid_text, lang, with_source=spec.objective != "lm")
+        valid_text = (
+            data.load_monolingual(lang, "val") if in_task2 else data.read_lines(1, "val", lang)
+        )[:500]
+        valid_examples += monolingual_examples(
+            tokenizer, valid_text, lang, with_source=spec.objective != "lm"
+        )
     return valid_examples
 
 
 def build_objective(spec: PretrainSpec, tokenizer: Tokenizer):
     if spec.objective == "dae":
-        noise = NoiseConfig(mask_p=spec.mask_p, delete_p=spec.delete_p, infill_ratio=spec.infill_ratio,
-                            shuffle_k=spec.shuffle_k)
+        noise = NoiseConfig(
+            mask_p=spec.mask_p,
+            delete_p=spec.delete_p,
+            infill_ratio=spec.infill_ratio,
+            shuffle_k=spec.shuffle_k,
+        )
         return make_objective("dae", tokenizer, noise=noise)
     if spec.objective == "vae":
         schedule = KLSchedule(spec.kl_schedule, max_beta=spec.max_beta, warmup_steps=spec.kl_warmup)
-        return make_objective("vae", schedule=schedule, free_bits=spec.free_bits, word_dropout=spec.word_dropout)
+        return make_objective(
+            "vae", schedule=schedule, free_bits=spec.free_bits, word_dropout=spec.word_dropout
+        )
     return make_objective(spec.objective)
 
 
-def pretrain(spec: PretrainSpec, out_dir: str | Path, tokenizer: Tokenizer | None = None) -> tuple[Seq2Seq, History]:
+def pretrain(
+    spec: PretrainSpec, out_dir: str | Path, tokenizer: Tokenizer | None = None
+) -> tuple[Seq2Seq, History]:
     """Pretrain a Seq2Seq on monolingual text with ``spec.objective``, from scratch or, with
     ``spec.init``, continuing from another model (say, a translator of another pair taught the
     child's target language by denoising); resumes if interrupted."""
@@ -227,8 +348,15 @@ def pretrain(spec: PretrainSpec, out_dir: str | Path, tokenizer: Tokenizer | Non
         transfer(model, spec.init, DEFAULT_PARTS, tokenizer_fingerprint=tokenizer.fingerprint())
     with checkpoint.run_folder_lock(out_dir):
         _prepare_folder(out_dir, spec, tokenizer)
-        history = train(model, objective, train_examples, spec.train, valid=valid_examples, out_dir=out_dir,
-                        metadata=_metadata(config, tokenizer, spec))
+        history = train(
+            model,
+            objective,
+            train_examples,
+            spec.train,
+            valid=valid_examples,
+            out_dir=out_dir,
+            metadata=_metadata(config, tokenizer, spec),
+        )
     return model, history
 
 
@@ -249,7 +377,9 @@ def paraphrase_test_set(lang: str) -> tuple[list[str], list[list[str]]]:
     return [c[0] for c in captions], [list(c[1:]) for c in captions]
 
 
-def fine_tuning_strategy(strategy: str, model: Seq2Seq, config: TrainConfig) -> tuple[list, list[dict] | None]:
+def fine_tuning_strategy(
+    strategy: str, model: Seq2Seq, config: TrainConfig
+) -> tuple[list, list[dict] | None]:
     """(callbacks, parameter groups) that fine-tune an initialised model with ``strategy``.
 
     ``full`` trains everything at one learning rate; ``freeze_encoder`` keeps the encoder fixed;
@@ -264,16 +394,41 @@ def fine_tuning_strategy(strategy: str, model: Seq2Seq, config: TrainConfig) -> 
         fifth = config.max_steps // 5
         schedule = GradualUnfreezing([(fifth, ["encoder"]), (2 * fifth, ["embeddings"])])
         schedule.initial(model)
-        return [schedule.on_step], parameter_groups(model, config.lr, weight_decay=config.weight_decay,
-                                                    include_frozen=True)
+        return [schedule.on_step], parameter_groups(
+            model, config.lr, weight_decay=config.weight_decay, include_frozen=True
+        )
     if strategy == "discriminative":
         part_lrs = {"embeddings": config.lr / 10, "encoder": config.lr / 3}
         return [], parameter_groups(model, config.lr, part_lrs, weight_decay=config.weight_decay)
     return [], None
 
 
-def finetune(spec: FinetuneSpec, out_dir: str | Path, tokenizer: Tokenizer | None = None,
-             callbacks=(), param_groups=None) -> tuple[Seq2Seq, History, TransferReport | None]:
+def _validation_bleu(
+    spec: FinetuneSpec, tokenizer: Tokenizer, bleu_pairs: list[tuple[str, str]]
+) -> Callable[[Seq2Seq], dict[str, float]]:
+    """``finetune``'s model-selection metric: greedy BLEU of a model on ``bleu_pairs``."""
+
+    def validation_bleu(net: Seq2Seq) -> dict[str, float]:
+        hyps = translate(
+            net,
+            tokenizer,
+            [s for s, _ in bleu_pairs],
+            spec.tgt,
+            beam_size=1,
+            precision=spec.train.precision,
+        )
+        return {"val_bleu": bleu(hyps, [t for _, t in bleu_pairs]).value}
+
+    return validation_bleu
+
+
+def finetune(
+    spec: FinetuneSpec,
+    out_dir: str | Path,
+    tokenizer: Tokenizer | None = None,
+    callbacks=(),
+    param_groups=None,
+) -> tuple[Seq2Seq, History, TransferReport | None]:
     """Train a translator (or paraphraser) on a (sub)set of pairs, from scratch or ``spec.init``.
 
     Model selection uses the validation set only: validation loss and BLEU (greedy, on the first
@@ -292,44 +447,58 @@ def finetune(spec: FinetuneSpec, out_dir: str | Path, tokenizer: Tokenizer | Non
     model = Seq2Seq(config)
     report = None
     if spec.init:
-        report = transfer(model, spec.init, spec.parts, tokenizer_fingerprint=tokenizer.fingerprint())
+        report = transfer(
+            model, spec.init, spec.parts, tokenizer_fingerprint=tokenizer.fingerprint()
+        )
     strategy_callbacks, strategy_groups = fine_tuning_strategy(spec.strategy, model, spec.train)
     callbacks = [*strategy_callbacks, *callbacks]
     param_groups = param_groups if param_groups is not None else strategy_groups
-    bleu_pairs = valid_pairs[: spec.bleu_sentences]
-
-    def validation_bleu(net: Seq2Seq) -> dict[str, float]:
-        hyps = translate(net, tokenizer, [s for s, _ in bleu_pairs], spec.tgt, beam_size=1,
-                         precision=spec.train.precision)
-        return {"val_bleu": bleu(hyps, [t for _, t in bleu_pairs]).value}
-
+    validation_bleu = _validation_bleu(spec, tokenizer, valid_pairs[: spec.bleu_sentences])
     examples = translation_examples(tokenizer, pairs, spec.tgt)
     valid = translation_examples(tokenizer, valid_pairs, spec.tgt)
     check_run(spec.train, examples, valid, validation_bleu)
     with checkpoint.run_folder_lock(out_dir):
         _prepare_folder(out_dir, spec, tokenizer)
-        history = train(model, make_objective("translation", label_smoothing=spec.label_smoothing), examples,
-                        spec.train, valid=valid, evaluate=validation_bleu, out_dir=out_dir, callbacks=callbacks,
-                        param_groups=param_groups, metadata=_metadata(config, tokenizer, spec))
+        history = train(
+            model,
+            make_objective("translation", label_smoothing=spec.label_smoothing),
+            examples,
+            spec.train,
+            valid=valid,
+            evaluate=validation_bleu,
+            out_dir=out_dir,
+            callbacks=callbacks,
+            param_groups=param_groups,
+            metadata=_metadata(config, tokenizer, spec),
+        )
     return model, history, report
 
 
 def load(path: str | Path, map_location: str = "cpu") -> tuple[Seq2Seq, Tokenizer, dict[str, Any]]:
-    """A checkpoint's model (eval mode), its tokenizer (``tokenizer.model`` beside it) and metadata."""
+    """A checkpoint's model (eval mode), its tokenizer (``tokenizer.model`` beside it) and
+    metadata."""
     path = Path(path)
     saved = checkpoint.load(path, map_location)
     if "model_config" not in saved:
-        raise checkpoint.CheckpointError(f"{path} has no model configuration: not written by tmtlib")
+        raise checkpoint.CheckpointError(
+            f"{path} has no model configuration: not written by tmtlib"
+        )
     tokenizer_file = path.parent / "tokenizer.model"
     if not tokenizer_file.exists():
         raise checkpoint.CheckpointError(f"{path} has no tokenizer.model beside it")
     tokenizer = Tokenizer(tokenizer_file)
     if saved.get("tokenizer") not in (None, tokenizer.fingerprint()):
-        raise checkpoint.CheckpointError(f"{tokenizer_file} is not the vocabulary {path} was trained with")
+        raise checkpoint.CheckpointError(
+            f"{tokenizer_file} is not the vocabulary {path} was trained with"
+        )
     model = Seq2Seq(ModelConfig(**saved["model_config"]))
     model.load_state_dict(saved["model"])
     model.eval()
-    return model, tokenizer, {k: v for k, v in saved.items() if k not in ("model", "optimizer", "scheduler", "rng")}
+    return (
+        model,
+        tokenizer,
+        {k: v for k, v in saved.items() if k not in ("model", "optimizer", "scheduler", "rng")},
+    )
 
 
 def output_languages(metadata: dict[str, Any]) -> tuple[str, ...] | None:
@@ -342,12 +511,21 @@ def output_languages(metadata: dict[str, Any]) -> tuple[str, ...] | None:
     return None
 
 
-def test_scores(model: Seq2Seq, tokenizer: Tokenizer, src: str, tgt: str, split: str = "test_2016_flickr",
-                beam_size: int = 5, limit: int | None = None,
-                precision: str = "fp32") -> tuple[list[str], dict[str, Score]]:
+def test_scores(
+    model: Seq2Seq,
+    tokenizer: Tokenizer,
+    src: str,
+    tgt: str,
+    split: str = "test_2016_flickr",
+    beam_size: int = 5,
+    limit: int | None = None,
+    precision: str = "fp32",
+) -> tuple[list[str], dict[str, Score]]:
     """Translate a task-1 split and score it with sacreBLEU: (hypotheses, {bleu, chrf, chrf++})."""
     pairs = data.load_parallel(src, tgt, split)[:limit]
-    hyps = translate(model, tokenizer, [s for s, _ in pairs], tgt, beam_size=beam_size, precision=precision)
+    hyps = translate(
+        model, tokenizer, [s for s, _ in pairs], tgt, beam_size=beam_size, precision=precision
+    )
     return hyps, evaluate(hyps, [t for _, t in pairs])
 
 
@@ -364,13 +542,15 @@ def is_finished(folder: Path) -> bool:
 def cached_run(spec, tokenizer: Tokenizer | None = None, **finetune_options):
     """Run ``spec`` in ``data/cache/runs/<kind>-<hash>`` unless it already finished there.
 
-    A finished run is loaded from ``best.pt`` (or ``last.pt``) without training; an unfinished
-    one resumes (after waiting for another process that is training it). Returns (model, history, folder).
+    A finished run is loaded from ``best.pt`` (or ``last.pt``) without training; an unfinished one
+    resumes (after waiting for another process that is training it). Returns (model, history,
+    folder).
     """
     kind = "pretrain" if isinstance(spec, PretrainSpec) else "finetune"
     folder = runs_dir() / f"{kind}-{spec_hash(spec)}"
     if not is_finished(folder):
-        with checkpoint.run_folder_lock(folder, wait=True):  # another notebook training it: wait, then reuse
+        # another notebook training it: wait, then reuse
+        with checkpoint.run_folder_lock(folder, wait=True):
             if kind == "pretrain" and not is_finished(folder):
                 pretrain(spec, folder, tokenizer)
             elif kind == "finetune" and not is_finished(folder):

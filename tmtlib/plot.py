@@ -1,4 +1,5 @@
-"""Figures the notebooks show: learning curves, VAE terms, length histograms, attention, BLEU curves.
+"""Figures the notebooks show: learning curves, VAE terms, length histograms, attention, BLEU
+curves.
 
 Each function draws on a given matplotlib ``Axes`` (or makes one) and returns it, so a notebook can
 compose several into one figure.
@@ -23,21 +24,39 @@ def _axes(ax: Axes | None, size: tuple[float, float] = (6, 3.5)) -> Axes:
 # One colour per initialisation in every figure of the course and of data/results, so that "DAE"
 # is the same green in notebook 5's bars, notebook 6's curves and the committed study's figures.
 INIT_COLORS = {
-    "scratch": "tab:gray", "lm": "tab:red", "ae": "tab:orange", "dae": "tab:green", "vae": "tab:purple",
-    "parent": "tab:blue", "parent_long": "tab:cyan", "parent_dae": "tab:olive", "parent_dae_long": "tab:brown",
+    "scratch": "tab:gray",
+    "lm": "tab:red",
+    "ae": "tab:orange",
+    "dae": "tab:green",
+    "vae": "tab:purple",
+    "parent": "tab:blue",
+    "parent_long": "tab:cyan",
+    "parent_dae": "tab:olive",
+    "parent_dae_long": "tab:brown",
 }
 
 # What each initialisation is, in words, for legends and tick labels.
 INIT_NAMES = {
-    "scratch": "scratch", "lm": "LM", "ae": "AE", "dae": "DAE", "vae": "VAE", "parent": "250-step parent",
-    "parent_long": "60-min parent", "parent_dae": "60-min parent + DAE 300", "parent_dae_long": "60-min parent + DAE 900",
+    "scratch": "scratch",
+    "lm": "LM",
+    "ae": "AE",
+    "dae": "DAE",
+    "vae": "VAE",
+    "parent": "250-step parent",
+    "parent_long": "60-min parent",
+    "parent_dae": "60-min parent + DAE 300",
+    "parent_dae_long": "60-min parent + DAE 900",
 }
 
 # Axis labels, in words with units, for the keys of training and validation records.
 KEY_LABELS = {
-    "nll": "training NLL (nats per token)", "kl": "KL (nats per token)", "loss": "training loss (nats per token)",
-    "val_nll": "validation NLL (nats per token)", "val_kl": "validation KL (nats per token)",
-    "val_loss": "validation loss (nats per token)", "val_bleu": "validation BLEU (greedy)",
+    "nll": "training NLL (nats per token)",
+    "kl": "KL (nats per token)",
+    "loss": "training loss (nats per token)",
+    "val_nll": "validation NLL (nats per token)",
+    "val_kl": "validation KL (nats per token)",
+    "val_loss": "validation loss (nats per token)",
+    "val_bleu": "validation BLEU (greedy)",
 }
 
 
@@ -47,17 +66,29 @@ def init_color(name: str) -> str | None:
     return INIT_COLORS.get(name.lower().replace(" ", "_"))
 
 
-def learning_curves(histories: Mapping[str, History], key: str = "nll", evals: bool = False,
-                    ax: Axes | None = None, title: str | None = None, log: bool = False,
-                    colors: Mapping[str, str] | None = None) -> Axes:
+def learning_curves(
+    histories: Mapping[str, History],
+    key: str = "nll",
+    evals: bool = False,
+    ax: Axes | None = None,
+    title: str | None = None,
+    log: bool = False,
+    colors: Mapping[str, str] | None = None,
+) -> Axes:
     """One line per run: ``key`` of the training records (or of the evaluations) against step;
     ``colors`` keeps a run's colour the same across several panels (an initialisation's name, such
     as ``"DAE"``, gets its ``INIT_COLORS`` colour without it)."""
     ax = _axes(ax)
     for name, history in histories.items():
         steps, values = history.column(key, evals=evals)
-        ax.plot(steps, values, marker="o" if evals else None, markersize=3, label=name,
-                color=(colors or {}).get(name) or init_color(name))
+        ax.plot(
+            steps,
+            values,
+            marker="o" if evals else None,
+            markersize=3,
+            label=name,
+            color=(colors or {}).get(name) or init_color(name),
+        )
     label = KEY_LABELS.get(key, key.replace("_", " "))
     ax.set(xlabel="optimiser step", ylabel=label, title=title or label)
     if log:
@@ -67,7 +98,9 @@ def learning_curves(histories: Mapping[str, History], key: str = "nll", evals: b
     return ax
 
 
-def vae_terms(histories: Mapping[str, History], axes: Sequence[Axes] | None = None) -> Sequence[Axes]:
+def vae_terms(
+    histories: Mapping[str, History], axes: Sequence[Axes] | None = None
+) -> Sequence[Axes]:
     """Reconstruction NLL and KL per token over training, one colour per run: the training values
     (noisy: one batch each, z sampled, words dropped) as thin lines, the validation values (the
     held-out captions, z = mu) as points; and the KL weight beta the loss put on the KL."""
@@ -77,8 +110,19 @@ def vae_terms(histories: Mapping[str, History], axes: Sequence[Axes] | None = No
     for ax, (key, title) in zip(axes, titles.items()):
         for number, (name, history) in enumerate(histories.items()):
             color = plt.cm.tab10(number)
-            ax.plot(*history.column(key), color=color, alpha=0.45, linewidth=1, label=f"{name}, training")
-            ax.plot(*history.column(f"val_{key}", evals=True), "o", color=color, label=f"{name}, validation")
+            ax.plot(
+                *history.column(key),
+                color=color,
+                alpha=0.45,
+                linewidth=1,
+                label=f"{name}, training",
+            )
+            ax.plot(
+                *history.column(f"val_{key}", evals=True),
+                "o",
+                color=color,
+                label=f"{name}, validation",
+            )
         ax.set(xlabel="optimiser step", title=title)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
@@ -86,7 +130,9 @@ def vae_terms(histories: Mapping[str, History], axes: Sequence[Axes] | None = No
     return axes
 
 
-def length_histogram(lengths: Mapping[str, Sequence[int]], ax: Axes | None = None, unit: str = "words") -> Axes:
+def length_histogram(
+    lengths: Mapping[str, Sequence[int]], ax: Axes | None = None, unit: str = "words"
+) -> Axes:
     """Overlaid histograms of sentence lengths, one per language or tokenisation."""
     ax = _axes(ax)
     top = max(max(values) for values in lengths.values())
@@ -102,34 +148,58 @@ def attention_heatmap(alignment: Alignment, ax: Axes | None = None) -> Axes:
     """Cross-attention of one translation: output pieces (rows) against source pieces (columns), on
     the fixed scale 0 to 1 with a colour bar, so that two heatmaps can be compared by colour."""
     weights = alignment.attention.detach().cpu().numpy()
-    ax = _axes(ax, (0.45 * len(alignment.source_pieces) + 2.8, 0.35 * len(alignment.output_pieces) + 1.5))
+    ax = _axes(
+        ax, (0.45 * len(alignment.source_pieces) + 2.8, 0.35 * len(alignment.output_pieces) + 1.5)
+    )
     image = ax.imshow(weights, cmap="viridis", aspect="auto", vmin=0.0, vmax=1.0)
     ax.figure.colorbar(image, ax=ax, label="attention weight")
-    ax.set_xticks(range(len(alignment.source_pieces)), alignment.source_pieces, rotation=60, ha="right", fontsize=8)
+    ax.set_xticks(
+        range(len(alignment.source_pieces)),
+        alignment.source_pieces,
+        rotation=60,
+        ha="right",
+        fontsize=8,
+    )
     ax.set_yticks(range(len(alignment.output_pieces)), alignment.output_pieces, fontsize=8)
-    ax.set(xlabel="source piece", ylabel="output piece", title="cross-attention (last layer, mean of heads)")
+    ax.set(
+        xlabel="source piece",
+        ylabel="output piece",
+        title="cross-attention (last layer, mean of heads)",
+    )
     return ax
 
 
 def seed_count(counts: Sequence[int]) -> str:
-    """How many seeds stand behind a line's points, for its legend: "3 seeds", or "3, 3, 1 seeds"."""
-    return f"{counts[0]} seed{'s' if counts[0] > 1 else ''}" if len(set(counts)) == 1 else \
-        f"{', '.join(map(str, counts))} seeds"
+    """How many seeds stand behind a line's points, for its legend: "3 seeds", or "3, 3, 1
+    seeds"."""
+    return (
+        f"{counts[0]} seed{'s' if counts[0] > 1 else ''}"
+        if len(set(counts)) == 1
+        else f"{', '.join(map(str, counts))} seeds"
+    )
 
 
-def score_curves(results: Mapping[str, Mapping[int, Sequence[float]]], ax: Axes | None = None,
-                 metric: str = "BLEU", xlabel: str = "parallel training pairs",
-                 names: Mapping[str, str] | None = None) -> Axes:
-    """Mean ± sample standard deviation (over seeds; none for one seed) of a score against a
-    budget, one line per initialisation in its ``INIT_COLORS`` colour, the seed count of each point
-    in the legend (``names`` renames lines there), the legend beside the axes so it covers no point."""
+def score_curves(
+    results: Mapping[str, Mapping[int, Sequence[float]]],
+    ax: Axes | None = None,
+    metric: str = "BLEU",
+    xlabel: str = "parallel training pairs",
+    names: Mapping[str, str] | None = None,
+) -> Axes:
+    """Mean ± sample standard deviation (over seeds; none for one seed) of a score against a budget,
+    one line per initialisation in its ``INIT_COLORS`` colour, the seed count of each point in the
+    legend (``names`` renames lines there), the legend beside the axes so it covers no point."""
     ax = _axes(ax)
     for name, by_budget in results.items():
         budgets = sorted(by_budget)
         means = [np.mean(by_budget[b]) for b in budgets]
         stds = [np.std(by_budget[b], ddof=1) if len(by_budget[b]) > 1 else 0.0 for b in budgets]
-        label = f"{(names or {}).get(name, name)} ({seed_count([len(by_budget[b]) for b in budgets])})"
-        ax.errorbar(budgets, means, yerr=stds, marker="o", capsize=3, label=label, color=init_color(name))
+        label = (
+            f"{(names or {}).get(name, name)} ({seed_count([len(by_budget[b]) for b in budgets])})"
+        )
+        ax.errorbar(
+            budgets, means, yerr=stds, marker="o", capsize=3, label=label, color=init_color(name)
+        )
     ax.set(xscale="log", xlabel=xlabel, ylabel=metric)
     budgets = sorted({b for by_budget in results.values() for b in by_budget})
     ax.set_xticks(budgets, [f"{b:,}" for b in budgets])
@@ -139,8 +209,13 @@ def score_curves(results: Mapping[str, Mapping[int, Sequence[float]]], ax: Axes 
     return ax
 
 
-def bars(values: Mapping[str, float | Sequence[float]], ax: Axes | None = None, ylabel: str = "BLEU",
-         fmt: str = "{:.1f}", colors: Mapping[str, str] | None = None) -> Axes:
+def bars(
+    values: Mapping[str, float | Sequence[float]],
+    ax: Axes | None = None,
+    ylabel: str = "BLEU",
+    fmt: str = "{:.1f}",
+    colors: Mapping[str, str] | None = None,
+) -> Axes:
     """A labelled bar per system, in its initialisation's colour (``colors``, else ``init_color``
     of its name, else the colour cycle). A value may be the scores of several seeds: the bar is
     their mean with a sample-standard-deviation error bar, labelled "mean ± sd (n seeds)" (a list
@@ -152,11 +227,17 @@ def bars(values: Mapping[str, float | Sequence[float]], ax: Axes | None = None, 
     means = [float(s.mean()) for s in scores]
     stds = [float(s.std(ddof=1)) if len(s) > 1 else 0.0 for s in scores]
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    palette = [(colors or {}).get(n) or init_color(n) or cycle[i % len(cycle)] for i, n in enumerate(names)]
+    palette = [
+        (colors or {}).get(n) or init_color(n) or cycle[i % len(cycle)] for i, n in enumerate(names)
+    ]
     seeded = [not np.isscalar(values[n]) for n in names]
     rects = ax.bar(names, means, color=palette, yerr=stds if any(seeded) else None, capsize=4)
-    labels = [fmt.format(m) + (f" ± {fmt.format(sd)}" if len(s) > 1 else "") + (f"\n({seed_count([len(s)])})" if seq else "")
-              for m, sd, s, seq in zip(means, stds, scores, seeded)]
+    labels = [
+        fmt.format(m)
+        + (f" ± {fmt.format(sd)}" if len(s) > 1 else "")
+        + (f"\n({seed_count([len(s)])})" if seq else "")
+        for m, sd, s, seq in zip(means, stds, scores, seeded)
+    ]
     ax.bar_label(rects, labels=labels, fontsize=8, padding=2)
     ax.margins(y=0.15)
     ax.set(ylabel=ylabel)
@@ -177,24 +258,39 @@ def beam_tree(nodes: Sequence[Mapping], ax: Axes | None = None) -> Axes:
     steps = max(node["step"] for node in nodes) + 1
     rows: dict[int, int] = {}
     for node in nodes:
-        rows[node["id"]] = sum(1 for other in nodes if other["step"] == node["step"] and other["id"] < node["id"])
+        rows[node["id"]] = sum(
+            1 for other in nodes if other["step"] == node["step"] and other["id"] < node["id"]
+        )
     height = max(rows.values()) + 1
     ax = _axes(ax, (1.45 * steps + 1, 0.55 * height + 1.2))
     place = {node["id"]: (node["step"], -rows[node["id"]]) for node in nodes}
     for node in nodes:
         if node["parent"] is not None:
             (x0, y0), (x1, y1) = place[node["parent"]], place[node["id"]]
-            ax.plot([x0, x1], [y0, y1], color="tab:red" if node["best"] else "0.75",
-                    linewidth=2.0 if node["best"] else 0.8, zorder=1)
+            ax.plot(
+                [x0, x1],
+                [y0, y1],
+                color="tab:red" if node["best"] else "0.75",
+                linewidth=2.0 if node["best"] else 0.8,
+                zorder=1,
+            )
     for node in nodes:
         x, y = place[node["id"]]
-        style = dict(boxstyle="round,pad=0.25", facecolor="mistyrose" if node["best"] else "white",
-                     edgecolor="tab:red" if node["best"] else ("tab:green" if node["finished"] else "0.5"),
-                     linestyle="--" if node["finished"] and not node["best"] else "-")
+        style = dict(
+            boxstyle="round,pad=0.25",
+            facecolor="mistyrose" if node["best"] else "white",
+            edgecolor="tab:red" if node["best"] else ("tab:green" if node["finished"] else "0.5"),
+            linestyle="--" if node["finished"] and not node["best"] else "-",
+        )
         text = node["label"] if node["parent"] is None else f"{node['label']}\n{node['score']:.2f}"
         ax.text(x, y, text, ha="center", va="center", fontsize=7, bbox=style, zorder=2)
-    ax.set(xlim=(-0.6, steps - 0.4), ylim=(-height + 0.4, 0.6), xlabel="step (pieces generated)",
-           title="beam search: kept hypotheses with their log-probability (red: the result; green: finished)")
+    ax.set(
+        xlim=(-0.6, steps - 0.4),
+        ylim=(-height + 0.4, 0.6),
+        xlabel="step (pieces generated)",
+        title="beam search: kept hypotheses with their log-probability (red: the result; green: "
+        "finished)",
+    )
     ax.set_xticks(range(steps))
     ax.set_yticks([])
     for side in ("left", "right", "top"):

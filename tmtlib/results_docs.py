@@ -1,4 +1,5 @@
-"""The documents that show the committed results, rendered from ``data/results`` so they cannot drift.
+"""The documents that show the committed results, rendered from ``data/results`` so they cannot
+drift.
 
 README.md and docs/results.md hold marked blocks::
 
@@ -24,7 +25,9 @@ from .settings import REPO_ROOT
 
 RESULTS = REPO_ROOT / "data" / "results"
 DOCUMENTS = (REPO_ROOT / "README.md", REPO_ROOT / "docs" / "results.md")
-BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.DOTALL)
+BLOCK = re.compile(
+    r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.DOTALL
+)
 
 # README's headline: (family, system, what it is, which system it is compared with)
 HEADLINE = (
@@ -34,7 +37,11 @@ HEADLINE = (
     ("crosslingual", "en-fr_scratch_3000", "en→fr, 3,000 pairs, 250 steps: from scratch"),
     ("crosslingual", "en-fr_parent_long_3000", "… from the 60-minute en→de parent"),
     ("full", "en-de_scratch_long_all", "en→de, all 29,000 pairs, 60 CPU minutes: from scratch"),
-    ("full", "en-de_dae_long_all", "… from the denoising autoencoder, its pretraining inside the hour"),
+    (
+        "full",
+        "en-de_dae_long_all",
+        "… from the denoising autoencoder, its pretraining inside the hour",
+    ),
 )
 
 
@@ -55,13 +62,18 @@ def _gain(row: dict) -> str:
     p_values = row.get("p_values", [])
     worst = max(p_values) if p_values else None
     # with 1,000 bootstrap samples the smallest p-value the test can return is 1/1001
-    evidence = "" if worst is None else (" (p ≤ 0.001)" if worst < 0.0015 else f" (p = {worst:.3f})")
+    evidence = (
+        "" if worst is None else (" (p ≤ 0.001)" if worst < 0.0015 else f" (p = {worst:.3f})")
+    )
     return f"{row['gain_over_scratch']:+.1f}{evidence}"
 
 
 def headline_table(results: Path = RESULTS) -> str:
     """Test BLEU (test_2016_flickr, beam 5) of the course's key systems, mean ± sd over seeds."""
-    lines = ["| system | seeds | test BLEU | gain over scratch (worst p of the seeds) |", "|---|---|---|---|"]
+    lines = [
+        "| system | seeds | test BLEU | gain over scratch (worst p of the seeds) |",
+        "|---|---|---|---|",
+    ]
     for family, system, label in HEADLINE:
         row = summary_rows(family, results)[system]
         lines.append(f"| {label} | {len(row['seeds'])} | {_bleu(row)} | {_gain(row)} |")
@@ -82,7 +94,9 @@ def renderer(name: str) -> Callable[[Path], str]:
 
 def render(text: str, results: Path = RESULTS) -> str:
     """``text`` with every marked block rewritten from the records."""
-    return BLOCK.sub(lambda m: f"{m.group(1)}{renderer(m.group('name'))(results)}\n{m.group(4)}", text)
+    return BLOCK.sub(
+        lambda m: f"{m.group(1)}{renderer(m.group('name'))(results)}\n{m.group(4)}", text
+    )
 
 
 def main() -> None:

@@ -69,16 +69,22 @@ class Tokenizer:
         self.vocab_size = self.sp.get_piece_size()
         self.mask_id = self.sp.piece_to_id(MASK_PIECE)
         self._lang_ids = {lang: self.sp.piece_to_id(lang_tag(lang)) for lang in LANGUAGES}
-        self.special_ids = frozenset({PAD_ID, BOS_ID, EOS_ID, self.mask_id, *self._lang_ids.values()})
+        self.special_ids = frozenset(
+            {PAD_ID, BOS_ID, EOS_ID, self.mask_id, *self._lang_ids.values()}
+        )
 
     def lang_id(self, lang: str) -> int:
-        """Id of the ``<2xx>`` tag for ``lang``; a clear error for a language outside the vocabulary."""
+        """Id of the ``<2xx>`` tag for ``lang``; a clear error for a language outside the
+        vocabulary."""
         if lang not in self._lang_ids:
-            raise ValueError(f"unknown language {lang!r}: this vocabulary knows {', '.join(LANGUAGES)}")
+            raise ValueError(
+                f"unknown language {lang!r}: this vocabulary knows {', '.join(LANGUAGES)}"
+            )
         return self._lang_ids[lang]
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        """Normalised texts to piece ids, without bos/eos (callers add what their objective needs)."""
+        """Normalised texts to piece ids, without bos/eos (callers add what their objective
+        needs)."""
         return self.sp.encode([normalize(t) for t in texts], out_type=int)
 
     def decode(self, ids: Iterable[Sequence[int]]) -> list[str]:
@@ -91,7 +97,8 @@ class Tokenizer:
         return self.sp.encode(normalize(text), out_type=str)
 
     def word_starts(self, ids: Sequence[int]) -> list[bool]:
-        """For each id, whether its piece begins a word (starts with ``▁``): word-level noise uses it."""
+        """For each id, whether its piece begins a word (starts with ``▁``): word-level noise uses
+        it."""
         return [self.sp.id_to_piece(int(i)).startswith("\u2581") for i in ids]
 
     def fingerprint(self) -> str:
@@ -132,16 +139,20 @@ def train_tokenizer(
         raise ValueError("cannot train a tokenizer on no text: every line was empty")
     folder = cache or settings.cache_dir("spm")
     folder.mkdir(parents=True, exist_ok=True)
-    model_file = folder / f"{options.model_type}{options.vocab_size}-{_cache_key(lines, options)}.model"
+    model_file = (
+        folder / f"{options.model_type}{options.vocab_size}-{_cache_key(lines, options)}.model"
+    )
     if not model_file.exists():
-        with checkpoint.run_folder_lock(folder, wait=True):  # another process training it: wait, then load
+        # another process training it: wait, then load
+        with checkpoint.run_folder_lock(folder, wait=True):
             if not model_file.exists():
                 _train_to(model_file, lines, options)
     return Tokenizer(model_file)
 
 
 def _train_to(model_file: Path, lines: list[str], options: TokenizerSettings) -> None:
-    """Run the SentencePiece trainer and write the model atomically (a temporary file per process)."""
+    """Run the SentencePiece trainer and write the model atomically (a temporary file per
+    process)."""
     tmp = model_file.with_name(f".{model_file.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as writer:
         try:
@@ -172,4 +183,3 @@ def _run_trainer(writer, lines: list[str], options: TokenizerSettings) -> None:
         hard_vocab_limit=False,  # a small corpus may not fill the vocabulary: shrink it
         minloglevel=2,
     )
-

@@ -51,36 +51,68 @@ class TrainConfig:
     (``tmtlib.validation``), so a bad setting never reaches the first training step."""
 
     max_steps: int = setting(1000, at_least=1, help="optimiser steps to train for")
-    max_epochs: int | None = setting(None, at_least=1, help="passes over the training data at most; none: no limit")
-    max_minutes: float | None = setting(None, above=0, help="wall-clock budget in minutes, summed over resumed "
-                                                            "runs; none: no limit")
-    max_tokens: int = setting(4096, at_least=1, help="padded tokens per batch, per process (token-bucketed batches)")
-    accumulate: int = setting(1, at_least=1, help="batches per optimiser step (gradient accumulation)")
-    lr: float = setting(7e-4, at_least=0, help="peak learning rate of AdamW (Loshchilov & Hutter 2019); 0: "
-                                               "nothing learns (a baseline)")
-    betas: tuple[float, float] = setting((0.9, 0.98), at_least=0, below=1,
-                                         help="AdamW's moment decay rates beta1 beta2 (Vaswani et al. 2017)")
+    max_epochs: int | None = setting(
+        None, at_least=1, help="passes over the training data at most; none: no limit"
+    )
+    max_minutes: float | None = setting(
+        None, above=0, help="wall-clock budget in minutes, summed over resumed runs; none: no limit"
+    )
+    max_tokens: int = setting(
+        4096, at_least=1, help="padded tokens per batch, per process (token-bucketed batches)"
+    )
+    accumulate: int = setting(
+        1, at_least=1, help="batches per optimiser step (gradient accumulation)"
+    )
+    lr: float = setting(
+        7e-4,
+        at_least=0,
+        help="peak learning rate of AdamW (Loshchilov & Hutter 2019); 0: "
+        "nothing learns (a baseline)",
+    )
+    betas: tuple[float, float] = setting(
+        (0.9, 0.98),
+        at_least=0,
+        below=1,
+        help="AdamW's moment decay rates beta1 beta2 (Vaswani et al. 2017)",
+    )
     weight_decay: float = setting(0.01, at_least=0, help="AdamW's decoupled weight decay")
     warmup_steps: int = setting(400, at_least=0, help="steps of linear learning-rate warm-up")
-    schedule: str = setting("inverse_sqrt", choices=("inverse_sqrt", "cosine", "constant"),
-                            help="learning-rate decay after warm-up: inverse square root (Vaswani et al. 2017), "
-                                 "cosine to zero at max_steps (Loshchilov & Hutter 2017), or constant")
-    clip_norm: float = setting(1.0, at_least=0, help="largest gradient norm (clipping); 0: no clipping")
+    schedule: str = setting(
+        "inverse_sqrt",
+        choices=("inverse_sqrt", "cosine", "constant"),
+        help="learning-rate decay after warm-up: inverse square root (Vaswani et al. 2017), "
+        "cosine to zero at max_steps (Loshchilov & Hutter 2017), or constant",
+    )
+    clip_norm: float = setting(
+        1.0, at_least=0, help="largest gradient norm (clipping); 0: no clipping"
+    )
     eval_every: int = setting(500, at_least=1, help="steps between evaluations on validation data")
-    checkpoint_every: int = setting(500, at_least=1, help="steps between writes of last.pt, the point a rerun "
-                                                          "resumes from")
-    patience: int | None = setting(None, at_least=1, help="evaluations without improvement before stopping "
-                                                          "early; none: never")
-    select: str = setting("val_loss", help="validation metric that picks best.pt (val_loss, val_nll, val_kl, "
-                                           "val_ppl, or val_bleu for translators); names ending in loss are "
-                                           "minimised")
-    seed: int = setting(0, at_least=0, help="random seed of initialisation, batch order and dropout")
+    checkpoint_every: int = setting(
+        500, at_least=1, help="steps between writes of last.pt, the point a rerun resumes from"
+    )
+    patience: int | None = setting(
+        None, at_least=1, help="evaluations without improvement before stopping early; none: never"
+    )
+    select: str = setting(
+        "val_loss",
+        help="validation metric that picks best.pt (val_loss, val_nll, val_kl, val_ppl, or "
+        "val_bleu for translators); names ending in loss are minimised",
+    )
+    seed: int = setting(
+        0, at_least=0, help="random seed of initialisation, batch order and dropout"
+    )
     log_every: int = setting(25, at_least=1, help="steps between training records in history.json")
     progress: bool = setting(True, help="a progress bar on stderr")
-    device: str = setting("auto", pattern=r"auto|cpu|mps|cuda(:\d+)?",
-                          help="auto (the current GPU if there is one, else the CPU), cpu, mps, cuda or cuda:N")
-    precision: str = setting("fp32", choices=PRECISIONS, help="bf16: mixed precision, for hardware with native "
-                                                               "bf16 (tmtlib.models.native_bf16)")
+    device: str = setting(
+        "auto",
+        pattern=r"auto|cpu|mps|cuda(:\d+)?",
+        help="auto (the current GPU if there is one, else the CPU), cpu, mps, cuda or cuda:N",
+    )
+    precision: str = setting(
+        "fp32",
+        choices=PRECISIONS,
+        help="bf16: mixed precision, for hardware with native bf16 (tmtlib.models.native_bf16)",
+    )
 
     def __post_init__(self):
         check_fields(self)
@@ -152,15 +184,24 @@ def pick_device(name: str) -> torch.device:
         return torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s) that torch "
-                         f"can use; choose --device cpu or auto")
+        raise ValueError(
+            f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s) that torch "
+            f"can use; choose --device cpu or auto"
+        )
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {name!r}: this machine has no MPS GPU torch can use; choose --device cpu or auto")
+        raise ValueError(
+            f"device {name!r}: this machine has no MPS GPU torch can use; choose --device "
+            "cpu or auto"
+        )
     return device
 
 
-def check_run(config: TrainConfig, examples: Sequence[Example], valid: Sequence[Example] | None = None,
-              evaluate: Evaluator | None = None) -> None:
+def check_run(
+    config: TrainConfig,
+    examples: Sequence[Example],
+    valid: Sequence[Example] | None = None,
+    evaluate: Evaluator | None = None,
+) -> None:
     """Refuse, before anything is written or trained, a run that these data and this machine
     would make fail later: no examples, an empty validation set, a ``select`` metric no
     evaluation reports, batches smaller than one example, a device that is not there."""
@@ -169,17 +210,26 @@ def check_run(config: TrainConfig, examples: Sequence[Example], valid: Sequence[
     if valid is not None and not valid:
         raise ValueError("the validation set is empty")
     if valid is not None and evaluate is None and config.select not in LOSS_METRICS:
-        raise ValueError(f"unknown select {config.select!r}: validation reports {', '.join(LOSS_METRICS)}")
+        raise ValueError(
+            f"unknown select {config.select!r}: validation reports {', '.join(LOSS_METRICS)}"
+        )
     longest = max(example.size for example in examples)
     if config.max_tokens < longest:
-        raise ValueError(f"max_tokens={config.max_tokens} is smaller than the longest training example "
-                         f"({longest} tokens with EOS): raise max_tokens to at least {longest}")
+        raise ValueError(
+            f"max_tokens={config.max_tokens} is smaller than the longest training example "
+            f"({longest} tokens with EOS): raise max_tokens to at least {longest}"
+        )
     pick_device(config.device)
 
 
 @torch.no_grad()
-def validation_loss(model: torch.nn.Module, objective: Objective, examples: Sequence[Example],
-                    max_tokens: int = 8192, device: torch.device | str = "cpu") -> dict[str, float]:
+def validation_loss(
+    model: torch.nn.Module,
+    objective: Objective,
+    examples: Sequence[Example],
+    max_tokens: int = 8192,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
     """Per-token NLL and KL (zero but for a VAE) over ``examples``, dropout off, and their sum.
 
     For a VAE this sum is *not* -ELBO: in eval mode ``VAE.loss`` decodes from the posterior mean,
@@ -195,8 +245,12 @@ def validation_loss(model: torch.nn.Module, objective: Objective, examples: Sequ
             report = objective.loss(model, collate([examples[i] for i in indices]).to(device))
         nll, kl, tokens = nll + report.nll, kl + report.kl, tokens + report.tokens
     model.train(was_training)
-    return {"val_nll": nll / tokens, "val_kl": kl / tokens, "val_loss": (nll + kl) / tokens,
-            "val_ppl": math.exp(min(50.0, nll / tokens))}
+    return {
+        "val_nll": nll / tokens,
+        "val_kl": kl / tokens,
+        "val_loss": (nll + kl) / tokens,
+        "val_ppl": math.exp(min(50.0, nll / tokens)),
+    }
 
 
 class _ObjectiveModule(torch.nn.Module):
@@ -214,8 +268,19 @@ class _ObjectiveModule(torch.nn.Module):
 class _Run:
     """One training run's moving parts: model, optimiser, schedule, progress, history."""
 
-    def __init__(self, model, objective, examples, config, valid, evaluate, out_dir, param_groups,
-                 callbacks, metadata):
+    def __init__(
+        self,
+        model,
+        objective,
+        examples,
+        config,
+        valid,
+        evaluate,
+        out_dir,
+        param_groups,
+        callbacks,
+        metadata,
+    ):
         self.rank, self.world = distributed()
         self.config, self.objective, self.examples = config, objective, examples
         self.valid, self.evaluate, self.callbacks = valid, evaluate, callbacks
@@ -223,18 +288,31 @@ class _Run:
         self.metadata = dict(metadata or {})
         self.device = pick_device(config.device)
         if config.precision == "bf16" and not native_bf16(self.device):
-            warnings.warn(f"this {self.device.type} has no native bf16: bf16 training will be slower than fp32")
+            warnings.warn(
+                f"this {self.device.type} has no native bf16: bf16 training will be slower "
+                "than fp32"
+            )
         self.model = model.to(self.device)
         self.sizes = [e.size for e in examples]
         torch.manual_seed(config.seed + self.rank)
-        groups = param_groups if param_groups is not None else [{"params": [p for p in model.parameters()]}]
-        self.optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: learning_rate_factor(s, config))
+        groups = (
+            param_groups
+            if param_groups is not None
+            else [{"params": [p for p in model.parameters()]}]
+        )
+        self.optimizer = torch.optim.AdamW(
+            groups, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: learning_rate_factor(s, config)
+        )
         self.progress, self.history = Progress(), History()
         self.resume()
         self.net = _ObjectiveModule(model, objective)
         if self.world > 1:
-            self.net = DistributedDataParallel(self.net, find_unused_parameters=not objective.uses_encoder)
+            self.net = DistributedDataParallel(
+                self.net, find_unused_parameters=not objective.uses_encoder
+            )
 
     # --- checkpoints --------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -273,32 +351,50 @@ class _Run:
         if full:
             checkpoint.save_atomic(self.state(), self.out_dir / name)
         else:
-            weights = {"model": self.model.state_dict(), "progress": asdict(self.progress),
-                       "train_config": asdict(self.config), **self.metadata}
+            weights = {
+                "model": self.model.state_dict(),
+                "progress": asdict(self.progress),
+                "train_config": asdict(self.config),
+                **self.metadata,
+            }
             checkpoint.save_atomic(weights, self.out_dir / name)
-        checkpoint.write_json_atomic(self.history.to_dict(), self.out_dir / "history.json", indent=None)
+        checkpoint.write_json_atomic(
+            self.history.to_dict(), self.out_dir / "history.json", indent=None
+        )
 
     # --- the loop -----------------------------------------------------------------------------
     def epoch_batches(self) -> list[list[int]]:
-        batches = token_batches(self.sizes, self.config.max_tokens, seed=self.config.seed * 100_003 + self.progress.epoch)
+        batches = token_batches(
+            self.sizes,
+            self.config.max_tokens,
+            seed=self.config.seed * 100_003 + self.progress.epoch,
+        )
         batches = shard(batches, self.rank, self.world)
         if len(batches) < self.config.accumulate:
-            raise ValueError(f"an epoch has {len(batches)} batches per process, fewer than accumulate="
-                             f"{self.config.accumulate}: use more data or smaller batches")
+            raise ValueError(
+                f"an epoch has {len(batches)} batches per process, fewer than accumulate="
+                f"{self.config.accumulate}: use more data or smaller batches"
+            )
         return batches
 
     def run(self) -> History:
         config, progress = self.config, self.progress
         if self.finished():  # resumed a run that had already ended: nothing to do
             return self.history
-        bar = tqdm(total=config.max_steps, initial=progress.step, disable=not config.progress or self.rank != 0,
-                   desc=self.objective.name, unit="step", dynamic_ncols=True)
+        bar = tqdm(
+            total=config.max_steps,
+            initial=progress.step,
+            disable=not config.progress or self.rank != 0,
+            desc=self.objective.name,
+            unit="step",
+            dynamic_ncols=True,
+        )
         self.model.train()
         while not self.finished():
             batches = self.epoch_batches()
             while progress.batch + config.accumulate <= len(batches) and not self.finished():
                 started = time.perf_counter()
-                group = batches[progress.batch: progress.batch + config.accumulate]
+                group = batches[progress.batch : progress.batch + config.accumulate]
                 stats = self.step(group)
                 progress.batch += config.accumulate
                 progress.step += 1
@@ -329,8 +425,13 @@ class _Run:
         """One optimiser step over ``accumulate`` batches; returns summed statistics."""
         totals = {"nll": 0.0, "kl": 0.0, "tokens": 0, "src_tokens": 0, "kl_weight": 0.0}
         for micro, indices in enumerate(group):
-            rng = random.Random(f"{self.config.seed}/{self.progress.epoch}/{self.progress.batch + micro}/{self.rank}")
-            batch = collate([self.objective.corrupt(self.examples[i], rng) for i in indices]).to(self.device)
+            rng = random.Random(
+                f"{self.config.seed}/{self.progress.epoch}/"
+                f"{self.progress.batch + micro}/{self.rank}"
+            )
+            batch = collate([self.objective.corrupt(self.examples[i], rng) for i in indices]).to(
+                self.device
+            )
             last = micro == len(group) - 1
             sync = nullcontext() if last or self.world == 1 else self.net.no_sync()
             with sync, self.autocast():
@@ -357,10 +458,14 @@ class _Run:
             callback(progress.step, self.model)
         if progress.step % config.log_every == 0 or progress.step == 1:
             record = {
-                "step": progress.step, "epoch": progress.epoch, "time": round(progress.elapsed, 3),
+                "step": progress.step,
+                "epoch": progress.epoch,
+                "time": round(progress.elapsed, 3),
                 "loss": (stats["nll"] + stats["kl_weight"] * stats["kl"]) / stats["tokens"],
-                "nll": stats["nll"] / stats["tokens"], "kl": stats["kl"] / stats["tokens"],
-                "kl_weight": stats["kl_weight"], "lr": self.scheduler.get_last_lr()[0],
+                "nll": stats["nll"] / stats["tokens"],
+                "kl": stats["kl"] / stats["tokens"],
+                "kl_weight": stats["kl_weight"],
+                "lr": self.scheduler.get_last_lr()[0],
                 "tokens_per_s": (stats["tokens"] + stats["src_tokens"]) * self.world / seconds,
             }
             self.history.steps.append(record)
@@ -381,10 +486,16 @@ class _Run:
         if self.evaluate is not None:
             metrics.update(self.evaluate(self.model))
         self.model.train()
-        self.history.evals.append({"step": self.progress.step, "time": round(self.progress.elapsed, 3), **metrics})
-        if self.config.select not in metrics:  # a custom evaluator without the metric: keep the steps, then stop
+        self.history.evals.append(
+            {"step": self.progress.step, "time": round(self.progress.elapsed, 3), **metrics}
+        )
+        # a custom evaluator without the metric: keep the steps, then stop
+        if self.config.select not in metrics:
             self.save("last.pt")
-            raise ValueError(f"unknown select {self.config.select!r}: the evaluation reports {', '.join(metrics)}")
+            raise ValueError(
+                f"unknown select {self.config.select!r}: the evaluation reports "
+                f"{', '.join(metrics)}"
+            )
         score = metrics[self.config.select]
         lower_is_better = self.config.select.endswith("loss")
         best = self.progress.best
@@ -401,7 +512,8 @@ def flush_denormals() -> Iterator[None]:
 
     Denormals cost 10-100x more on x86 CPUs, and the tiny gradients and Adam moments of a converging
     model fall into that range (a VAE overfit ran 25x slower). The switch is process-wide and torch
-    has no way to read it, so it is on only inside ``train`` and back at torch's default (off) after.
+    has no way to read it, so it is on only inside ``train`` and back at torch's default (off)
+    after.
     """
     torch.set_flush_denormal(True)
     try:
@@ -410,21 +522,44 @@ def flush_denormals() -> Iterator[None]:
         torch.set_flush_denormal(False)
 
 
-def train(model: torch.nn.Module, objective: Objective, examples: Sequence[Example],
-          config: TrainConfig = TrainConfig(), *, valid: Sequence[Example] | None = None,
-          evaluate: Evaluator | None = None, out_dir: str | os.PathLike | None = None,
-          param_groups: list[dict] | None = None, callbacks: Sequence[StepCallback] = (),
-          metadata: dict[str, Any] | None = None) -> History:
-    """Train ``model`` on ``examples`` with ``objective``; resume from ``out_dir/last.pt`` if present.
+def train(
+    model: torch.nn.Module,
+    objective: Objective,
+    examples: Sequence[Example],
+    config: TrainConfig = TrainConfig(),
+    *,
+    valid: Sequence[Example] | None = None,
+    evaluate: Evaluator | None = None,
+    out_dir: str | os.PathLike | None = None,
+    param_groups: list[dict] | None = None,
+    callbacks: Sequence[StepCallback] = (),
+    metadata: dict[str, Any] | None = None,
+) -> History:
+    """Train ``model`` on ``examples`` with ``objective``; resume from ``out_dir/last.pt`` if
+    present.
 
-    ``metadata`` (model config, tokenizer fingerprint, run settings) is stored in every
-    checkpoint. ``param_groups`` overrides the optimiser's parameter groups (per-part learning
-    rates, see ``tmtlib.transfer.parameter_groups``); ``callbacks`` run after each optimiser step
-    with ``(step, model)`` (gradual unfreezing uses this). Every setting is checked against the
-    data and the machine first (``check_run``), and ``out_dir`` is locked for the run's lifetime
-    (``checkpoint.run_folder_lock``): a second process on it is refused. Returns the metrics history.
+    ``metadata`` (model config, tokenizer fingerprint, run settings) is stored in every checkpoint.
+    ``param_groups`` overrides the optimiser's parameter groups (per-part learning rates, see
+    ``tmtlib.transfer.parameter_groups``); ``callbacks`` run after each optimiser step with ``(step,
+    model)`` (gradual unfreezing uses this). Every setting is checked against the data and the
+    machine first (``check_run``), and ``out_dir`` is locked for the run's lifetime
+    (``checkpoint.run_folder_lock``): a second process on it is refused. Returns the metrics
+    history.
     """
     check_run(config, examples, valid, evaluate)
-    with checkpoint.run_folder_lock(out_dir) if out_dir is not None else nullcontext(), flush_denormals():
-        return _Run(model, objective, list(examples), config, valid, evaluate, out_dir, param_groups,
-                    callbacks, metadata).run()
+    with (
+        checkpoint.run_folder_lock(out_dir) if out_dir is not None else nullcontext(),
+        flush_denormals(),
+    ):
+        return _Run(
+            model,
+            objective,
+            list(examples),
+            config,
+            valid,
+            evaluate,
+            out_dir,
+            param_groups,
+            callbacks,
+            metadata,
+        ).run()

@@ -57,20 +57,28 @@ def part_of(name: str) -> str:
         return head
     if head == "decoder":
         in_layer = len(fields) > 3 and fields[1] == "layers"
-        return "cross_attention" if in_layer and fields[3] in ("cross_attn", "cross_norm") else "decoder"
+        return (
+            "cross_attention"
+            if in_layer and fields[3] in ("cross_attn", "cross_norm")
+            else "decoder"
+        )
     raise ValueError(f"{name!r} belongs to no part of a tmtlib Seq2Seq (parts: {', '.join(PARTS)})")
 
 
-def _check_parts(parts: str | Iterable[str], error: type[ValueError] = ValueError) -> tuple[str, ...]:
+def _check_parts(
+    parts: str | Iterable[str], error: type[ValueError] = ValueError
+) -> tuple[str, ...]:
     """``parts`` as a tuple of known part names (a single string is one part, not its letters)."""
     parts = (parts,) if isinstance(parts, str) else tuple(parts)
     unknown = [part for part in parts if part not in PARTS]
     if unknown:
-        raise error(f"unknown part(s) {', '.join(map(repr, unknown))}: choose from {', '.join(PARTS)}")
+        raise error(
+            f"unknown part(s) {', '.join(map(repr, unknown))}: choose from {', '.join(PARTS)}"
+        )
     return parts
 
 
-# --- the report ------------------------------------------------------------------------------------
+# --- the report -----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -120,7 +128,7 @@ def _count_keys() -> list[str]:
     return [*STATUSES, *(f"{status}_params" for status in STATUSES)]
 
 
-# --- reading the source ----------------------------------------------------------------------------
+# --- reading the source ---------------------------------------------------------------------------
 
 
 def _read_checkpoint(path: str | os.PathLike) -> object:
@@ -141,11 +149,15 @@ def _source_weights(source: Source) -> tuple[Mapping[str, Tensor], str | None]:
     is_checkpoint = "model" in loaded
     state = loaded["model"] if is_checkpoint else loaded
     if not isinstance(state, Mapping):
-        raise TransferError(f"the checkpoint's 'model' is a {type(state).__name__}, not a state dict")
+        raise TransferError(
+            f"the checkpoint's 'model' is a {type(state).__name__}, not a state dict"
+        )
     for name, value in state.items():
         if not isinstance(value, Tensor):
-            raise TransferError(f"source entry {name!r} is a {type(value).__name__}, not a tensor: "
-                                "pass a checkpoint (with 'model') or a state dict")
+            raise TransferError(
+                f"source entry {name!r} is a {type(value).__name__}, not a tensor: "
+                "pass a checkpoint (with 'model') or a state dict"
+            )
         try:
             part_of(name)
         except ValueError as error:
@@ -153,41 +165,58 @@ def _source_weights(source: Source) -> tuple[Mapping[str, Tensor], str | None]:
     return state, (loaded.get("tokenizer") if is_checkpoint else None)
 
 
-def _check_vocabulary(state: Mapping[str, Tensor], target: Mapping[str, Tensor],
-                      source_fingerprint: str | None, tokenizer_fingerprint: str | None) -> None:
+def _check_vocabulary(
+    state: Mapping[str, Tensor],
+    target: Mapping[str, Tensor],
+    source_fingerprint: str | None,
+    tokenizer_fingerprint: str | None,
+) -> None:
     """Refuse embeddings trained on another vocabulary: row i must mean the same piece in both.
     The message names the tensor and both vocabulary sizes (and both tokenizers when known)."""
-    rows = [len(weights[_EMBEDDING]) if _EMBEDDING in weights else "?" for weights in (state, target)]
+    rows = [
+        len(weights[_EMBEDDING]) if _EMBEDDING in weights else "?" for weights in (state, target)
+    ]
     sizes = f"the source has a vocabulary of {rows[0]} pieces, this model {rows[1]}"
     if source_fingerprint and tokenizer_fingerprint and source_fingerprint != tokenizer_fingerprint:
-        raise TransferError(f"vocabulary mismatch on {_EMBEDDING}: {sizes}, from another tokenizer "
-                            f"(fingerprint {source_fingerprint}, this model's {tokenizer_fingerprint})")
+        raise TransferError(
+            f"vocabulary mismatch on {_EMBEDDING}: {sizes}, from another tokenizer "
+            f"(fingerprint {source_fingerprint}, this model's {tokenizer_fingerprint})"
+        )
     if rows[0] != rows[1] and "?" not in rows:
         raise TransferError(f"vocabulary mismatch on {_EMBEDDING}: {sizes}")
 
 
 def _check_shapes(pairs: Iterable[tuple[str, Tensor, Tensor]]) -> None:
     """Refuse every selected tensor whose shapes differ, naming each one."""
-    problems = [f"{name}: source {tuple(src.shape)} vs model {tuple(dst.shape)}"
-                for name, src, dst in pairs if src.shape != dst.shape]
+    problems = [
+        f"{name}: source {tuple(src.shape)} vs model {tuple(dst.shape)}"
+        for name, src, dst in pairs
+        if src.shape != dst.shape
+    ]
     if problems:
-        raise TransferError("shape mismatch (different d_model/d_ff/heads/latent_dim?):\n  "
-                            + "\n  ".join(problems))
+        raise TransferError(
+            "shape mismatch (different d_model/d_ff/heads/latent_dim?):\n  " + "\n  ".join(problems)
+        )
 
 
-# --- transfer --------------------------------------------------------------------------------------
+# --- transfer -------------------------------------------------------------------------------------
 
 
-def transfer(model: nn.Module, source: Source, parts: str | Sequence[str] = DEFAULT_PARTS, *,
-             tokenizer_fingerprint: str | None = None) -> TransferReport:
+def transfer(
+    model: nn.Module,
+    source: Source,
+    parts: str | Sequence[str] = DEFAULT_PARTS,
+    *,
+    tokenizer_fingerprint: str | None = None,
+) -> TransferReport:
     """Copy the ``parts`` of ``source`` into ``model`` in place, and report what happened.
 
-    ``source`` is a checkpoint path, a checkpoint dict (with ``"model"`` and maybe
-    ``"tokenizer"``), a plain state dict or a model; it is never modified. Tensors of a selected
-    part that the source lacks (e.g. a parent with fewer decoder layers) keep their
-    initialisation, and source tensors the model lacks (e.g. VAE heads) are ignored: both are
-    reported, not errors, because mixing architectures that way is the point of transfer (Zoph et
-    al. 2016; Ramachandran et al. 2017; Liu et al. 2020). Weights that would be silently wrong are refused with a TransferError:
+    ``source`` is a checkpoint path, a checkpoint dict (with ``"model"`` and maybe ``"tokenizer"``),
+    a plain state dict or a model; it is never modified. Tensors of a selected part that the source
+    lacks (e.g. a parent with fewer decoder layers) keep their initialisation, and source tensors
+    the model lacks (e.g. VAE heads) are ignored: both are reported, not errors, because mixing
+    architectures that way is the point of transfer (Zoph et al. 2016; Ramachandran et al. 2017; Liu
+    et al. 2020). Weights that would be silently wrong are refused with a TransferError:
 
     * when ``"embeddings"`` are selected, a vocabulary mismatch (different tokenizer fingerprints,
       when both are known, or a different number of embedding rows): the rows would mean other
@@ -202,22 +231,27 @@ def transfer(model: nn.Module, source: Source, parts: str | Sequence[str] = DEFA
     target = model.state_dict(keep_vars=True)
     if "embeddings" in parts:
         _check_vocabulary(state, target, source_fingerprint, tokenizer_fingerprint)
-    selected = [(name, state[name], tensor) for name, tensor in target.items()
-                if part_of(name) in parts and name in state]
+    selected = [
+        (name, state[name], tensor)
+        for name, tensor in target.items()
+        if part_of(name) in parts and name in state
+    ]
     _check_shapes(selected)
 
     with torch.no_grad():
         for _, src, dst in selected:
             dst.copy_(src)
     loaded = {name for name, _, _ in selected}
-    return TransferReport(loaded=[name for name in target if name in loaded],
-                          initialised=[name for name in target if name not in loaded],
-                          ignored=[name for name in state if name not in loaded],
-                          sizes={name: tensor.numel() for name, tensor in target.items()},
-                          source_sizes={name: tensor.numel() for name, tensor in state.items()})
+    return TransferReport(
+        loaded=[name for name in target if name in loaded],
+        initialised=[name for name in target if name not in loaded],
+        ignored=[name for name in state if name not in loaded],
+        sizes={name: tensor.numel() for name, tensor in target.items()},
+        source_sizes={name: tensor.numel() for name, tensor in state.items()},
+    )
 
 
-# --- fine-tuning strategies ------------------------------------------------------------------------
+# --- fine-tuning strategies -----------------------------------------------------------------------
 
 
 def _parameters_of(model: nn.Module, parts: Iterable[str]) -> Iterator[nn.Parameter]:
@@ -256,12 +290,21 @@ def trainable_summary(model: nn.Module) -> dict[str, tuple[int, int]]:
     for name, param in model.named_parameters():
         part = part_of(name)
         trainable, total = summary.get(part, (0, 0))
-        summary[part] = (trainable + (param.numel() if param.requires_grad else 0), total + param.numel())
+        summary[part] = (
+            trainable + (param.numel() if param.requires_grad else 0),
+            total + param.numel(),
+        )
     return {part: summary[part] for part in PARTS if part in summary}
 
 
-def parameter_groups(model: nn.Module, lr: float, part_lrs: Mapping[str, float] | None = None,
-                     weight_decay: float = 0.01, *, include_frozen: bool = False) -> list[dict]:
+def parameter_groups(
+    model: nn.Module,
+    lr: float,
+    part_lrs: Mapping[str, float] | None = None,
+    weight_decay: float = 0.01,
+    *,
+    include_frozen: bool = False,
+) -> list[dict]:
     """AdamW parameter groups with a learning rate per part, for ``torch.optim.AdamW(groups)``.
 
     Discriminative fine-tuning (Howard & Ruder 2018): pretrained parts can learn more slowly than
@@ -284,9 +327,17 @@ def parameter_groups(model: nn.Module, lr: float, part_lrs: Mapping[str, float] 
     for name, param in model.named_parameters():
         if param.requires_grad or include_frozen:
             groups.setdefault((part_of(name), param.ndim >= 2), []).append(param)
-    return [{"name": part, "params": groups[part, decayed], "lr": part_lrs.get(part, lr),
-             "weight_decay": weight_decay if decayed else 0.0}
-            for part in PARTS for decayed in (True, False) if (part, decayed) in groups]
+    return [
+        {
+            "name": part,
+            "params": groups[part, decayed],
+            "lr": part_lrs.get(part, lr),
+            "weight_decay": weight_decay if decayed else 0.0,
+        }
+        for part in PARTS
+        for decayed in (True, False)
+        if (part, decayed) in groups
+    ]
 
 
 class GradualUnfreezing:

@@ -26,17 +26,37 @@ class SettingError(ValueError):
     """A setting of the wrong type or outside its range; the message names the field."""
 
 
-def setting(default: Any = dataclasses.MISSING, *, help: str, at_least: float | None = None,
-            above: float | None = None, at_most: float | None = None, below: float | None = None,
-            choices: tuple | None = None, pattern: str | None = None, nonempty: bool = False,
-            default_factory: Any = dataclasses.MISSING) -> Any:
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,
+    at_least: float | None = None,
+    above: float | None = None,
+    at_most: float | None = None,
+    below: float | None = None,
+    choices: tuple | None = None,
+    pattern: str | None = None,
+    nonempty: bool = False,
+    default_factory: Any = dataclasses.MISSING,
+) -> Any:
     """A dataclass field with limits (a string ``pattern`` must match whole; a tuple value has each
     item checked against them) and ``help``: what the setting means, in a few words (the command
     line's help text; ``describe`` adds the choices, limits and default)."""
-    limits = {"at_least": at_least, "above": above, "at_most": at_most, "below": below, "choices": choices,
-              "pattern": pattern, "nonempty": nonempty, "help": help}
-    return dataclasses.field(default=default, default_factory=default_factory,
-                             metadata={k: v for k, v in limits.items() if v is not None and v is not False})
+    limits = {
+        "at_least": at_least,
+        "above": above,
+        "at_most": at_most,
+        "below": below,
+        "choices": choices,
+        "pattern": pattern,
+        "nonempty": nonempty,
+        "help": help,
+    }
+    return dataclasses.field(
+        default=default,
+        default_factory=default_factory,
+        metadata={k: v for k, v in limits.items() if v is not None and v is not False},
+    )
 
 
 LIMIT_WORDS = {"at_least": "at least", "above": "above", "at_most": "at most", "below": "below"}
@@ -55,8 +75,12 @@ def describe(f: dataclasses.Field, default: Any) -> str:
     """The help text of the field ``f`` of a settings dataclass: its meaning, then its choices,
     limits and ``default``, e.g. ``evaluations without improvement before stopping early; none:
     never [at least 1; default: none]``."""
-    limits = [f"one of {', '.join(map(str, f.metadata['choices']))}"] if "choices" in f.metadata else []
-    limits += [f"{words} {f.metadata[key]}" for key, words in LIMIT_WORDS.items() if key in f.metadata]
+    limits = (
+        [f"one of {', '.join(map(str, f.metadata['choices']))}"] if "choices" in f.metadata else []
+    )
+    limits += [
+        f"{words} {f.metadata[key]}" for key, words in LIMIT_WORDS.items() if key in f.metadata
+    ]
     return f"{f.metadata['help']} [{'; '.join([*limits, f'default: {plain_text(default)}'])}]"
 
 
@@ -66,9 +90,17 @@ def _type_name(hint: Any) -> str:
     if typing.get_origin(hint) is tuple:
         args = typing.get_args(hint)
         count = "" if args[-1] is Ellipsis else f"{len(args)} "
-        return f"a list (tuple) of {count}{_type_name(args[0]).removeprefix('a ').removeprefix('an ')}s"
-    return {type(None): "null", int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
-        hint, getattr(hint, "__name__", str(hint)))
+        return (
+            "a list (tuple) of "
+            f"{count}{_type_name(args[0]).removeprefix('a ').removeprefix('an ')}s"
+        )
+    return {
+        type(None): "null",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        bool: "true or false",
+    }.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 def _matches(value: Any, hint: Any) -> bool:
@@ -79,9 +111,15 @@ def _matches(value: Any, hint: Any) -> bool:
     if origin is tuple:
         args = typing.get_args(hint)
         items = args[:1] * len(value) if len(args) == 2 and args[1] is Ellipsis else args
-        return isinstance(value, tuple) and len(items) == len(value) and all(map(_matches, value, items))
+        return (
+            isinstance(value, tuple)
+            and len(items) == len(value)
+            and all(map(_matches, value, items))
+        )
     if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        )
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, hint)
@@ -90,11 +128,18 @@ def _matches(value: Any, hint: Any) -> bool:
 def _limit_problem(name: str, item: Any, limits: Mapping[str, Any]) -> str | None:
     """Why one value of the field ``name`` breaks the limits, or None."""
     if "choices" in limits and item not in limits["choices"]:
-        return f"unknown {name} {item!r}: {name} must be one of {', '.join(map(str, limits['choices']))}"
+        return (
+            f"unknown {name} {item!r}: {name} must be one of "
+            f"{', '.join(map(str, limits['choices']))}"
+        )
     if "pattern" in limits and not re.fullmatch(limits["pattern"], item):
         return f"unknown {name} {item!r}: {name} must match {limits['pattern']}"
-    tests = {"at_least": lambda x, lim: x >= lim, "above": lambda x, lim: x > lim,
-             "at_most": lambda x, lim: x <= lim, "below": lambda x, lim: x < lim}
+    tests = {
+        "at_least": lambda x, lim: x >= lim,
+        "above": lambda x, lim: x > lim,
+        "at_most": lambda x, lim: x <= lim,
+        "below": lambda x, lim: x < lim,
+    }
     for key, ok in tests.items():
         if key in limits and not ok(item, limits[key]):
             return f"{name} must be {LIMIT_WORDS[key]} {limits[key]}, not {item!r}"
@@ -119,7 +164,8 @@ def check_fields(settings: Any) -> None:
 
 
 def _plain_value(name: str, value: Any, hint: Any) -> Any:
-    """``value`` from JSON/TOML as the field ``hint`` wants it: lists as tuples, tables as settings."""
+    """``value`` from JSON/TOML as the field ``hint`` wants it: lists as tuples, tables as
+    settings."""
     if dataclasses.is_dataclass(hint) and not isinstance(value, hint):
         if not isinstance(value, Mapping):
             raise SettingError(f"{name} must be a table of {hint.__name__} settings, not {value!r}")

@@ -26,17 +26,20 @@ from .noise import NoiseConfig, apply_noise, describe
 from .plot import attention_heatmap
 from .subwords import Tokenizer
 
-
 # --- denoising --------------------------------------------------------------------------------
 
 # the noise explorer's first view: the corruption of the course's denoising pretraining
 EXPLORER_START = NoiseConfig(infill_ratio=0.3)
 
 
-def noise_preview(tokenizer: Tokenizer, sentence: str, config: NoiseConfig, seed: int = 0) -> tuple[str, str]:
+def noise_preview(
+    tokenizer: Tokenizer, sentence: str, config: NoiseConfig, seed: int = 0
+) -> tuple[str, str]:
     """(corrupted pieces joined by spaces, one-line description) for one sentence."""
     ids = tokenizer.encode([sentence])[0]
-    noisy = apply_noise(ids, config, random.Random(seed), tokenizer.mask_id, word_starts=tokenizer.word_starts(ids))
+    noisy = apply_noise(
+        ids, config, random.Random(seed), tokenizer.mask_id, word_starts=tokenizer.word_starts(ids)
+    )
     pieces = [tokenizer.sp.id_to_piece(i) for i in noisy]
     return " ".join(pieces), describe(config)
 
@@ -44,14 +47,19 @@ def noise_preview(tokenizer: Tokenizer, sentence: str, config: NoiseConfig, seed
 def noise_explorer(tokenizer: Tokenizer, sentences: Sequence[str]) -> w.Widget:
     """Sliders for each corruption; shows the original and corrupted pieces of a chosen sentence.
 
-    It opens on the course's denoising noise (``EXPLORER_START``: BART's span infilling of 30% of the
-    pieces, which always masks at least one span), so the first view already shows a corruption."""
-    sentence = w.Dropdown(options=list(sentences), description="sentence", layout=w.Layout(width="95%"))
+    It opens on the course's denoising noise (``EXPLORER_START``: BART's span infilling of 30% of
+    the pieces, which always masks at least one span), so the first view already shows a
+    corruption."""
+    sentence = w.Dropdown(
+        options=list(sentences), description="sentence", layout=w.Layout(width="95%")
+    )
     start = EXPLORER_START
     controls = {
         "mask_p": w.FloatSlider(start.mask_p, min=0, max=1, step=0.05, description="mask p"),
         "delete_p": w.FloatSlider(start.delete_p, min=0, max=1, step=0.05, description="delete p"),
-        "infill_ratio": w.FloatSlider(start.infill_ratio, min=0, max=0.9, step=0.05, description="infill"),
+        "infill_ratio": w.FloatSlider(
+            start.infill_ratio, min=0, max=0.9, step=0.05, description="infill"
+        ),
         "shuffle_k": w.IntSlider(start.shuffle_k, min=0, max=6, description="shuffle k"),
         "seed": w.IntSlider(0, min=0, max=20, description="seed"),
     }
@@ -59,7 +67,9 @@ def noise_explorer(tokenizer: Tokenizer, sentences: Sequence[str]) -> w.Widget:
 
     def refresh(_=None):
         options = {k: c.value for k, c in controls.items() if k != "seed"}
-        shown, text = noise_preview(tokenizer, sentence.value, NoiseConfig(**options), controls["seed"].value)
+        shown, text = noise_preview(
+            tokenizer, sentence.value, NoiseConfig(**options), controls["seed"].value
+        )
         out.clear_output()
         with out:
             print("original: ", " ".join(tokenizer.pieces(sentence.value)))
@@ -69,12 +79,17 @@ def noise_explorer(tokenizer: Tokenizer, sentences: Sequence[str]) -> w.Widget:
     for control in [sentence, *controls.values()]:
         control.observe(refresh, names="value")
     refresh()
-    return w.VBox([sentence, w.HBox(list(controls.values())[:3]), w.HBox(list(controls.values())[3:]), out])
+    return w.VBox(
+        [sentence, w.HBox(list(controls.values())[:3]), w.HBox(list(controls.values())[3:]), out]
+    )
 
 
 # --- VAE latent space -------------------------------------------------------------------------
 
-def interpolate(model: Seq2Seq, tokenizer: Tokenizer, a: str, b: str, lang: str, t: float | Sequence[float]) -> list[str]:
+
+def interpolate(
+    model: Seq2Seq, tokenizer: Tokenizer, a: str, b: str, lang: str, t: float | Sequence[float]
+) -> list[str]:
     """Decode (greedily) the points z = (1 - t) mu(a) + t mu(b) of a VAE's latent space."""
     ts = [t] if isinstance(t, (int, float)) else list(t)
     mu = encode_latent(model, tokenizer, [a, b])  # [2, L]
@@ -84,9 +99,13 @@ def interpolate(model: Seq2Seq, tokenizer: Tokenizer, a: str, b: str, lang: str,
     return tokenizer.decode(decode_latent(model, z, start, max_len=40))
 
 
-def interpolation_slider(model: Seq2Seq, tokenizer: Tokenizer, a: str, b: str, lang: str) -> w.Widget:
+def interpolation_slider(
+    model: Seq2Seq, tokenizer: Tokenizer, a: str, b: str, lang: str
+) -> w.Widget:
     """A slider t in [0, 1] that decodes the latent point between ``a`` (t=0) and ``b`` (t=1)."""
-    slider = w.FloatSlider(0.0, min=0.0, max=1.0, step=0.1, description="t", continuous_update=False)
+    slider = w.FloatSlider(
+        0.0, min=0.0, max=1.0, step=0.1, description="t", continuous_update=False
+    )
     decoded = wrapping_text("")
 
     def refresh(_=None):
@@ -98,7 +117,8 @@ def interpolation_slider(model: Seq2Seq, tokenizer: Tokenizer, a: str, b: str, l
 
 
 def wrapping_html(text: str) -> str:
-    """``text`` as HTML that wraps at the widget's edge (a ``Label`` cuts long lines off with "…")."""
+    """``text`` as HTML that wraps at the widget's edge (a ``Label`` cuts long lines off with
+    "…")."""
     return f'<div style="white-space: normal; overflow-wrap: anywhere">{html.escape(text)}</div>'
 
 
@@ -109,6 +129,7 @@ def wrapping_text(text: str) -> w.HTML:
 
 # --- translation ------------------------------------------------------------------------------
 
+
 @dataclass
 class TranslationView:
     translation: str
@@ -116,20 +137,33 @@ class TranslationView:
     chrf: float | None  # against the reference, when one is given
 
 
-def translate_one(model: Seq2Seq, tokenizer: Tokenizer, sentence: str, tgt: str, beam_size: int = 5,
-                  reference: str | None = None) -> TranslationView:
+def translate_one(
+    model: Seq2Seq,
+    tokenizer: Tokenizer,
+    sentence: str,
+    tgt: str,
+    beam_size: int = 5,
+    reference: str | None = None,
+) -> TranslationView:
     """Translate one sentence; return it with its cross-attention and (optionally) its chrF."""
-    (translation,), (alignment,) = translate(model, tokenizer, [sentence], tgt, beam_size=beam_size,
-                                             return_attention=True)
+    (translation,), (alignment,) = translate(
+        model, tokenizer, [sentence], tgt, beam_size=beam_size, return_attention=True
+    )
     score = sentence_chrf([translation], [reference])[0] if reference else None
     return TranslationView(translation, alignment, score)
 
 
-def translator(models: Mapping[str, Seq2Seq], tokenizer: Tokenizer, tgt: str, example: str = "") -> w.Widget:
+def translator(
+    models: Mapping[str, Seq2Seq], tokenizer: Tokenizer, tgt: str, example: str = ""
+) -> w.Widget:
     """Type a sentence, pick a model and a beam size; see the translation and its attention map."""
     text = w.Text(example, description="source", layout=w.Layout(width="95%"))
-    reference = w.Text("", description="reference", placeholder="(optional) for a chrF score",
-                       layout=w.Layout(width="95%"))
+    reference = w.Text(
+        "",
+        description="reference",
+        placeholder="(optional) for a chrF score",
+        layout=w.Layout(width="95%"),
+    )
     choice = w.Dropdown(options=list(models), description="model")
     beam = w.IntSlider(5, min=1, max=10, description="beam")
     out = w.Output()
@@ -140,7 +174,14 @@ def translator(models: Mapping[str, Seq2Seq], tokenizer: Tokenizer, tgt: str, ex
             if not text.value.strip():
                 print("type a sentence")
                 return
-            view = translate_one(models[choice.value], tokenizer, text.value, tgt, beam.value, reference.value or None)
+            view = translate_one(
+                models[choice.value],
+                tokenizer,
+                text.value,
+                tgt,
+                beam.value,
+                reference.value or None,
+            )
             print(view.translation)
             if view.chrf is not None:
                 print(f"chrF against the reference: {view.chrf:.1f}")
@@ -155,12 +196,23 @@ def translator(models: Mapping[str, Seq2Seq], tokenizer: Tokenizer, tgt: str, ex
 
 # --- error analysis ---------------------------------------------------------------------------
 
-def worst_sentences(sources: Sequence[str], hyps: Sequence[str], refs: Sequence[str], k: int = 10) -> list[dict]:
+
+def worst_sentences(
+    sources: Sequence[str], hyps: Sequence[str], refs: Sequence[str], k: int = 10
+) -> list[dict]:
     """The ``k`` sentences with the lowest sentence-level chrF, worst first."""
     scores = sentence_chrf(hyps, refs)
     order = sorted(range(len(scores)), key=lambda i: scores[i])[:k]
-    return [{"index": i, "chrF": scores[i], "source": sources[i], "output": hyps[i], "reference": refs[i]}
-            for i in order]
+    return [
+        {
+            "index": i,
+            "chrF": scores[i],
+            "source": sources[i],
+            "output": hyps[i],
+            "reference": refs[i],
+        }
+        for i in order
+    ]
 
 
 def error_browser(sources: Sequence[str], hyps: Sequence[str], refs: Sequence[str]) -> w.Widget:

@@ -1,4 +1,5 @@
-"""Fixtures of the browser test: Chromium from the system, a JupyterLab server on a copy of the notebooks.
+"""Fixtures of the browser test: Chromium from the system, a JupyterLab server on a copy of the
+notebooks.
 
 Skipped, with the reason printed, where Playwright or a Chromium cannot be found. Chromium is the
 operating system's (``apt-get install chromium``), not Playwright's own download: ``TMT_CHROMIUM``
@@ -6,10 +7,11 @@ names another executable. Screenshots and timings go to ``TMT_BROWSER_ARTEFACTS`
 folder under pytest's temporary directory, printed at the end of the run).
 
 The notebooks are copied to a temporary folder, so neither the test nor JupyterLab's autosave ever
-writes into them. The kernels share the test session's run cache (``cache/runs`` under ``TMT_HOME``, a temporary
-home unless set; see the root ``conftest.py``) with nbval. Before the lab starts, ``trained_models``
-trains the models the widget notebooks load (or, when another test worker is training one, waits for
-it), so Run All meets a warm cache in any test order, with or without parallel workers.
+writes into them. The kernels share the test session's run cache (``cache/runs`` under ``TMT_HOME``,
+a temporary home unless set; see the root ``conftest.py``) with nbval. Before the lab starts,
+``trained_models`` trains the models the widget notebooks load (or, when another test worker is
+training one, waits for it), so Run All meets a warm cache in any test order, with or without
+parallel workers.
 """
 
 from __future__ import annotations
@@ -42,21 +44,30 @@ def chromium_executable() -> str | None:
 def chromium() -> str:
     path = chromium_executable()
     if path is None:
-        pytest.skip("no Chromium found (apt-get install chromium, or set TMT_CHROMIUM): browser test skipped")
+        pytest.skip(
+            "no Chromium found (apt-get install chromium, or set TMT_CHROMIUM): browser "
+            "test skipped"
+        )
     return path
 
 
 @pytest.fixture(scope="session")
 def playwright_api(chromium):
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="Playwright not installed (pip install -r requirements.txt installs it, with the test extra)")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api",
+        reason="Playwright not installed (pip install -r requirements.txt installs it, with the "
+        "test extra)",
+    )
     with sync_api.sync_playwright() as api:
         yield api
 
 
 @pytest.fixture(scope="session")
 def artefacts(tmp_path_factory) -> Path:
-    folder = Path(os.environ.get("TMT_BROWSER_ARTEFACTS") or tmp_path_factory.getbasetemp() / "browser-artefacts")
+    folder = Path(
+        os.environ.get("TMT_BROWSER_ARTEFACTS")
+        or tmp_path_factory.getbasetemp() / "browser-artefacts"
+    )
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -77,14 +88,18 @@ def trained_models(corpus) -> None:
 
 @pytest.fixture(scope="session")
 def lab_server(playwright_api, trained_models, tmp_path_factory):
-    """JupyterLab on a temporary copy of the notebooks, kernels in quick mode importing this checkout."""
+    """JupyterLab on a temporary copy of the notebooks, kernels in quick mode importing this
+    checkout."""
     from lab_driver import start_lab
 
     root, state = tmp_path_factory.mktemp("lab-notebooks"), tmp_path_factory.mktemp("lab-state")
     for notebook in NOTEBOOKS.glob("*.ipynb"):
         shutil.copy(notebook, root / notebook.name)
-    env = dict(os.environ, TMT_QUICK="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ,
+        TMT_QUICK="1",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    )
     server = start_lab(root, state, env)
     yield server
     server.stop()
@@ -117,8 +132,10 @@ def pytest_terminal_summary(terminalreporter, config) -> None:
         return
     terminalreporter.section("browser test: seconds per notebook and per interaction")
     for row in TIMINGS:
-        terminalreporter.write_line(f"{row['notebook']:40} {row['what']:55} {row['seconds']:6.1f} s"
-                                    f"  (limit {row['limit_s']:.0f} s)")
+        terminalreporter.write_line(
+            f"{row['notebook']:40} {row['what']:55} {row['seconds']:6.1f} s"
+            f"  (limit {row['limit_s']:.0f} s)"
+        )
     folder = Path(TIMINGS[0]["artefacts"])
     (folder / "timings.json").write_text(json.dumps(TIMINGS, indent=1))
     terminalreporter.write_line(f"screenshots and timings.json in {folder}")

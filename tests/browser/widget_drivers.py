@@ -1,9 +1,9 @@
 """Drive each of the course's widgets the way a learner does, and check what the learner then sees.
 
-One driver per builder of ``tmtlib.widgets``; each touches every control of its widget with the mouse
-or the keyboard (drag a slider, pick from a dropdown, type into a text box) and waits, up to a stated
-limit, for the visible output to change as it should. A failure names the notebook, the widget and the
-control, the expected change, and what the output showed instead.
+One driver per builder of ``tmtlib.widgets``; each touches every control of its widget with the
+mouse or the keyboard (drag a slider, pick from a dropdown, type into a text box) and waits, up to a
+stated limit, for the visible output to change as it should. A failure names the notebook, the
+widget and the control, the expected change, and what the output showed instead.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ if TYPE_CHECKING:  # Playwright may be missing: the tests then skip instead of f
     from playwright.sync_api import Locator, Page
 
 
-LIMIT_S = 30.0  # per interaction; the heaviest is one beam-search translation plus its heatmap, in quick mode
+# per interaction; the heaviest is one beam-search translation plus its heatmap, in quick mode
+LIMIT_S = 30.0
 
 
 @dataclass
@@ -37,20 +38,34 @@ class WidgetFailure(AssertionError):
 
 
 class Driver:
-    """Shared gestures and the timed wait for a change, for the widget ``root`` of one notebook cell."""
+    """Shared gestures and the timed wait for a change, for the widget ``root`` of one notebook
+    cell."""
 
-    def __init__(self, page: Page, notebook: str, widget: str, root: Locator, limit_s: float = LIMIT_S):
-        self.page, self.notebook, self.widget, self.root, self.limit_s = page, notebook, widget, root, limit_s
+    def __init__(
+        self, page: Page, notebook: str, widget: str, root: Locator, limit_s: float = LIMIT_S
+    ):
+        self.page, self.notebook, self.widget, self.root, self.limit_s = (
+            page,
+            notebook,
+            widget,
+            root,
+            limit_s,
+        )
         self.log: list[Interaction] = []
 
     # --- finding controls ---------------------------------------------------------------------
 
     def control(self, kind: str, description: str) -> Locator:
-        """The control of CSS class ``widget-<kind>`` whose description label reads ``description``."""
-        label = self.page.locator(".widget-label", has_text=re.compile(rf"^\s*{re.escape(description)}\s*$"))
+        """The control of CSS class ``widget-<kind>`` whose description label reads
+        ``description``."""
+        label = self.page.locator(
+            ".widget-label", has_text=re.compile(rf"^\s*{re.escape(description)}\s*$")
+        )
         found = self.root.locator(f".widget-{kind}").filter(has=label)
         if found.count() != 1:
-            raise WidgetFailure(f"{self.where(description)}: expected one {kind} control, found {found.count()}")
+            raise WidgetFailure(
+                f"{self.where(description)}: expected one {kind} control, found {found.count()}"
+            )
         return found
 
     def output_text(self) -> str:
@@ -60,9 +75,11 @@ class Driver:
 
     def output_line(self, prefix: str) -> Callable[[], str]:
         """A reader of the output line that starts with ``prefix``."""
+
         def read() -> str:
             lines = [line for line in self.output_text().splitlines() if line.startswith(prefix)]
             return lines[0] if lines else ""
+
         return read
 
     def where(self, control: str) -> str:
@@ -71,14 +88,17 @@ class Driver:
     # --- gestures -----------------------------------------------------------------------------
 
     def drag_slider(self, description: str, fraction: float) -> str:
-        """Drag the slider's handle with the mouse to ``fraction`` of its track; return the new readout."""
+        """Drag the slider's handle with the mouse to ``fraction`` of its track; return the new
+        readout."""
         slider = self.control("slider", description)
         track, handle = slider.locator(".noUi-target"), slider.locator(".noUi-handle")
         handle.scroll_into_view_if_needed()
         box, grip = track.bounding_box(), handle.bounding_box()
         self.page.mouse.move(grip["x"] + grip["width"] / 2, grip["y"] + grip["height"] / 2)
         self.page.mouse.down()
-        self.page.mouse.move(box["x"] + fraction * box["width"], grip["y"] + grip["height"] / 2, steps=8)
+        self.page.mouse.move(
+            box["x"] + fraction * box["width"], grip["y"] + grip["height"] / 2, steps=8
+        )
         self.page.mouse.up()
         return slider.locator(".widget-readout").inner_text().strip()
 
@@ -92,7 +112,8 @@ class Driver:
     def choose(self, description: str, option_index: int) -> str:
         """Pick option ``option_index`` of a dropdown; return its label."""
         select = self.control("dropdown", description).locator("select")
-        label = select.locator("option").nth(option_index).text_content().strip()  # a closed <select> renders none
+        # a closed <select> renders none
+        label = select.locator("option").nth(option_index).text_content().strip()
         select.select_option(index=option_index)
         return label
 
@@ -104,58 +125,97 @@ class Driver:
 
     # --- the timed check ----------------------------------------------------------------------
 
-    def expect(self, control: str, action: Callable[[], str], expectation: str,
-               changed: Callable[[], bool]) -> None:
-        """Do ``action`` (it returns a description of what was done), then wait for ``changed()``."""
+    def expect(
+        self, control: str, action: Callable[[], str], expectation: str, changed: Callable[[], bool]
+    ) -> None:
+        """Do ``action`` (it returns a description of what was done), then wait for
+        ``changed()``."""
         start = time.monotonic()
         done = action()
         while not changed():
             self.raise_on_error(control, done)
             if time.monotonic() - start > self.limit_s:
-                raise WidgetFailure(f"{self.where(control)}: after {done}, expected {expectation} within "
-                                    f"{self.limit_s:.0f} s; the output shows:\n{self.output_text()}")
+                raise WidgetFailure(
+                    f"{self.where(control)}: after {done}, expected {expectation} within "
+                    f"{self.limit_s:.0f} s; the output shows:\n{self.output_text()}"
+                )
             time.sleep(0.05)
         self.raise_on_error(control, done)
-        self.log.append(Interaction(self.notebook, self.widget, control, done, expectation,
-                                    time.monotonic() - start, self.limit_s))
+        self.log.append(
+            Interaction(
+                self.notebook,
+                self.widget,
+                control,
+                done,
+                expectation,
+                time.monotonic() - start,
+                self.limit_s,
+            )
+        )
 
     def raise_on_error(self, control: str, done: str) -> None:
         """Fail if the widget shows an error (a traceback a callback printed into its output)."""
-        errors = self.root.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+        errors = self.root.locator(
+            ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+        )
         if errors.count():
-            raise WidgetFailure(f"{self.where(control)}: after {done}, the widget shows an error:\n"
-                                + "\n".join(errors.all_inner_texts()))
+            raise WidgetFailure(
+                f"{self.where(control)}: after {done}, the widget shows an error:\n"
+                + "\n".join(errors.all_inner_texts())
+            )
 
     def expect_line_change(self, control: str, action: Callable[[], str], *prefixes: str) -> None:
         """``action`` must change every output line starting with one of ``prefixes``."""
         readers = [self.output_line(prefix) for prefix in prefixes]
         before = [read() for read in readers]
         expectation = " and ".join(f"a different '{prefix.strip()}' line" for prefix in prefixes)
-        self.expect(control, action, expectation,
-                    lambda: all(read() not in ("", old) for read, old in zip(readers, before)))
+        self.expect(
+            control,
+            action,
+            expectation,
+            lambda: all(read() not in ("", old) for read, old in zip(readers, before)),
+        )
 
     def mark_images(self) -> None:
         """Mark the images shown now, so that a new one can be told from them."""
-        self.root.evaluate("node => node.querySelectorAll('img').forEach(img => img.dataset.seen = '1')")
+        self.root.evaluate(
+            "node => node.querySelectorAll('img').forEach(img => img.dataset.seen = '1')"
+        )
 
     def new_image(self) -> bool:
         return self.root.locator("img:not([data-seen])").count() > 0
 
     def image_source(self) -> str:
-        """The data of the last image shown (a heatmap), to tell a redrawn one from a different one."""
+        """The data of the last image shown (a heatmap), to tell a redrawn one from a different
+        one."""
         images = self.root.locator("img")
         return images.last.get_attribute("src") or "" if images.count() else ""
 
 
 # --- one driver per widget builder ------------------------------------------------------------
 
+
 def drive_noise_explorer(d: Driver) -> None:
-    """Pick another sentence, then move each noise slider: the corrupted line must change each time."""
-    d.expect_line_change("sentence", lambda: f"choosing '{d.choose('sentence', 1)}'", "original:", "corrupted:")
-    for description, fraction in [("mask p", 0.3), ("delete p", 0.2), ("infill", 0.3), ("shuffle k", 0.5)]:
-        d.expect_line_change(description, lambda c=description, f=fraction: f"dragging it to {d.drag_slider(c, f)}",
-                             "corrupted:", "noise:")
-    d.expect_line_change("seed", lambda: f"dragging it to {d.drag_slider('seed', 0.5)}", "corrupted:")
+    """Pick another sentence, then move each noise slider: the corrupted line must change each
+    time."""
+    d.expect_line_change(
+        "sentence", lambda: f"choosing '{d.choose('sentence', 1)}'", "original:", "corrupted:"
+    )
+    for description, fraction in [
+        ("mask p", 0.3),
+        ("delete p", 0.2),
+        ("infill", 0.3),
+        ("shuffle k", 0.5),
+    ]:
+        d.expect_line_change(
+            description,
+            lambda c=description, f=fraction: f"dragging it to {d.drag_slider(c, f)}",
+            "corrupted:",
+            "noise:",
+        )
+    d.expect_line_change(
+        "seed", lambda: f"dragging it to {d.drag_slider('seed', 0.5)}", "corrupted:"
+    )
 
 
 def drive_interpolation_slider(d: Driver) -> None:
@@ -164,41 +224,74 @@ def drive_interpolation_slider(d: Driver) -> None:
 
     for fraction in (0.5, 1.0):
         before = decoded.inner_text()
-        d.expect("t", lambda f=fraction: f"dragging it to {d.drag_slider('t', f)}",
-                 f"a decoded sentence other than {before!r}", lambda old=before: decoded.inner_text() not in ("", old))
+        d.expect(
+            "t",
+            lambda f=fraction: f"dragging it to {d.drag_slider('t', f)}",
+            f"a decoded sentence other than {before!r}",
+            lambda old=before: decoded.inner_text() not in ("", old),
+        )
 
 
 def drive_translator(d: Driver) -> None:
-    """Type a sentence, add a reference, move the beam, switch the model: a new heatmap each time, and
-    new text for a new sentence; another model must draw another heatmap (its attention differs even
-    where two quick models agree on the words)."""
-    translation = lambda: d.output_text().splitlines()[0] if d.output_text() else ""
+    """Type a sentence, add a reference, move the beam, switch the model: a new heatmap each time,
+    and new text for a new sentence; another model must draw another heatmap (its attention differs
+    even where two quick models agree on the words)."""
 
-    def retranslated(new_text: bool, new_map: bool, old_text: str, old_map: str) -> Callable[[], bool]:
-        return lambda: (d.new_image() and translation() != "" and (translation() != old_text or not new_text)
-                        and (d.image_source() != old_map or not new_map))
+    def translation() -> str:
+        return d.output_text().splitlines()[0] if d.output_text() else ""
+
+    def retranslated(
+        new_text: bool, new_map: bool, old_text: str, old_map: str
+    ) -> Callable[[], bool]:
+        return lambda: (
+            d.new_image()
+            and translation() != ""
+            and (translation() != old_text or not new_text)
+            and (d.image_source() != old_map or not new_map)
+        )
 
     for control, action, new_text, new_map in [
-        ("source", lambda: d.type_text("source", "Two dogs are running through the snow.") or "typing a sentence",
-         True, True),
-        ("reference", lambda: d.type_text("reference", "Zwei Hunde rennen durch den Schnee.") or "typing a reference",
-         False, False),
+        (
+            "source",
+            lambda: (
+                d.type_text("source", "Two dogs are running through the snow.")
+                or "typing a sentence"
+            ),
+            True,
+            True,
+        ),
+        (
+            "reference",
+            lambda: (
+                d.type_text("reference", "Zwei Hunde rennen durch den Schnee.")
+                or "typing a reference"
+            ),
+            False,
+            False,
+        ),
         ("beam", lambda: f"dragging it to {d.drag_slider('beam', 0.0)}", False, False),
         ("model", lambda: f"choosing '{d.choose('model', 1)}'", False, True),
     ]:
         old_text, old_map = translation(), d.image_source()
         d.mark_images()
-        expectation = ("a new translation" if new_text else "a redrawn output") + (" and a different heatmap"
-                                                                                   if new_map else "")
+        expectation = ("a new translation" if new_text else "a redrawn output") + (
+            " and a different heatmap" if new_map else ""
+        )
         d.expect(control, action, expectation, retranslated(new_text, new_map, old_text, old_map))
     if "chrF against the reference" not in d.output_text():
-        raise WidgetFailure(f"{d.where('reference')}: no chrF line after typing a reference:\n{d.output_text()}")
+        raise WidgetFailure(
+            f"{d.where('reference')}: no chrF line after typing a reference:\n{d.output_text()}"
+        )
 
 
 def drive_error_browser(d: Driver) -> None:
     """Step the rank with the keyboard, then drag it: each time another sentence must be shown."""
-    d.expect_line_change("rank", lambda: f"pressing → (rank {d.step_slider('rank')})", "#", "source:")
-    d.expect_line_change("rank", lambda: f"dragging it to {d.drag_slider('rank', 0.5)}", "#", "source:")
+    d.expect_line_change(
+        "rank", lambda: f"pressing → (rank {d.step_slider('rank')})", "#", "source:"
+    )
+    d.expect_line_change(
+        "rank", lambda: f"dragging it to {d.drag_slider('rank', 0.5)}", "#", "source:"
+    )
 
 
 DRIVERS: dict[str, Callable[[Driver], None]] = {

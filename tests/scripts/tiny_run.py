@@ -36,8 +36,17 @@ def main() -> None:
     model = Seq2Seq(model_config("tiny", vocab_size=40, dropout=0.1, latent_dim=latent))
     objective = make_objective(args.objective)
     data = examples()
-    config = TrainConfig(max_steps=args.steps, max_tokens=120, lr=2e-3, warmup_steps=10,
-                         checkpoint_every=5, eval_every=1000, log_every=1, progress=False, seed=7)
+    config = TrainConfig(
+        max_steps=args.steps,
+        max_tokens=120,
+        lr=2e-3,
+        warmup_steps=10,
+        checkpoint_every=5,
+        eval_every=1000,
+        log_every=1,
+        progress=False,
+        seed=7,
+    )
     pause = [lambda step, model: time.sleep(args.slow)] if args.slow else []
     train(model, objective, data, config, out_dir=args.out, callbacks=pause)
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0

@@ -1,10 +1,11 @@
-"""Checks for the course's exercises: the learner's code against the library's reference, on real data.
+"""Checks for the course's exercises: the learner's code against the library's reference, on real
+data.
 
-Every code exercise in a notebook ends with a call such as ``check_gaussian_kl(my_kl)``. A check runs
-the learner's function on real inputs, compares it with ``tmtlib``'s own implementation and returns a
-:class:`Verdict` that says *what* is wrong (a shape, a sign, a value off by how much, on which input),
-not just ``False``. A function that still raises ``NotImplementedError`` is reported as "not attempted
-yet", so a notebook with unsolved exercises still runs top to bottom.
+Every code exercise in a notebook ends with a call such as ``check_gaussian_kl(my_kl)``. A check
+runs the learner's function on real inputs, compares it with ``tmtlib``'s own implementation and
+returns a :class:`Verdict` that says *what* is wrong (a shape, a sign, a value off by how much, on
+which input), not just ``False``. A function that still raises ``NotImplementedError`` is reported
+as "not attempted yet", so a notebook with unsolved exercises still runs top to bottom.
 
 One module per notebook topic (e.g. ``tmtlib.exercises.vae``); the model solutions live in
 ``notebooks/solutions/`` and the test command executes them, asserting that every check passes.
@@ -56,7 +57,9 @@ def run_check(exercise: str, attempt: Callable[[], str]) -> Verdict:
     try:
         return Verdict(exercise, True, attempt())
     except NotImplementedError:
-        return Verdict(exercise, False, "not attempted yet: replace the `raise NotImplementedError` line")
+        return Verdict(
+            exercise, False, "not attempted yet: replace the `raise NotImplementedError` line"
+        )
     except Mismatch as mismatch:
         return Verdict(exercise, False, str(mismatch))
     except Exception as error:  # the learner's code raised: say what and where it happened

@@ -27,7 +27,8 @@ from ..settings import REPO_ROOT
 from ..train import TrainConfig, learning_rate_factor
 from . import Verdict, expect, run_check
 
-# a kept record of the course (under data/results) whose 1,000 test_2016_flickr translations are stored with it
+# a kept record of the course (under data/results) whose 1,000 test_2016_flickr translations are
+# stored with it
 RECORD = "budgets/en-de_parent_dae_long_10000_seed2.json"
 
 
@@ -40,7 +41,7 @@ def recorded_translations() -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(hyps), tuple(refs[: len(hyps)])
 
 
-# --- exercise 1: the brevity penalty ---------------------------------------------------------------
+# --- exercise 1: the brevity penalty --------------------------------------------------------------
 
 
 def _brevity_cases() -> list[tuple[str, int, int, float]]:
@@ -51,15 +52,29 @@ def _brevity_cases() -> list[tuple[str, int, int, float]]:
     halves = [" ".join(h.split()[: max(1, len(h.split()) // 2)]) for h in hyps]
     bleu = BLEU()
     cases = []
-    for name, system in (("the recorded test translations", hyps), ("those translations cut in half", halves)):
+    for name, system in (
+        ("the recorded test translations", hyps),
+        ("those translations cut in half", halves),
+    ):
         score = bleu.corpus_score(list(system), [list(refs)])
         cases.append((name, score.sys_len, score.ref_len, score.bp))
-    wanted = {"shorter": lambda c, r: c < r, "as long as": lambda c, r: c == r, "longer": lambda c, r: c > r}
+    wanted = {
+        "shorter": lambda c, r: c < r,
+        "as long as": lambda c, r: c == r,
+        "longer": lambda c, r: c > r,
+    }
     for i, (hyp, ref) in enumerate(zip(hyps, refs)):
         score = bleu.corpus_score([hyp], [[ref]])  # one sentence as a corpus: no smoothing warning
         for label, holds in list(wanted.items()):
             if holds(score.sys_len, score.ref_len):
-                cases.append((f"test sentence {i} ({label} its reference)", score.sys_len, score.ref_len, score.bp))
+                cases.append(
+                    (
+                        f"test sentence {i} ({label} its reference)",
+                        score.sys_len,
+                        score.ref_len,
+                        score.bp,
+                    )
+                )
                 del wanted[label]
         if not wanted:
             break
@@ -70,8 +85,8 @@ def _brevity_hint(mine: float, c: int, r: int) -> str:
     """The slip that turns sacreBLEU's penalty into ``mine``, if it is a usual one."""
     slips = {
         "exp(1 - c/r): the ratio is upside down, it must be exp(1 - r/c)": math.exp(1 - c / r),
-        "exp(1 - r/c) also when c > r: the penalty is 1 for hypotheses at least as long as the reference":
-            math.exp(1 - r / c) if c > 0 else 0.0,
+        "exp(1 - r/c) also when c > r: the penalty is 1 for hypotheses at least as long as "
+        "the reference": math.exp(1 - r / c) if c > 0 else 0.0,
         "a percentage: BP is a factor in [0, 1]": 100 * (math.exp(1 - r / c) if 0 < c < r else 1.0),
         "exp(r/c - 1): the sign of the exponent is flipped": math.exp(r / c - 1) if c > 0 else 0.0,
     }
@@ -90,17 +105,24 @@ def check_brevity_penalty(brevity_penalty: Callable[[int, int], float]) -> Verdi
     def attempt() -> str:
         for name, c, r, reference in cases:
             mine = brevity_penalty(c, r)
-            expect(isinstance(mine, (int, float)) and not isinstance(mine, bool),
-                   f"brevity_penalty({c}, {r}) returned {mine!r}; it should return a float")
-            expect(math.isclose(mine, reference, rel_tol=1e-9, abs_tol=1e-12),
-                   f"on {name} (hypothesis length c = {c}, reference length r = {r}) your brevity penalty is "
-                   f"{mine:.4f}; sacreBLEU's is {reference:.4f}{_brevity_hint(mine, c, r)}")
-        return f"equal to sacreBLEU's on {len(cases)} cases, from BP = {min(c[3] for c in cases):.3f} to 1"
+            expect(
+                isinstance(mine, (int, float)) and not isinstance(mine, bool),
+                f"brevity_penalty({c}, {r}) returned {mine!r}; it should return a float",
+            )
+            expect(
+                math.isclose(mine, reference, rel_tol=1e-9, abs_tol=1e-12),
+                f"on {name} (hypothesis length c = {c}, reference length r = {r}) your brevity "
+                f"penalty is {mine:.4f}; sacreBLEU's is {reference:.4f}{_brevity_hint(mine, c, r)}",
+            )
+        return (
+            f"equal to sacreBLEU's on {len(cases)} cases, from BP = "
+            f"{min(c[3] for c in cases):.3f} to 1"
+        )
 
     return run_check("brevity penalty", attempt)
 
 
-# --- exercise 2: causal attention ------------------------------------------------------------------
+# --- exercise 2: causal attention -----------------------------------------------------------------
 
 
 @cache
@@ -120,27 +142,48 @@ def _attention_inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return tuple(split_heads(t, model.config.n_heads) for t in (q, k, v))
 
 
-def _attention_variants(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> dict[str, torch.Tensor]:
+def _attention_variants(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """Usual slips in causal attention, each computed, so a wrong answer can be named."""
     T, Dh = q.size(-2), q.size(-1)
     scores = q @ k.transpose(-2, -1)
     future = torch.ones(T, T, dtype=torch.bool).triu(1)
     return {
-        "no mask: every position also attends to later ones": (scores / math.sqrt(Dh)).softmax(-1) @ v,
-        "a mask that hides the diagonal too: a position must see itself (use triu(1), not triu(0))":
-            (scores / math.sqrt(Dh)).masked_fill(torch.ones(T, T, dtype=torch.bool).triu(0), -1e9).softmax(-1) @ v,
-        "a mask that hides the past instead of the future (tril instead of triu)":
-            (scores / math.sqrt(Dh)).masked_fill(future.T, float("-inf")).softmax(-1) @ v,
-        "no scaling: divide the scores by sqrt(d_k)":
-            scores.masked_fill(future, float("-inf")).softmax(-1) @ v,
-        "scores divided by d_k instead of sqrt(d_k)":
-            (scores / Dh).masked_fill(future, float("-inf")).softmax(-1) @ v,
-        "the softmax over the queries (dim=-2) instead of the keys (dim=-1)":
-            (scores / math.sqrt(Dh)).masked_fill(future, float("-inf")).softmax(-2).nan_to_num() @ v,
+        "no mask: every position also attends to later ones": (scores / math.sqrt(Dh)).softmax(-1)
+        @ v,
+        "a mask that hides the diagonal too: a position must see itself (use triu(1), not "
+        "triu(0))": (scores / math.sqrt(Dh))
+        .masked_fill(torch.ones(T, T, dtype=torch.bool).triu(0), -1e9)
+        .softmax(-1)
+        @ v,
+        "a mask that hides the past instead of the future (tril instead of triu)": (
+            scores / math.sqrt(Dh)
+        )
+        .masked_fill(future.T, float("-inf"))
+        .softmax(-1)
+        @ v,
+        "no scaling: divide the scores by sqrt(d_k)": scores.masked_fill(
+            future, float("-inf")
+        ).softmax(-1)
+        @ v,
+        "scores divided by d_k instead of sqrt(d_k)": (scores / Dh)
+        .masked_fill(future, float("-inf"))
+        .softmax(-1)
+        @ v,
+        "the softmax over the queries (dim=-2) instead of the keys (dim=-1)": (
+            scores / math.sqrt(Dh)
+        )
+        .masked_fill(future, float("-inf"))
+        .softmax(-2)
+        .nan_to_num()
+        @ v,
     }
 
 
-def check_causal_attention(attention: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> Verdict:
+def check_causal_attention(
+    attention: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+) -> Verdict:
     """Exercise: ``attention(q, k, v)`` on [B, H, T, Dh] tensors must return
     softmax(QK^T / sqrt(d_k) + M) V [B, H, T, Dh], where M is -inf above the diagonal (position t
     sees positions 0..t), equal to ``tmtlib.models.attend`` with a causal mask."""
@@ -151,28 +194,45 @@ def check_causal_attention(attention: Callable[[torch.Tensor, torch.Tensor, torc
     def attempt() -> str:
         reference = attend(q, k, v, attention_mask(None, True, T, T, q.device))
         mine = attention(q.clone(), k.clone(), v.clone())
-        expect(isinstance(mine, torch.Tensor), f"your function returned {type(mine).__name__}, not a tensor")
-        expect(mine.shape == reference.shape,
-               f"your output has shape {tuple(mine.shape)}; for q, k, v of shape {tuple(q.shape)} it should be "
-               f"{tuple(reference.shape)} [B, H, T, Dh]")
+        expect(
+            isinstance(mine, torch.Tensor),
+            f"your function returned {type(mine).__name__}, not a tensor",
+        )
+        expect(
+            mine.shape == reference.shape,
+            f"your output has shape {tuple(mine.shape)}; for q, k, v of shape {tuple(q.shape)} it "
+            f"should be {tuple(reference.shape)} [B, H, T, Dh]",
+        )
         if not torch.allclose(mine, reference, atol=1e-5):
             for slip, wrong in _attention_variants(q, k, v).items():
-                expect(not torch.allclose(mine, wrong, atol=1e-5), f"your output matches attention with {slip}")
+                expect(
+                    not torch.allclose(mine, wrong, atol=1e-5),
+                    f"your output matches attention with {slip}",
+                )
             t = int((mine - reference).abs().amax(dim=(0, 1, 3)).gt(1e-5).nonzero()[0])
-            expect(False, f"your output first differs at position t = {t} (max difference "
-                          f"{(mine - reference).abs().max():.3g}); position 0 should equal v[..., 0, :] exactly")
+            expect(
+                False,
+                f"your output first differs at position t = {t} (max difference "
+                f"{(mine - reference).abs().max():.3g}); position 0 should equal v[..., 0, "
+                ":] exactly",
+            )
         changed_k, changed_v = k.clone(), v.clone()
         changed_k[:, :, -1] += 1.0
         changed_v[:, :, -1] += 1.0
         leaked = attention(q.clone(), changed_k, changed_v)[:, :, :-1]
-        expect(torch.allclose(leaked, mine[:, :, :-1], atol=1e-6),
-               "changing the last position's key and value changed earlier outputs: the future leaks")
-        return f"equal to tmtlib.models.attend on {q.size(0)} real test sentences of {T} pieces, {q.size(1)} heads"
+        expect(
+            torch.allclose(leaked, mine[:, :, :-1], atol=1e-6),
+            "changing the last position's key and value changed earlier outputs: the future leaks",
+        )
+        return (
+            f"equal to tmtlib.models.attend on {q.size(0)} real test sentences of {T} pieces, "
+            f"{q.size(1)} heads"
+        )
 
     return run_check("causal attention", attempt)
 
 
-# --- exercise 3: the learning rate of eq. 3 ---------------------------------------------------------
+# --- exercise 3: the learning rate of eq. 3 -------------------------------------------------------
 
 # (d_model, warm-up steps): the base Transformer of the paper, the course model with notebook 5's
 # fine-tuning warm-up, and the paper's big Transformer
@@ -189,23 +249,34 @@ def reference_learning_rate(step: int, d_model: int, warmup: int) -> float:
 
 def _schedule_steps(warmup: int) -> list[int]:
     """Steps from 1 that cover the warm-up, its last step, the peak and the long decay."""
-    return sorted({1, 2, warmup // 2, warmup - 1, warmup, warmup + 1, 2 * warmup, 10 * warmup, 100_000} - {0})
+    return sorted(
+        {1, 2, warmup // 2, warmup - 1, warmup, warmup + 1, 2 * warmup, 10 * warmup, 100_000} - {0}
+    )
 
 
 def _schedule_slips(d_model: int, warmup: int) -> dict[str, Callable[[int], float]]:
     """Usual slips in eq. 3, as functions of the step (from 1), so a wrong answer can be named."""
-    def eq3(scale: float = d_model ** -0.5, warmup_power: float = -1.5, pick=min, shift: int = 0):
-        return lambda step: scale * pick((step + shift) ** -0.5, (step + shift) * warmup ** warmup_power)
+
+    def eq3(scale: float = d_model**-0.5, warmup_power: float = -1.5, pick=min, shift: int = 0):
+        return lambda step: (
+            scale * pick((step + shift) ** -0.5, (step + shift) * warmup**warmup_power)
+        )
 
     return {
         "no d_model^-0.5 factor in front": eq3(scale=1.0),
-        "d_model^0.5 instead of d_model^-0.5 in front": eq3(scale=d_model ** 0.5),
+        "d_model^0.5 instead of d_model^-0.5 in front": eq3(scale=d_model**0.5),
         "warmup^-0.5 instead of warmup^-1.5 in the warm-up term": eq3(warmup_power=-0.5),
-        "max instead of min: the warm-up term must win during the warm-up, the decay after it": eq3(pick=max),
-        "no warm-up: the rate must rise linearly for the first warmup steps": lambda step: (d_model * step) ** -0.5,
+        "max instead of min: the warm-up term must win during the warm-up, the decay after it": eq3(
+            pick=max
+        ),
+        "no warm-up: the rate must rise linearly for the first warmup steps": lambda step: (
+            (d_model * step) ** -0.5
+        ),
         "steps counted from 0 (eq. 3's step_num is 1 at the first update)": eq3(shift=1),
-        "a multiplier of a base rate, as tmtlib.train.learning_rate_factor: eq. 3 is the rate itself":
-            lambda step: learning_rate_factor(step - 1, TrainConfig(warmup_steps=warmup, schedule="inverse_sqrt")),
+        "a multiplier of a base rate, as tmtlib.train.learning_rate_factor: eq. 3 is the "
+        "rate itself": lambda step: learning_rate_factor(
+            step - 1, TrainConfig(warmup_steps=warmup, schedule="inverse_sqrt")
+        ),
     }
 
 
@@ -216,8 +287,9 @@ def _same(values: list[float], expected: list[float]) -> bool:
 def check_vaswani_learning_rate(lrate: Callable[[int, int, int], float]) -> Verdict:
     """Exercise: ``lrate(step, d_model, warmup)`` must be eq. 3 of Vaswani et al. (2017),
     d_model^-0.5 * min(step^-0.5, step * warmup^-1.5) with ``step`` counted from 1, equal to the
-    course's schedule (``tmtlib.train.learning_rate_factor``) times the peak rate (d_model * warmup)^-0.5,
-    for the paper's base and big models and the course's model, from the first step to step 100,000."""
+    course's schedule (``tmtlib.train.learning_rate_factor``) times the peak rate
+    (d_model * warmup)^-0.5, for the paper's base and big models and the course's model, from the
+    first step to step 100,000."""
 
     def attempt() -> str:
         peaks = []
@@ -225,19 +297,38 @@ def check_vaswani_learning_rate(lrate: Callable[[int, int, int], float]) -> Verd
             steps = _schedule_steps(warmup)
             mine = [lrate(step, d_model, warmup) for step in steps]
             for step, value in zip(steps, mine):
-                expect(isinstance(value, (int, float)) and not isinstance(value, bool),
-                       f"lrate({step}, {d_model}, {warmup}) returned {value!r}; it should return a float")
+                expect(
+                    isinstance(value, (int, float)) and not isinstance(value, bool),
+                    f"lrate({step}, {d_model}, {warmup}) returned {value!r}; it should "
+                    "return a float",
+                )
             reference = [reference_learning_rate(step, d_model, warmup) for step in steps]
             if not _same(mine, reference):
-                hint = next((f" — it looks like {slip}" for slip, wrong in _schedule_slips(d_model, warmup).items()
-                             if _same(mine, [wrong(step) for step in steps])),
-                            " — lrate = d_model^-0.5 * min(step^-0.5, step * warmup^-1.5)")
-                step, value, right = next(row for row in zip(steps, mine, reference)
-                                          if not math.isclose(row[1], row[2], rel_tol=1e-9))
-                expect(False, f"with d_model = {d_model} and warmup = {warmup}, at step {step} your rate is "
-                              f"{value:.4g}; eq. 3 gives {right:.4g}{hint}")
-            peaks.append(f"{reference_learning_rate(warmup, d_model, warmup):.2g} (d_model {d_model}, warm-up {warmup})")
-        return ("equal to the course's inverse-sqrt schedule times (d_model * warmup)^-0.5 at every step tried; "
-                f"peak rates {', '.join(peaks)}")
+                hint = next(
+                    (
+                        f" — it looks like {slip}"
+                        for slip, wrong in _schedule_slips(d_model, warmup).items()
+                        if _same(mine, [wrong(step) for step in steps])
+                    ),
+                    " — lrate = d_model^-0.5 * min(step^-0.5, step * warmup^-1.5)",
+                )
+                step, value, right = next(
+                    row
+                    for row in zip(steps, mine, reference)
+                    if not math.isclose(row[1], row[2], rel_tol=1e-9)
+                )
+                expect(
+                    False,
+                    f"with d_model = {d_model} and warmup = {warmup}, at step {step} your rate is "
+                    f"{value:.4g}; eq. 3 gives {right:.4g}{hint}",
+                )
+            peaks.append(
+                f"{reference_learning_rate(warmup, d_model, warmup):.2g} (d_model "
+                f"{d_model}, warm-up {warmup})"
+            )
+        return (
+            "equal to the course's inverse-sqrt schedule times (d_model * warmup)^-0.5 at every "
+            f"step tried; peak rates {', '.join(peaks)}"
+        )
 
     return run_check("learning rate of Vaswani et al. (eq. 3)", attempt)

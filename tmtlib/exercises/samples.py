@@ -1,4 +1,5 @@
-"""Real inputs for the exercise checks: Multi30k validation captions, as text, piece ids and batches.
+"""Real inputs for the exercise checks: Multi30k validation captions, as text, piece ids and
+batches.
 
 Checks compare a learner's function with the library's on these inputs, so a learner's bug shows up
 on the same captions the notebooks use. Everything is cached per process: a check costs no more
@@ -37,13 +38,14 @@ def caption_ids(lang: str = "en", n: int = 1000) -> tuple[tuple[int, ...], ...]:
 
 
 def caption_batch(lang: str = "en", n: int = 16) -> Batch:
-    """A padded reconstruction batch of ``n`` captions (source = target), as the autoencoders train on."""
+    """A padded reconstruction batch of ``n`` captions (source = target), as the autoencoders train
+    on."""
     return collate(monolingual_examples(tokenizer(), list(captions(lang, n)), lang))
 
 
 def tiny_model(seed: int = 0, **overrides) -> Seq2Seq:
-    """A freshly initialised ``tiny`` Transformer over the course vocabulary, seeded without touching
-    the caller's random state."""
+    """A freshly initialised ``tiny`` Transformer over the course vocabulary, seeded without
+    touching the caller's random state."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return Seq2Seq(model_config("tiny", tokenizer().vocab_size, **overrides))
