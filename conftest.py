@@ -41,14 +41,14 @@ if "TMT_HOME" not in os.environ:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def worker_share_of_the_shared_runs() -> None:
-    """A parallel worker first trains its share of ``tmtlib.course.shared_runs`` (nothing when the
-    tests run in one process, or without the corpus)."""
-    worker, workers = (
-        os.environ.get("PYTEST_XDIST_WORKER"),
-        os.environ.get("PYTEST_XDIST_WORKER_COUNT"),
-    )
-    if not worker or not workers:
+def worker_share_of_the_shared_runs(request: pytest.FixtureRequest) -> None:
+    """A parallel worker of a session that runs notebooks first trains its share of
+    ``tmtlib.course.shared_runs`` (nothing in one process, for a run of library tests alone, or
+    without the corpus: those train what they need when they need it)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    notebooks = any(item.path.suffix == ".ipynb" for item in request.session.items)
+    if not worker or not workers or not notebooks:
         return
     from tmtlib import course, data
 
