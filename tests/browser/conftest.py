@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -63,13 +64,16 @@ def playwright_api(chromium):
 
 
 @pytest.fixture(scope="session")
-def artefacts(tmp_path_factory) -> Path:
+def artefacts(tmp_path_factory) -> Iterator[Path]:
     folder = Path(
         os.environ.get("TMT_BROWSER_ARTEFACTS")
         or tmp_path_factory.getbasetemp() / "browser-artefacts"
     )
     folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    yield folder
+    # written by the process that ran the tests: under xdist, a worker, not the one that reports
+    if TIMINGS:
+        (folder / "timings.json").write_text(json.dumps(TIMINGS, indent=1))
 
 
 @pytest.fixture(scope="session")
@@ -128,14 +132,20 @@ def lab_page(browser, lab_server):
 
 
 def pytest_terminal_summary(terminalreporter, config) -> None:
-    if not TIMINGS:
+    """The timings the browser tests wrote (``timings.json`` in the artefacts folder, also a
+    worker's under pytest-xdist) and where the screenshots are."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
         return
-    terminalreporter.section("browser test: seconds per notebook and per interaction")
-    for row in TIMINGS:
-        terminalreporter.write_line(
-            f"{row['notebook']:40} {row['what']:55} {row['seconds']:6.1f} s"
-            f"  (limit {row['limit_s']:.0f} s)"
-        )
-    folder = Path(TIMINGS[0]["artefacts"])
-    (folder / "timings.json").write_text(json.dumps(TIMINGS, indent=1))
-    terminalreporter.write_line(f"screenshots and timings.json in {folder}")
+    named = os.environ.get("TMT_BROWSER_ARTEFACTS")
+    base = config._tmp_path_factory.getbasetemp()  # what the tmp_path_factory fixture returns
+    found = (
+        [Path(named) / "timings.json"] if named else base.rglob("browser-artefacts/timings.json")
+    )
+    for timings in (path for path in found if path.exists()):
+        terminalreporter.section("browser test: seconds per notebook and per interaction")
+        for row in json.loads(timings.read_text()):
+            terminalreporter.write_line(
+                f"{row['notebook']:40} {row['what']:55} {row['seconds']:6.1f} s"
+                f"  (limit {row['limit_s']:.0f} s)"
+            )
+        terminalreporter.write_line(f"screenshots and timings.json in {timings.parent}")
