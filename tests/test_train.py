@@ -107,6 +107,25 @@ def test_history_and_best_checkpoint(tmp_path):
     assert History.from_dict(last["history"]).evals == history.evals
 
 
+def test_progress_json_tells_where_last_pt_stands_without_loading_it(tmp_path, monkeypatch):
+    from tmtlib import pipeline
+
+    train(tiny(), make_objective("ae"), examples(), quick(max_steps=12), out_dir=tmp_path)
+    progress = json.loads((tmp_path / "progress.json").read_text())
+    assert progress == checkpoint.load(tmp_path / "last.pt")["progress"]
+    assert progress["step"] == 12 and progress["stopped"] == "max_steps"
+
+    def no_checkpoint_loads(path, *args, **kwargs):
+        raise AssertionError(f"loaded {path}")
+
+    monkeypatch.setattr(checkpoint, "load", no_checkpoint_loads)
+    assert pipeline.is_finished(tmp_path) and checkpoint.read_progress(tmp_path) == progress
+    monkeypatch.undo()
+    (tmp_path / "progress.json").unlink()  # a folder written before progress.json: from last.pt
+    assert checkpoint.read_progress(tmp_path) == progress
+    assert checkpoint.read_progress(tmp_path / "empty") is None
+
+
 def test_early_stopping_and_time_budget(tmp_path):
     data = examples()
     # a learning rate of zero never improves: patience 2 stops at the third evaluation

@@ -236,3 +236,27 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     if not isinstance(checkpoint, dict) or "model" not in checkpoint:
         raise CheckpointError(f"{path} is not a tmt checkpoint (it has no model weights)")
     return checkpoint
+
+
+# --- what a run folder says about its run --------------------------------------------------------
+
+PROGRESS_FILE = "progress.json"  # the progress of last.pt, written after it
+
+
+def save_progress(progress: dict[str, Any], folder: str | os.PathLike) -> Path:
+    """Write ``folder/progress.json``: the ``progress`` of the ``last.pt`` just written, so that
+    whether a run finished, and its steps, time and tokens, can be read without loading the
+    checkpoint (model, optimiser and all)."""
+    return write_json_atomic(progress, Path(folder) / PROGRESS_FILE)
+
+
+def read_progress(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The progress of the run in ``folder`` (step, epoch, elapsed seconds, tokens, why it
+    stopped): from ``progress.json``, or from ``last.pt`` in a folder written before there was
+    one; None when the run has not written a checkpoint yet."""
+    folder = Path(folder)
+    if (folder / PROGRESS_FILE).exists():
+        return json.loads((folder / PROGRESS_FILE).read_text())
+    if (folder / "last.pt").exists():
+        return load(folder / "last.pt")["progress"]
+    return None

@@ -220,11 +220,15 @@ def recorded_config(folder: Path) -> dict[str, Any]:
     return config
 
 
+def run_history(folder: Path) -> dict[str, list]:
+    """The training and validation records of the run in ``folder`` (its ``history.json``)."""
+    return json.loads((folder / "history.json").read_text())
+
+
 def record(cell: Cell, folder: Path, test: dict) -> dict[str, Any]:
     """The machine-readable account of one finished run."""
     config = recorded_config(folder)
-    last = checkpoint.load(folder / "last.pt")
-    progress, evals = last["progress"], last["history"]["evals"]
+    progress, evals = checkpoint.read_progress(folder), run_history(folder)["evals"]
     best = max(evals, key=lambda e: e.get("val_bleu", float("-inf")))
     train_pairs = cell.pairs or len(data.load_parallel(cell.src, cell.tgt, "train"))
     return {
@@ -717,8 +721,7 @@ def vae_specs() -> dict[str, pipeline.PretrainSpec]:
 
 
 def pretraining_record(name: str, folder: Path) -> dict[str, Any]:
-    last = checkpoint.load(folder / "last.pt")
-    progress, history = last["progress"], last["history"]
+    progress, history = checkpoint.read_progress(folder), run_history(folder)
     return {
         "run": name,
         "run_folder": folder.name,

@@ -3,8 +3,9 @@
 The command line, the notebooks and the experiments all run through these functions, so a
 result in a notebook and the same run from ``python -m tmtlib`` are the same computation. Each run
 lives in one folder: ``last.pt`` (resumable), ``best.pt`` (selected on validation data),
-``history.json``, ``config.json`` (the spec that produced it) and ``tokenizer.model`` (the
-vocabulary, so a checkpoint can always be decoded). ``cached_run`` names that folder by a hash of
+``history.json``, ``progress.json`` (where ``last.pt`` stands: finished or not, steps, time),
+``config.json`` (the spec that produced it) and ``tokenizer.model`` (the vocabulary, so a
+checkpoint can always be decoded). ``cached_run`` names that folder by a hash of
 the spec, so a notebook reuses what an earlier one trained, and trains it if it is missing.
 """
 
@@ -535,8 +536,8 @@ def runs_dir() -> Path:
 
 def is_finished(folder: Path) -> bool:
     """Whether the run in ``folder`` reached one of its stopping conditions."""
-    last = folder / "last.pt"
-    return last.exists() and bool(checkpoint.load(last)["progress"].get("stopped"))
+    progress = checkpoint.read_progress(folder)
+    return progress is not None and bool(progress.get("stopped"))
 
 
 def cached_run(spec, tokenizer: Tokenizer | None = None, **finetune_options):

@@ -350,6 +350,7 @@ class _Run:
             return
         if full:
             checkpoint.save_atomic(self.state(), self.out_dir / name)
+            checkpoint.save_progress(asdict(self.progress), self.out_dir)
         else:
             weights = {
                 "model": self.model.state_dict(),
