@@ -90,6 +90,12 @@ def trained_models(corpus) -> None:
         course.translator(init, pairs=pairs)
 
 
+def as_a_learner_has_it() -> dict[str, str]:
+    """This environment without the test command's allocator settings (the root conftest.py): the
+    lab, its kernels and the browser run as on a learner's machine."""
+    return {name: value for name, value in os.environ.items() if not name.startswith("MALLOC_")}
+
+
 @pytest.fixture(scope="session")
 def lab_server(playwright_api, trained_models, tmp_path_factory):
     """JupyterLab on a temporary copy of the notebooks, kernels in quick mode importing this
@@ -100,7 +106,7 @@ def lab_server(playwright_api, trained_models, tmp_path_factory):
     for notebook in NOTEBOOKS.glob("*.ipynb"):
         shutil.copy(notebook, root / notebook.name)
     env = dict(
-        os.environ,
+        as_a_learner_has_it(),
         TMT_QUICK="1",
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     )
@@ -111,7 +117,9 @@ def lab_server(playwright_api, trained_models, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def browser(playwright_api, chromium):
-    browser = playwright_api.chromium.launch(executable_path=chromium, headless=True)
+    browser = playwright_api.chromium.launch(
+        executable_path=chromium, headless=True, env=as_a_learner_has_it()
+    )
     yield browser
     browser.close()
 

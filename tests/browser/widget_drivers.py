@@ -244,7 +244,7 @@ def drive_translator(d: Driver) -> None:
         new_text: bool, new_map: bool, old_text: str, old_map: str
     ) -> Callable[[], bool]:
         return lambda: (
-            d.new_image()
+            (d.new_image() or d.image_source() != old_map)  # a new <img>, or the old one redrawn
             and translation() != ""
             and (translation() != old_text or not new_text)
             and (d.image_source() != old_map or not new_map)
