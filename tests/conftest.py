@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -33,3 +37,24 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    """The timings the browser tests wrote (``timings.json`` in their artefacts folder, also a
+    worker's under pytest-xdist) and where the screenshots are. Here, not in tests/browser: the
+    process that reports under xdist loads only the conftest files of the test paths."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    named = os.environ.get("TMT_BROWSER_ARTEFACTS")
+    base = config._tmp_path_factory.getbasetemp()  # what the tmp_path_factory fixture returns
+    found = (
+        [Path(named) / "timings.json"] if named else base.rglob("browser-artefacts/timings.json")
+    )
+    for timings in (path for path in found if path.exists()):
+        terminalreporter.section("browser test: seconds per notebook and per interaction")
+        for row in json.loads(timings.read_text()):
+            terminalreporter.write_line(
+                f"{row['notebook']:40} {row['what']:55} {row['seconds']:6.1f} s"
+                f"  (limit {row['limit_s']:.0f} s)"
+            )
+        terminalreporter.write_line(f"screenshots and timings.json in {timings.parent}")

@@ -27,7 +27,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
 HERE = Path(__file__).resolve().parent
-TIMINGS: list[dict] = []  # filled by the tests, printed in the terminal summary
+# filled by the tests, written to timings.json at the end (tests/conftest.py prints it)
+TIMINGS: list[dict] = []
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -137,23 +138,3 @@ def lab_page(browser, lab_server):
     assert not startup_errors, f"JupyterLab logged errors while starting: {startup_errors}"
     yield page, log
     page.close()
-
-
-def pytest_terminal_summary(terminalreporter, config) -> None:
-    """The timings the browser tests wrote (``timings.json`` in the artefacts folder, also a
-    worker's under pytest-xdist) and where the screenshots are."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        return
-    named = os.environ.get("TMT_BROWSER_ARTEFACTS")
-    base = config._tmp_path_factory.getbasetemp()  # what the tmp_path_factory fixture returns
-    found = (
-        [Path(named) / "timings.json"] if named else base.rglob("browser-artefacts/timings.json")
-    )
-    for timings in (path for path in found if path.exists()):
-        terminalreporter.section("browser test: seconds per notebook and per interaction")
-        for row in json.loads(timings.read_text()):
-            terminalreporter.write_line(
-                f"{row['notebook']:40} {row['what']:55} {row['seconds']:6.1f} s"
-                f"  (limit {row['limit_s']:.0f} s)"
-            )
-        terminalreporter.write_line(f"screenshots and timings.json in {timings.parent}")
