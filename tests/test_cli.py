@@ -226,26 +226,15 @@ def test_module_entry_point_exit_status(tmp_path):
     )
 
 
+def budgets_200(seed: int, out: Path) -> int:
+    """The budgets family at 200 pairs, scratch and DAE, one seed, into ``out``."""
+    argv = "experiment budgets --budgets 200 --inits scratch dae --seeds".split()
+    return main([*argv, str(seed), "--out", str(out)])
+
+
 def test_experiment_family_writes_a_record_per_run_and_a_summary(corpus, tmp_path, capsys):
     out = tmp_path / "results"
-    assert (
-        main(
-            [
-                "experiment",
-                "budgets",
-                "--budgets",
-                "200",
-                "--inits",
-                "scratch",
-                "dae",
-                "--seeds",
-                "0",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert budgets_200(seed=0, out=out) == 0
     table = capsys.readouterr().out
     assert "| en-de_dae_200 | 1 |" in table and "| en-de_scratch_200 | 1 |" in table
     record = json.loads((out / "budgets" / "en-de_dae_200_seed0.json").read_text())
@@ -260,24 +249,7 @@ def test_experiment_family_writes_a_record_per_run_and_a_summary(corpus, tmp_pat
     for figure in ("bleu_vs_pairs.png", "learning_curves.png"):
         assert (out / "budgets" / figure).read_bytes().startswith(b"\x89PNG")
     # a second command adds seeds to the same table
-    assert (
-        main(
-            [
-                "experiment",
-                "budgets",
-                "--budgets",
-                "200",
-                "--inits",
-                "scratch",
-                "dae",
-                "--seeds",
-                "1",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert budgets_200(seed=1, out=out) == 0
     summary = json.loads((out / "budgets" / "summary.json").read_text())
     assert [row["seeds"] for row in summary["rows"]] == [[0, 1], [0, 1]]
     dae_seconds = [
@@ -293,24 +265,7 @@ def test_experiment_family_writes_a_record_per_run_and_a_summary(corpus, tmp_pat
 
 def test_a_family_summary_is_rebuilt_from_its_records_alone(corpus, tmp_path, monkeypatch):
     out = tmp_path / "results"
-    assert (
-        main(
-            [
-                "experiment",
-                "budgets",
-                "--budgets",
-                "200",
-                "--inits",
-                "scratch",
-                "dae",
-                "--seeds",
-                "0",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert budgets_200(seed=0, out=out) == 0
     folder = out / "budgets"
     before = json.loads((folder / "summary.json").read_text())["rows"]
     dae = json.loads((folder / "en-de_dae_200_seed0.json").read_text())
