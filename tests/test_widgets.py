@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import threading
+import time
+
+import numpy as np
 import pytest
 import torch
 
@@ -85,3 +90,40 @@ def test_worst_sentences_and_browser(capsys):
     browser = widgets.error_browser(["s1", "s2", "s3"], hyps, refs)
     browser.children[0].value = 3
     assert "#0" in capsys.readouterr().out.splitlines()[-4]
+
+
+def test_a_refresh_waits_for_the_previous_one_to_finish():
+    """Widget callbacks may run on several kernel threads at once (JupyterLab's comm subshells):
+    one widget's refreshes must not overlap, or its Output widget loses lines."""
+    running, overlaps = [], []
+
+    @widgets.one_at_a_time
+    def refresh(_=None):
+        running.append(1)
+        overlaps.append(len(running))
+        time.sleep(0.02)
+        running.pop()
+
+    threads = [threading.Thread(target=refresh) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert overlaps == [1, 1, 1, 1]
+
+
+def test_the_translators_heatmap_is_drawn_outside_pyplot(vae, tokenizer):
+    """A figure in pyplot's list can be printed by a plt.show() on another thread mid-drawing
+    (blank heatmaps in JupyterLab); the widget's figure is not in that list and is drawn whole."""
+    import matplotlib.pyplot as plt
+
+    view = widgets.translate_one(vae, tokenizer, SENTENCES[1], "de", beam_size=2)
+    before = plt.get_fignums()
+    figure = widgets.heatmap_figure(view.alignment)
+    assert plt.get_fignums() == before
+    png = io.BytesIO()
+    figure.savefig(png, format="png")
+    pixels = plt.imread(io.BytesIO(png.getvalue())).reshape(-1, 4)
+    width, height = figure.get_size_inches() * figure.dpi
+    assert len(pixels) == round(width) * round(height)
+    assert len(np.unique(pixels, axis=0)) > 10  # drawn, not one colour

@@ -144,13 +144,17 @@ def length_histogram(
     return ax
 
 
+def attention_figure_size(alignment: Alignment) -> tuple[float, float]:
+    """Inches (width, height) that give each source and output piece of a heatmap room for its
+    label."""
+    return 0.45 * len(alignment.source_pieces) + 2.8, 0.35 * len(alignment.output_pieces) + 1.5
+
+
 def attention_heatmap(alignment: Alignment, ax: Axes | None = None) -> Axes:
     """Cross-attention of one translation: output pieces (rows) against source pieces (columns), on
     the fixed scale 0 to 1 with a colour bar, so that two heatmaps can be compared by colour."""
     weights = alignment.attention.detach().cpu().numpy()
-    ax = _axes(
-        ax, (0.45 * len(alignment.source_pieces) + 2.8, 0.35 * len(alignment.output_pieces) + 1.5)
-    )
+    ax = _axes(ax, attention_figure_size(alignment))
     image = ax.imshow(weights, cmap="viridis", aspect="auto", vmin=0.0, vmax=1.0)
     ax.figure.colorbar(image, ax=ax, label="attention weight")
     ax.set_xticks(

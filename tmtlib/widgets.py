@@ -10,21 +10,57 @@ the widget builders only wire ipywidgets controls to them.
 
 from __future__ import annotations
 
+import functools
 import html
 import random
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import ipywidgets as w
-import matplotlib.pyplot as plt
 import torch
+from IPython.display import display
+from matplotlib.figure import Figure
 
 from .decode import Alignment, decode_latent, encode_latent, translate
 from .evaluate import sentence_chrf
 from .models import Seq2Seq
 from .noise import NoiseConfig, apply_noise, describe
-from .plot import attention_heatmap
+from .plot import attention_figure_size, attention_heatmap
 from .subwords import Tokenizer
+
+# --- callbacks ------------------------------------------------------------------------------
+
+
+def one_at_a_time(refresh: Callable[..., None]) -> Callable[..., None]:
+    """``refresh`` that waits for its previous call to finish before it starts.
+
+    JupyterLab (4.4 and later, with ipykernel 7) hands widget messages to kernel subshells,
+    threads beside the one that runs cells; with its setting "one subshell per comm", each control
+    has a thread of its own, and two refreshes of one widget can run at once. An ``Output`` widget
+    sends what is printed to the message that started the latest ``with out:``, so two refreshes at
+    once lose each other's lines. Each refresh reads every control anew: the last one to run shows
+    what the controls show."""
+    lock = threading.Lock()
+
+    @functools.wraps(refresh)
+    def serialised(*args, **kwargs) -> None:
+        with lock:
+            refresh(*args, **kwargs)
+
+    return serialised
+
+
+def heatmap_figure(alignment: Alignment) -> Figure:
+    """The attention heatmap on a figure of its own, outside pyplot's list of open figures.
+
+    That list is shared by every thread of the kernel, and a callback runs on a subshell thread
+    (``one_at_a_time``): with pyplot, the heatmap could be printed by a ``plt.show()`` elsewhere
+    while it was still being drawn, and the browser test saw blank heatmaps."""
+    figure = Figure(figsize=attention_figure_size(alignment), layout="constrained")
+    attention_heatmap(alignment, ax=figure.subplots())
+    return figure
+
 
 # --- denoising --------------------------------------------------------------------------------
 
@@ -65,6 +101,7 @@ def noise_explorer(tokenizer: Tokenizer, sentences: Sequence[str]) -> w.Widget:
     }
     out = w.Output()
 
+    @one_at_a_time
     def refresh(_=None):
         options = {k: c.value for k, c in controls.items() if k != "seed"}
         shown, text = noise_preview(
@@ -165,9 +202,11 @@ def translator(
         layout=w.Layout(width="95%"),
     )
     choice = w.Dropdown(options=list(models), description="model")
-    beam = w.IntSlider(5, min=1, max=10, description="beam")
+    # one beam search when the handle is let go, not one per value it passes on the way
+    beam = w.IntSlider(5, min=1, max=10, description="beam", continuous_update=False)
     out = w.Output()
 
+    @one_at_a_time
     def refresh(_=None):
         out.clear_output(wait=True)
         with out:
@@ -185,8 +224,7 @@ def translator(
             print(view.translation)
             if view.chrf is not None:
                 print(f"chrF against the reference: {view.chrf:.1f}")
-            attention_heatmap(view.alignment)
-            plt.show()
+            display(heatmap_figure(view.alignment))
 
     for control in (text, reference, choice, beam):
         control.observe(refresh, names="value")
@@ -221,6 +259,7 @@ def error_browser(sources: Sequence[str], hyps: Sequence[str], refs: Sequence[st
     rank = w.IntSlider(1, min=1, max=len(rows), description="rank")
     out = w.Output()
 
+    @one_at_a_time
     def refresh(_=None):
         row = rows[rank.value - 1]
         out.clear_output()

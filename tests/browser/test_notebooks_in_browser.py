@@ -14,7 +14,7 @@ import time
 import pytest
 from lab_driver import NotebookTab
 from notebook_widgets import is_widget_notebook, read, widget_cells
-from widget_drivers import DRIVERS, Driver, WidgetFailure
+from widget_drivers import DRIVERS, LIMIT_S, Driver, WidgetFailure
 
 from conftest import NOTEBOOKS, TIMINGS
 
@@ -28,6 +28,9 @@ RUN_ALL_LIMIT_S = (
 # repr instead)
 WIDGET_DRAWN = (
     ".jp-Cell-outputArea > .jp-OutputArea-child > .jp-OutputArea-output > .jupyter-widgets"
+)
+IMAGES_DECODED = (
+    "node => Promise.all([...node.querySelectorAll('img')].map(img => img.decode().catch(() => 0)))"
 )
 ALL_NOTEBOOKS = sorted(path.name for path in NOTEBOOKS.glob("*.ipynb"))
 WIDGET_NOTEBOOKS = [name for name in ALL_NOTEBOOKS if is_widget_notebook(read(NOTEBOOKS / name))]
@@ -107,10 +110,11 @@ def drive(name: str, tab: NotebookTab, cell, page, artefacts) -> None:
         raise WidgetFailure(
             f"{name} · {cell.builder}: no driver in tests/browser/widget_drivers.py for this widget"
         )
-    driver = Driver(page, name, cell.builder, views.last)
+    driver = Driver(page, name, cell.builder, views.last, lambda: tab.wait_idle(LIMIT_S))
     try:
         DRIVERS[cell.builder](driver)
     finally:
+        views.last.evaluate(IMAGES_DECODED)  # a heatmap below the fold is decoded only when shown
         views.last.screenshot(path=artefacts / f"{name.removesuffix('.ipynb')}-{cell.builder}.png")
         TIMINGS.extend(
             {

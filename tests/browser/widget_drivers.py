@@ -42,15 +42,16 @@ class Driver:
     cell."""
 
     def __init__(
-        self, page: Page, notebook: str, widget: str, root: Locator, limit_s: float = LIMIT_S
+        self,
+        page: Page,
+        notebook: str,
+        widget: str,
+        root: Locator,
+        settle: Callable[[], None] = lambda: None,
+        limit_s: float = LIMIT_S,
     ):
-        self.page, self.notebook, self.widget, self.root, self.limit_s = (
-            page,
-            notebook,
-            widget,
-            root,
-            limit_s,
-        )
+        self.page, self.notebook, self.widget, self.root = page, notebook, widget, root
+        self.settle, self.limit_s = settle, limit_s
         self.log: list[Interaction] = []
 
     # --- finding controls ---------------------------------------------------------------------
@@ -128,8 +129,12 @@ class Driver:
     def expect(
         self, control: str, action: Callable[[], str], expectation: str, changed: Callable[[], bool]
     ) -> None:
-        """Do ``action`` (it returns a description of what was done), then wait for
-        ``changed()``."""
+        """Do ``action`` (it returns a description of what was done), wait for ``changed()``,
+        then for the kernel to settle, as a learner waits for the output before the next move.
+
+        Settling matters: the widgets' frontend sends at most one update per control at a time and
+        holds back the rest, so a control moved next (another widget) can overtake the held-back
+        value of the last one; its output must not be mistaken for the next move's."""
         start = time.monotonic()
         done = action()
         while not changed():
@@ -140,6 +145,8 @@ class Driver:
                     f"{self.limit_s:.0f} s; the output shows:\n{self.output_text()}"
                 )
             time.sleep(0.05)
+        seconds = time.monotonic() - start
+        self.settle()
         self.raise_on_error(control, done)
         self.log.append(
             Interaction(
@@ -148,7 +155,7 @@ class Driver:
                 control,
                 done,
                 expectation,
-                time.monotonic() - start,
+                seconds,
                 self.limit_s,
             )
         )
@@ -184,6 +191,20 @@ class Driver:
 
     def new_image(self) -> bool:
         return self.root.locator("img:not([data-seen])").count() > 0
+
+    def image_drawn(self) -> bool:
+        """Whether the last image shown has more than one colour (a heatmap printed while it was
+        still being drawn came out as one transparent rectangle)."""
+        return self.root.evaluate(
+            """node => { const img = [...node.querySelectorAll('img')].pop();
+            if (!img || !img.complete || !img.naturalWidth) return false;
+            const canvas = document.createElement('canvas');
+            canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+            const context = canvas.getContext('2d'); context.drawImage(img, 0, 0);
+            const pixels = new Uint32Array(context.getImageData(0, 0, canvas.width,
+              canvas.height).data.buffer);
+            return pixels.some(pixel => pixel !== pixels[0]); }"""
+        )
 
     def image_source(self) -> str:
         """The data of the last image shown (a heatmap), to tell a redrawn one from a different
@@ -233,22 +254,27 @@ def drive_interpolation_slider(d: Driver) -> None:
 
 
 def drive_translator(d: Driver) -> None:
-    """Type a sentence, add a reference, move the beam: a redrawn heatmap each time, and new text
-    for a new sentence; switch the model: another translation, or another heatmap where two quick
-    models agree on the words (their attention differs)."""
+    """Type a sentence, add a reference, move the beam, switch the model: each time a translation
+    and a redrawn heatmap that is not blank; new words for a new sentence, another heatmap for
+    another model (two quick models may agree on the words, never on where they attend)."""
 
     def translation() -> str:
         return d.output_text().splitlines()[0] if d.output_text() else ""
 
-    def retranslated(
-        new_text: bool, new_map: bool, old_text: str, old_map: str
-    ) -> Callable[[], bool]:
+    def retranslated(new_text: bool, new_map: bool) -> Callable[[], bool]:
+        old_text, old_map = translation(), d.image_source()
+        d.mark_images()
+
         def changed() -> bool:
             text, picture = translation(), d.image_source()
             redrawn = d.new_image() or picture != old_map  # a new <img>, or the old one redrawn
-            if new_map:  # another model: another translation, or the same words attended otherwise
-                return text != "" and (text != old_text or (redrawn and picture != old_map))
-            return redrawn and text != "" and (text != old_text or not new_text)
+            return (
+                redrawn
+                and d.image_drawn()
+                and text != ""
+                and (text != old_text or not new_text)
+                and (picture != old_map or not new_map)
+            )
 
         return changed
 
@@ -274,14 +300,9 @@ def drive_translator(d: Driver) -> None:
         ("beam", lambda: f"dragging it to {d.drag_slider('beam', 0.0)}", False, False),
         ("model", lambda: f"choosing '{d.choose('model', 1)}'", False, True),
     ]:
-        old_text, old_map = translation(), d.image_source()
-        d.mark_images()
-        expectation = (
-            "another translation or a different heatmap"
-            if new_map
-            else ("a new translation" if new_text else "a redrawn output")
-        )
-        d.expect(control, action, expectation, retranslated(new_text, new_map, old_text, old_map))
+        expectation = "a new translation" if new_text else "a redrawn output"
+        expectation += " and a heatmap that is not blank" + (", another one" if new_map else "")
+        d.expect(control, action, expectation, retranslated(new_text, new_map))
     if "chrF against the reference" not in d.output_text():
         raise WidgetFailure(
             f"{d.where('reference')}: no chrF line after typing a reference:\n{d.output_text()}"
