@@ -119,7 +119,10 @@ class TrainConfig:
 
 
 def learning_rate_factor(step: int, config: TrainConfig) -> float:
-    """Multiplier of the base learning rate at ``step``: linear warm-up, then the decay."""
+    """Multiplier of the peak learning rate at ``step``: a linear warm-up over ``warmup_steps``,
+    then ``schedule``: the inverse square root of the step, sqrt(warmup / step) (Vaswani et al.
+    2017, eq. 3, scaled to 1 at the peak), a half cosine to zero at ``max_steps`` (Loshchilov &
+    Hutter 2017), or constant. The warm-up keeps Adam's first, noisy updates small."""
     warmup = max(1, config.warmup_steps)
     if step < warmup:
         return (step + 1) / warmup
@@ -144,10 +147,12 @@ class History:
         return [r["step"] for r in rows], [r[key] for r in rows]
 
     def to_dict(self) -> dict[str, list]:
+        """The history as plain lists, for ``history.json`` and checkpoints."""
         return {"steps": self.steps, "evals": self.evals}
 
     @classmethod
     def from_dict(cls, raw: dict[str, list]) -> History:
+        """The history that ``to_dict`` wrote."""
         return cls(list(raw["steps"]), list(raw["evals"]))
 
 
@@ -277,7 +282,7 @@ def training_device(config: TrainConfig) -> torch.device:
     return device
 
 
-def adamw(
+def optimiser_and_schedule(
     model: torch.nn.Module, config: TrainConfig, param_groups: list[dict] | None
 ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW (Loshchilov & Hutter 2019) over ``param_groups`` (default: every parameter of
@@ -509,7 +514,7 @@ def train(
         device = training_device(config)
         model = model.to(device)
         torch.manual_seed(config.seed + rank)
-        optimizer, scheduler = adamw(model, config, param_groups)
+        optimizer, scheduler = optimiser_and_schedule(model, config, param_groups)
         checkpoints = checkpoint.TrainingCheckpoints(
             folder, model, optimizer, scheduler, asdict(config), dict(metadata or {}), rank == 0
         )
