@@ -12,6 +12,12 @@
 * scale-out: run the same code under ``torchrun`` and it trains with DistributedDataParallel
   (NCCL on GPUs, gloo on CPUs), each rank on its own shard of every epoch's batches, with rank 0
   alone logging and writing checkpoints.
+
+To read it: ``train`` (at the end) sets a run up and ``_loop`` below it trains, step after step,
+until ``stop_reason`` names a reason. The helpers above them each do one thing: all are pure but
+``optimisation_step`` (it updates the weights) and ``record_evaluation`` (it updates the progress
+and history and writes ``best.pt``). What a run folder holds, and how a rerun resumes from it, is
+``checkpoint.TrainingCheckpoints``.
 """
 
 from __future__ import annotations
