@@ -5,7 +5,9 @@ unpickling arbitrary objects. Writing goes to a temporary file in the same folde
 process, which is flushed and fsynced and then renamed over the old file (and the folder fsynced):
 a crash at any moment leaves either the old checkpoint or the new one, never a damaged mix, and a
 write that fails (no space left, a read-only folder) leaves the old one and no temporary file.
-A run folder is locked for the run's lifetime (``run_folder_lock``): one run per folder.
+A run folder is locked for the run's lifetime (``run_folder_lock``): one run per folder. What a
+training run keeps there (``last.pt`` to resume from, ``best.pt``, ``history.json``,
+``progress.json``) is written and read back by ``TrainingCheckpoints``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -260,3 +263,80 @@ def read_progress(folder: str | os.PathLike) -> dict[str, Any] | None:
     if (folder / "last.pt").exists():
         return load(folder / "last.pt")["progress"]
     return None
+
+
+# --- a training run's checkpoints ----------------------------------------------------------------
+
+
+@dataclass
+class TrainingCheckpoints:
+    """What one training run keeps in its run folder, and how a rerun resumes from it.
+
+    * ``last.pt``: everything a rerun needs to continue exactly where this one stopped (model,
+      optimiser, scheduler, RNG state, progress, training config, history, metadata), and beside
+      it ``progress.json`` (``save_progress``);
+    * ``best.pt``: the weights of the best evaluation so far, with its progress, the training
+      config and the metadata (no optimiser: it is for use, not for resuming);
+    * ``history.json``: the metrics so far, rewritten with either checkpoint.
+
+    Every file is written atomically. ``folder`` None keeps nothing; under torchrun every process
+    resumes but only the ``writer`` (rank 0) writes.
+    """
+
+    folder: Path | None
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    train_config: dict[str, Any]
+    metadata: dict[str, Any]
+    writer: bool = True
+
+    def resume(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """Load ``last.pt`` into the model, optimiser, scheduler and RNG, and return its
+        (progress, history); None, with nothing changed, when the folder has no ``last.pt``."""
+        if self.folder is None or not (self.folder / "last.pt").exists():
+            return None
+        saved = load(self.folder / "last.pt")
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["rng"]["torch"])
+        if "cuda" in saved["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state(saved["rng"]["cuda"])
+        return saved["progress"], saved["history"]
+
+    def save_last(self, progress: dict[str, Any], history: dict[str, Any]) -> None:
+        """Write ``last.pt``, ``progress.json`` and ``history.json``: the point a rerun resumes
+        from."""
+        if not self.writer or self.folder is None:
+            return
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state()
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng,
+            "progress": progress,
+            "train_config": self.train_config,
+            "history": history,
+            **self.metadata,
+        }
+        save_atomic(state, self.folder / "last.pt")
+        save_progress(progress, self.folder)
+        write_json_atomic(history, self.folder / "history.json", indent=None)
+
+    def save_best(self, progress: dict[str, Any], history: dict[str, Any]) -> None:
+        """Write ``best.pt`` (the weights, progress, training config and metadata) and
+        ``history.json``."""
+        if not self.writer or self.folder is None:
+            return
+        weights = {
+            "model": self.model.state_dict(),
+            "progress": progress,
+            "train_config": self.train_config,
+            **self.metadata,
+        }
+        save_atomic(weights, self.folder / "best.pt")
+        write_json_atomic(history, self.folder / "history.json", indent=None)

@@ -1,9 +1,9 @@
 """From a trained model to output tokens: greedy search, beam search, sampling, and ``translate``.
 
-Every search here works the same way: a batch of prefixes (start tag first) grows by one token per
-step; with a ``DecoderCache`` a step feeds only the newest token to the decoder. A sentence that
-ends (EOS, or its length limit) is removed from the working batch at once, so the cost per step
-shrinks as sentences finish instead of staying at the longest one's.
+Every search here works the same way: a batch of live hypotheses (token prefixes, start tag first)
+grows by one token per step; with a ``DecoderCache`` a step feeds only the newest token to the
+decoder. A sentence that ends (EOS, or its length limit) is removed from the working batch at once,
+so the cost per step shrinks as sentences finish instead of staying at the longest one's.
 
 Conventions (shared with ``tmtlib.models``):
 
@@ -81,11 +81,11 @@ def _length_limits(
     return limits.clamp(1, model.config.max_len - 1)  # start tag + output <= max_len positions
 
 
-class _Prefixes:
-    """The hypotheses being extended: tokens so far [r, 1 + t] (start tag first), plus what the
-    decoder needs (memory, padding mask, cache). The memory has one row per sentence; a sentence's
-    hypotheses are consecutive rows that share it (r = b·g). ``select`` keeps or reorders rows of
-    all of them together."""
+class _LiveHypotheses:
+    """The live hypotheses of a search, those still being extended: tokens so far [r, 1 + t] (start
+    tag first), plus what the decoder needs (memory, padding mask, cache). The memory has one row
+    per sentence; a sentence's hypotheses are consecutive rows that share it (r = b·g). ``select``
+    keeps or reorders rows of all of them together."""
 
     def __init__(
         self,
@@ -134,27 +134,27 @@ class _Prefixes:
 
 
 def _generate(
-    prefixes: _Prefixes, limits: Tensor, choose: Callable[[Tensor], Tensor]
+    hypotheses: _LiveHypotheses, limits: Tensor, choose: Callable[[Tensor], Tensor]
 ) -> list[list[int]]:
     """Extend every prefix by ``choose(logits [b, V]) -> [b]`` until EOS or its limit."""
     outputs: list[list[int]] = [[] for _ in range(len(limits))]
     alive = torch.arange(len(limits))  # original sentence of each working row
     for step in range(int(limits.max())):
-        tokens = choose(prefixes.logits())  # [b]
-        prefixes.extend(tokens)
+        tokens = choose(hypotheses.logits())  # [b]
+        hypotheses.extend(tokens)
         done = tokens.eq(EOS_ID).cpu() | (limits[alive] <= step + 1)  # [b]
         for row in done.nonzero().flatten().tolist():
-            outputs[alive[row]] = prefixes.output(row)
+            outputs[alive[row]] = hypotheses.output(row)
         if done.all():
             break
         if done.any():
             keep = (~done).nonzero().flatten()
-            prefixes.select(keep)
+            hypotheses.select(keep)
             alive = alive[keep]
     return outputs
 
 
-def _finish(
+def _record_finished(
     finished: list[list[tuple[float, list[int]]]], sentences: Tensor, scores: Tensor, tokens: Tensor
 ) -> None:
     """Record finished hypotheses: row i of ``tokens`` [h, t] with normalised ``scores[i]`` for
@@ -183,9 +183,11 @@ def greedy(
     with evaluating(model):
         memory, memory_pad = _memory(model, src, memory, memory_pad)
         limits = _length_limits(model, src, len(start_ids), max_len, max_len_ratio, max_len_offset)
-        prefixes = _Prefixes(model, start_ids.to(_device(model)), memory, memory_pad, use_cache)
+        hypotheses = _LiveHypotheses(
+            model, start_ids.to(_device(model)), memory, memory_pad, use_cache
+        )
         # the argmax of the logits is the argmax of the log-probabilities: no softmax needed
-        return _generate(prefixes, limits, lambda logits: logits.argmax(dim=-1))
+        return _generate(hypotheses, limits, lambda logits: logits.argmax(dim=-1))
 
 
 def nucleus(scores: Tensor, top_p: float) -> Tensor:
@@ -245,10 +247,10 @@ def sample(
     with evaluating(model):
         memory, memory_pad = _memory(model, src, memory, memory_pad)
         limits = _length_limits(model, None, len(start_ids), max_len, 0.0, 0)
-        prefixes = _Prefixes(
+        hypotheses = _LiveHypotheses(
             model, start_ids.to(_device(model)), memory, memory_pad, use_cache=True
         )
-        return _generate(prefixes, limits, choose)
+        return _generate(hypotheses, limits, choose)
 
 
 def beam_search(
@@ -293,8 +295,10 @@ def beam_search(
             model, src, len(start_ids), max_len, max_len_ratio, max_len_offset
         ).to(_device(model))
         # one live hypothesis per sentence at first (g = 1 row each); K of them from the second step
-        prefixes = _Prefixes(model, start_ids.to(_device(model)), memory, memory_pad, use_cache)
-        finished = _BeamSearch(prefixes, limits, beam_size, length_penalty).run()
+        hypotheses = _LiveHypotheses(
+            model, start_ids.to(_device(model)), memory, memory_pad, use_cache
+        )
+        finished = _BeamSearch(hypotheses, limits, beam_size, length_penalty).run()
     return _best_hypotheses(finished, n_best, return_scores)
 
 
@@ -317,10 +321,12 @@ class _BeamSearch:
     scores ``best_finished`` [n, K] (best first), the original sentence of each ``alive`` [n]; and
     per original sentence its finished hypotheses, (normalised score, tokens)."""
 
-    def __init__(self, prefixes: _Prefixes, limits: Tensor, beam_size: int, length_penalty: float):
+    def __init__(
+        self, hypotheses: _LiveHypotheses, limits: Tensor, beam_size: int, length_penalty: float
+    ):
         batch_size, device = len(limits), limits.device
-        self.prefixes, self.limits, self.K, self.length_penalty = (
-            prefixes,
+        self.hypotheses, self.limits, self.K, self.length_penalty = (
+            hypotheses,
             limits,
             beam_size,
             length_penalty,
@@ -357,8 +363,8 @@ class _BeamSearch:
         if bool(done.all()):
             return True
         keep = (~done).nonzero().flatten()
-        self.prefixes.select(parents[keep].view(-1), sentences=keep)
-        self.prefixes.extend(tokens[keep].view(-1))
+        self.hypotheses.select(parents[keep].view(-1), sentences=keep)
+        self.hypotheses.extend(tokens[keep].view(-1))
         self.scores, self.alive, self.best_finished = (
             scores[keep],
             self.alive[keep],
@@ -370,7 +376,7 @@ class _BeamSearch:
         """The 2K best one-token extensions of each sentence's live hypotheses, best first: their
         summed log-probabilities, the rows they extend and their tokens, each [n, 2K]."""
         n, g = self.scores.shape
-        log_probs = self.prefixes.logits().log_softmax(dim=-1)  # [n * g, V]
+        log_probs = self.hypotheses.logits().log_softmax(dim=-1)  # [n * g, V]
         V = log_probs.size(-1)
         # in place: [n * g, V] is large
         candidates = log_probs.add_(self.scores.view(-1, 1)).view(n, g * V)
@@ -387,11 +393,11 @@ class _BeamSearch:
         if not ended.any():
             return
         i, j = ended.nonzero(as_tuple=True)
-        _finish(
+        _record_finished(
             self.finished,
             self.alive[i],
             top_scores[i, j] / penalty,
-            self.prefixes.tokens[parents[i, j], 1:],
+            self.hypotheses.tokens[parents[i, j], 1:],
         )
         new = torch.full(ended.shape, float("-inf"), device=ended.device).index_put_(
             (i, j), top_scores[i, j] / penalty
@@ -403,11 +409,11 @@ class _BeamSearch:
     ) -> None:
         """The live hypotheses of the sentences ``at_limit`` [n] are finished as they are."""
         rows, last = parents[at_limit].view(-1), tokens[at_limit].view(-1, 1)
-        _finish(
+        _record_finished(
             self.finished,
             self.alive[at_limit].repeat_interleave(self.K),
             scores[at_limit].view(-1) / penalty,
-            torch.cat([self.prefixes.tokens[rows, 1:], last], dim=1),
+            torch.cat([self.hypotheses.tokens[rows, 1:], last], dim=1),
         )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -59,33 +60,58 @@ def token_nll(
     return smoothed, nll
 
 
-class Objective:
-    """Base class: the translation / autoencoding loss ``-log p(y | x)`` with teacher forcing."""
+def teacher_forced_report(logits: torch.Tensor, batch: Batch, label_smoothing: float) -> LossReport:
+    """The report of a decoder read with teacher forcing (its logits [B, T, V] for the gold prefix
+    ``batch.tgt_in``): the label-smoothed loss to minimise and the plain NLL of ``batch.tgt_out``
+    (``token_nll``)."""
+    loss, nll = token_nll(logits, batch.tgt_out, label_smoothing)
+    return LossReport(loss, float(nll), batch.tgt_tokens, batch.size)
 
-    name = "translation"
+
+class Objective(ABC):
+    """What a training run minimises: ``loss`` (abstract), and the ``corrupt`` step that turns a
+    clean example into the model's input (the identity, unless an objective adds noise).
+
+    ``uses_encoder`` is False for an objective whose loss never runs the encoder (a language
+    model), so that DistributedDataParallel is told to expect its parameters to get no gradient.
+    """
+
+    name: str
     uses_encoder = True
-
-    def __init__(self, label_smoothing: float = 0.1):
-        self.label_smoothing = label_smoothing
+    label_smoothing = 0.0  # of the target distribution (Szegedy et al. 2016); 0: none
 
     def corrupt(self, example: Example, rng: random.Random) -> Example:
+        """The model's input for ``example`` (the identity), drawing any noise from ``rng``."""
         return example
 
+    @abstractmethod
     def loss(self, model, batch: Batch, step: int = 0) -> LossReport:
-        logits = model(batch.src, batch.tgt_in)  # [B, T, V]
-        loss, nll = token_nll(logits, batch.tgt_out, self.label_smoothing)
-        return LossReport(loss, float(nll), batch.tgt_tokens, batch.size)
+        """The loss of ``model`` on ``batch`` at training step ``step`` (for schedules such as the
+        VAE's KL weight), with its parts."""
 
     def describe(self) -> str:
+        """One line that says what the objective is and how it is set."""
         return f"{self.name} (label smoothing {self.label_smoothing})"
 
 
 class Translation(Objective):
-    """Seq2seq translation: maximise log p(y | x), the target language given by the start tag."""
+    """Seq2seq translation: maximise log p(y | x) with teacher forcing (Sutskever et al. 2014;
+    Vaswani et al. 2017), the target language given by the start tag, with label smoothing
+    (Szegedy et al. 2016)."""
+
+    name = "translation"
+
+    def __init__(self, label_smoothing: float = 0.1):
+        self.label_smoothing = label_smoothing
+
+    def loss(self, model, batch: Batch, step: int = 0) -> LossReport:
+        logits = model(batch.src, batch.tgt_in)  # [B, T, V]
+        return teacher_forced_report(logits, batch, self.label_smoothing)
 
 
-class Autoencoder(Objective):
-    """Reconstruct the input: maximise log p(x | x~), with x~ = noise(x) (Vincent et al. 2008).
+class Autoencoder(Translation):
+    """Reconstruct the input: maximise log p(x | x~), with x~ = noise(x) (Vincent et al. 2008),
+    i.e. translate the (corrupted) sentence into itself.
 
     With no noise this is the plain sequence autoencoder (Dai & Le 2015): with full attention over
     the source it can learn to copy. Noise (token masking, deletion, span infilling, local
@@ -139,12 +165,11 @@ class LanguageModel(Objective):
     uses_encoder = False
 
     def __init__(self, label_smoothing: float = 0.0):
-        super().__init__(label_smoothing)
+        self.label_smoothing = label_smoothing
 
     def loss(self, model, batch: Batch, step: int = 0) -> LossReport:
         logits = model.decode(batch.tgt_in)  # [B, T, V]
-        loss, nll = token_nll(logits, batch.tgt_out, self.label_smoothing)
-        return LossReport(loss, float(nll), batch.tgt_tokens, batch.size)
+        return teacher_forced_report(logits, batch, self.label_smoothing)
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -219,7 +244,6 @@ class VAE(Objective):
     def __init__(
         self, schedule: KLSchedule = KLSchedule(), free_bits: float = 0.0, word_dropout: float = 0.0
     ):
-        super().__init__(label_smoothing=0.0)
         self.schedule, self.free_bits, self.word_dropout = schedule, free_bits, word_dropout
 
     def loss(self, model, batch: Batch, step: int = 0) -> LossReport:

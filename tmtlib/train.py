@@ -12,6 +12,12 @@
 * scale-out: run the same code under ``torchrun`` and it trains with DistributedDataParallel
   (NCCL on GPUs, gloo on CPUs), each rank on its own shard of every epoch's batches, with rank 0
   alone logging and writing checkpoints.
+
+To read it: ``train`` (at the end) sets a run up and ``_loop`` below it trains, step after step,
+until ``stop_reason`` names a reason. The helpers above them each do one thing: all are pure but
+``optimisation_step`` (it updates the weights) and ``record_evaluation`` (it updates the progress
+and history and writes ``best.pt``). What a run folder holds, and how a rerun resumes from it, is
+``checkpoint.TrainingCheckpoints``.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -33,7 +39,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from . import checkpoint
-from .batching import Example, collate, shard, token_batches
+from .batching import Batch, Example, collate, shard, token_batches
 from .models import PRECISIONS, autocast, native_bf16
 from .objectives import Objective
 from .validation import check_fields, setting
@@ -119,7 +125,10 @@ class TrainConfig:
 
 
 def learning_rate_factor(step: int, config: TrainConfig) -> float:
-    """Multiplier of the base learning rate at ``step``: linear warm-up, then the decay."""
+    """Multiplier of the peak learning rate at ``step``: a linear warm-up over ``warmup_steps``,
+    then ``schedule``: the inverse square root of the step, sqrt(warmup / step) (Vaswani et al.
+    2017, eq. 3, scaled to 1 at the peak), a half cosine to zero at ``max_steps`` (Loshchilov &
+    Hutter 2017), or constant. The warm-up keeps Adam's first, noisy updates small."""
     warmup = max(1, config.warmup_steps)
     if step < warmup:
         return (step + 1) / warmup
@@ -144,10 +153,12 @@ class History:
         return [r["step"] for r in rows], [r[key] for r in rows]
 
     def to_dict(self) -> dict[str, list]:
+        """The history as plain lists, for ``history.json`` and checkpoints."""
         return {"steps": self.steps, "evals": self.evals}
 
     @classmethod
     def from_dict(cls, raw: dict[str, list]) -> History:
+        """The history that ``to_dict`` wrote."""
         return cls(list(raw["steps"]), list(raw["evals"]))
 
 
@@ -253,258 +264,213 @@ def validation_loss(
     }
 
 
-class _ObjectiveModule(torch.nn.Module):
-    """Model and objective as one module, so DistributedDataParallel sees the loss in forward()."""
+class _ModelWithLoss(torch.nn.Module):
+    """Model and objective as one module whose forward() returns the loss, so that
+    DistributedDataParallel sees the whole computation it must synchronise."""
 
     def __init__(self, model: torch.nn.Module, objective: Objective):
         super().__init__()
         self.model, self.objective = model, objective
 
-    def forward(self, batch, step: int):
+    def forward(self, batch: Batch, step: int):
         report = self.objective.loss(self.model, batch, step)
         return report.loss, report
 
 
-class _Run:
-    """One training run's moving parts: model, optimiser, schedule, progress, history."""
-
-    def __init__(
-        self,
-        model,
-        objective,
-        examples,
-        config,
-        valid,
-        evaluate,
-        out_dir,
-        param_groups,
-        callbacks,
-        metadata,
-    ):
-        self.rank, self.world = distributed()
-        self.config, self.objective, self.examples = config, objective, examples
-        self.valid, self.evaluate, self.callbacks = valid, evaluate, callbacks
-        self.out_dir = Path(out_dir) if out_dir else None
-        self.metadata = dict(metadata or {})
-        self.device = pick_device(config.device)
-        if config.precision == "bf16" and not native_bf16(self.device):
-            warnings.warn(
-                f"this {self.device.type} has no native bf16: bf16 training will be slower "
-                "than fp32"
-            )
-        self.model = model.to(self.device)
-        self.sizes = [e.size for e in examples]
-        torch.manual_seed(config.seed + self.rank)
-        groups = (
-            param_groups
-            if param_groups is not None
-            else [{"params": [p for p in model.parameters()]}]
+def training_device(config: TrainConfig) -> torch.device:
+    """The device to train on (``pick_device``), with a warning when bf16 would run slower than
+    fp32 there (no native bf16)."""
+    device = pick_device(config.device)
+    if config.precision == "bf16" and not native_bf16(device):
+        warnings.warn(
+            f"this {device.type} has no native bf16: bf16 training will be slower than fp32"
         )
-        self.optimizer = torch.optim.AdamW(
-            groups, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+    return device
+
+
+def optimiser_and_schedule(
+    model: torch.nn.Module, config: TrainConfig, param_groups: list[dict] | None
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW (Loshchilov & Hutter 2019) over ``param_groups`` (default: every parameter of
+    ``model``), and its schedule: the peak rate times ``learning_rate_factor``."""
+    groups = param_groups if param_groups is not None else [{"params": list(model.parameters())}]
+    optimizer = torch.optim.AdamW(
+        groups, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: learning_rate_factor(step, config)
+    )
+    return optimizer, scheduler
+
+
+def resume(checkpoints: checkpoint.TrainingCheckpoints) -> tuple[Progress, History]:
+    """Where the run in the checkpoints' folder stopped (model, optimiser, scheduler and RNG
+    restored from ``last.pt``), or a fresh start; the reason it stopped is forgotten, since the
+    config may now allow more."""
+    saved = checkpoints.resume()
+    if saved is None:
+        return Progress(), History()
+    progress, history = saved
+    return Progress(**{**progress, "stopped": ""}), History.from_dict(history)
+
+
+def progress_bar(config: TrainConfig, progress: Progress, shown: bool, name: str) -> tqdm:
+    """A bar of optimiser steps on stderr, starting where ``progress`` stands; hidden unless
+    ``shown`` (rank 0) and ``config.progress``."""
+    return tqdm(
+        total=config.max_steps,
+        initial=progress.step,
+        disable=not (config.progress and shown),
+        desc=name,
+        unit="step",
+        dynamic_ncols=True,
+    )
+
+
+def stop_reason(progress: Progress, config: TrainConfig) -> str:
+    """Why training must stop now, or "" to go on: the first limit reached of ``max_steps``,
+    ``max_epochs``, ``max_minutes`` (summed over resumed runs) and ``patience`` (early stopping:
+    evaluations in a row without improvement)."""
+    if progress.step >= config.max_steps:
+        return "max_steps"
+    if config.max_epochs is not None and progress.epoch >= config.max_epochs:
+        return "max_epochs"
+    if config.max_minutes is not None and progress.elapsed >= 60 * config.max_minutes:
+        return "max_minutes"
+    if config.patience is not None and progress.stale_evals >= config.patience:
+        return "early_stopping"
+    return ""
+
+
+def epoch_batches(
+    sizes: Sequence[int], config: TrainConfig, epoch: int, rank: int, world: int
+) -> list[list[int]]:
+    """This process's batches of ``epoch`` (example indices): token-bucketed in an order fixed by
+    the seed and the epoch, then sharded across the ``world`` processes."""
+    batches = token_batches(sizes, config.max_tokens, seed=config.seed * 100_003 + epoch)
+    batches = shard(batches, rank, world)
+    if len(batches) < config.accumulate:
+        raise ValueError(
+            f"an epoch has {len(batches)} batches per process, fewer than accumulate="
+            f"{config.accumulate}: use more data or smaller batches"
         )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: learning_rate_factor(s, config)
+    return batches
+
+
+def corrupted_batches(
+    examples: Sequence[Example],
+    objective: Objective,
+    batches: Sequence[list[int]],
+    rng_names: Sequence[str],
+    device: torch.device,
+) -> list[Batch]:
+    """The model's inputs for ``batches`` of example indices, their examples corrupted by the
+    objective (noise, for a denoising autoencoder) with one ``random.Random`` per batch, seeded by
+    its name in ``rng_names``: the same noise for the same batch, after a resume too."""
+    inputs = []
+    for batch, name in zip(batches, rng_names):
+        rng = random.Random(name)
+        inputs.append(collate([objective.corrupt(examples[i], rng) for i in batch]).to(device))
+    return inputs
+
+
+def optimisation_step(
+    net: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    batches: Sequence[Batch],
+    step: int,
+    config: TrainConfig,
+) -> dict[str, float]:
+    """One optimiser step on the mean gradient of ``batches`` (gradient accumulation; under DDP
+    the gradients are averaged across processes on the last batch only), clipped to
+    ``clip_norm``; the batches' summed NLL, KL and token counts, and the KL weight."""
+    totals = {"nll": 0.0, "kl": 0.0, "tokens": 0, "src_tokens": 0, "kl_weight": 0.0}
+    device = next(net.parameters()).device
+    for k, batch in enumerate(batches):
+        last = k == len(batches) - 1
+        in_sync = last or not isinstance(net, DistributedDataParallel)
+        with nullcontext() if in_sync else net.no_sync(), autocast(device, config.precision):
+            loss, report = net(batch, step)
+            (loss / len(batches)).backward()
+        totals["nll"] += report.nll
+        totals["kl"] += report.kl
+        totals["tokens"] += report.tokens
+        totals["src_tokens"] += batch.src_tokens
+        totals["kl_weight"] = report.kl_weight
+    if config.clip_norm > 0:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), config.clip_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    scheduler.step()
+    return totals
+
+
+def step_record(
+    progress: Progress, stats: dict[str, float], lr: float, world: int, seconds: float
+) -> dict[str, float]:
+    """The history's record of the step just taken: per-token loss (NLL + beta * KL), NLL and KL,
+    the learning rate, and the throughput of all ``world`` processes."""
+    return {
+        "step": progress.step,
+        "epoch": progress.epoch,
+        "time": round(progress.elapsed, 3),
+        "loss": (stats["nll"] + stats["kl_weight"] * stats["kl"]) / stats["tokens"],
+        "nll": stats["nll"] / stats["tokens"],
+        "kl": stats["kl"] / stats["tokens"],
+        "kl_weight": stats["kl_weight"],
+        "lr": lr,
+        "tokens_per_s": (stats["tokens"] + stats["src_tokens"]) * world / seconds,
+    }
+
+
+def evaluation(
+    model: torch.nn.Module,
+    objective: Objective,
+    valid: Sequence[Example],
+    evaluate: Evaluator | None,
+    device: torch.device,
+) -> dict[str, float]:
+    """The validation metrics (``validation_loss``, plus whatever ``evaluate`` reports, such as
+    BLEU); the model is left in training mode."""
+    metrics = validation_loss(model, objective, valid, device=device)
+    if evaluate is not None:
+        metrics.update(evaluate(model))
+    model.train()
+    return metrics
+
+
+def is_better(score: float, best: float | None, select: str) -> bool:
+    """Whether ``score`` of the metric ``select`` beats the best so far: lower for a loss (names
+    ending in "loss"), higher for anything else (BLEU)."""
+    if best is None:
+        return True
+    return score < best if select.endswith("loss") else score > best
+
+
+def record_evaluation(
+    metrics: dict[str, float],
+    config: TrainConfig,
+    progress: Progress,
+    history: History,
+    checkpoints: checkpoint.TrainingCheckpoints,
+) -> None:
+    """Add ``metrics`` to the history; on a new best score keep ``best.pt``, otherwise count one
+    more evaluation without improvement (early stopping counts these).
+
+    Every process evaluates the same data with identical weights, so all reach the same
+    early-stopping decision without communicating."""
+    history.evals.append({"step": progress.step, "time": round(progress.elapsed, 3), **metrics})
+    if config.select not in metrics:  # a custom evaluator without the metric: keep the steps
+        checkpoints.save_last(asdict(progress), history.to_dict())
+        raise ValueError(
+            f"unknown select {config.select!r}: the evaluation reports {', '.join(metrics)}"
         )
-        self.progress, self.history = Progress(), History()
-        self.resume()
-        self.net = _ObjectiveModule(model, objective)
-        if self.world > 1:
-            self.net = DistributedDataParallel(
-                self.net, find_unused_parameters=not objective.uses_encoder
-            )
-
-    # --- checkpoints --------------------------------------------------------------------------
-    def state(self) -> dict[str, Any]:
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state()
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "rng": rng,
-            "progress": asdict(self.progress),
-            "train_config": asdict(self.config),
-            "history": self.history.to_dict(),
-            **self.metadata,
-        }
-
-    def resume(self) -> None:
-        last = self.out_dir / "last.pt" if self.out_dir else None
-        if last is None or not last.exists():
-            return
-        saved = checkpoint.load(last)
-        self.model.load_state_dict(saved["model"])
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.scheduler.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["rng"]["torch"])
-        if "cuda" in saved["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state(saved["rng"]["cuda"])
-        self.progress = Progress(**saved["progress"])
-        self.progress.stopped = ""
-        self.history = History.from_dict(saved["history"])
-
-    def save(self, name: str, full: bool = True) -> None:
-        if self.rank != 0 or self.out_dir is None:
-            return
-        if full:
-            checkpoint.save_atomic(self.state(), self.out_dir / name)
-            checkpoint.save_progress(asdict(self.progress), self.out_dir)
-        else:
-            weights = {
-                "model": self.model.state_dict(),
-                "progress": asdict(self.progress),
-                "train_config": asdict(self.config),
-                **self.metadata,
-            }
-            checkpoint.save_atomic(weights, self.out_dir / name)
-        checkpoint.write_json_atomic(
-            self.history.to_dict(), self.out_dir / "history.json", indent=None
-        )
-
-    # --- the loop -----------------------------------------------------------------------------
-    def epoch_batches(self) -> list[list[int]]:
-        batches = token_batches(
-            self.sizes,
-            self.config.max_tokens,
-            seed=self.config.seed * 100_003 + self.progress.epoch,
-        )
-        batches = shard(batches, self.rank, self.world)
-        if len(batches) < self.config.accumulate:
-            raise ValueError(
-                f"an epoch has {len(batches)} batches per process, fewer than accumulate="
-                f"{self.config.accumulate}: use more data or smaller batches"
-            )
-        return batches
-
-    def run(self) -> History:
-        config, progress = self.config, self.progress
-        if self.finished():  # resumed a run that had already ended: nothing to do
-            return self.history
-        bar = tqdm(
-            total=config.max_steps,
-            initial=progress.step,
-            disable=not config.progress or self.rank != 0,
-            desc=self.objective.name,
-            unit="step",
-            dynamic_ncols=True,
-        )
-        self.model.train()
-        while not self.finished():
-            batches = self.epoch_batches()
-            while progress.batch + config.accumulate <= len(batches) and not self.finished():
-                started = time.perf_counter()
-                group = batches[progress.batch : progress.batch + config.accumulate]
-                stats = self.step(group)
-                progress.batch += config.accumulate
-                progress.step += 1
-                progress.elapsed += time.perf_counter() - started
-                progress.tokens += stats["tokens"] + stats["src_tokens"]
-                self.after_step(stats, time.perf_counter() - started, bar)
-            if progress.batch + config.accumulate > len(batches):
-                progress.epoch, progress.batch = progress.epoch + 1, 0
-        bar.close()
-        if progress.step % config.eval_every and self.valid is not None:
-            self.run_evaluation()
-        self.save("last.pt")
-        return self.history
-
-    def finished(self) -> bool:
-        config, progress = self.config, self.progress
-        if progress.step >= config.max_steps:
-            progress.stopped = progress.stopped or "max_steps"
-        elif config.max_epochs is not None and progress.epoch >= config.max_epochs:
-            progress.stopped = "max_epochs"
-        elif config.max_minutes is not None and progress.elapsed >= 60 * config.max_minutes:
-            progress.stopped = "max_minutes"
-        elif config.patience is not None and progress.stale_evals >= config.patience:
-            progress.stopped = "early_stopping"
-        return bool(progress.stopped)
-
-    def step(self, group: list[list[int]]) -> dict[str, float]:
-        """One optimiser step over ``accumulate`` batches; returns summed statistics."""
-        totals = {"nll": 0.0, "kl": 0.0, "tokens": 0, "src_tokens": 0, "kl_weight": 0.0}
-        for micro, indices in enumerate(group):
-            rng = random.Random(
-                f"{self.config.seed}/{self.progress.epoch}/"
-                f"{self.progress.batch + micro}/{self.rank}"
-            )
-            batch = collate([self.objective.corrupt(self.examples[i], rng) for i in indices]).to(
-                self.device
-            )
-            last = micro == len(group) - 1
-            sync = nullcontext() if last or self.world == 1 else self.net.no_sync()
-            with sync, self.autocast():
-                loss, report = self.net(batch, self.progress.step)
-                (loss / len(group)).backward()
-            totals["nll"] += report.nll
-            totals["kl"] += report.kl
-            totals["tokens"] += report.tokens
-            totals["src_tokens"] += batch.src_tokens
-            totals["kl_weight"] = report.kl_weight
-        if self.config.clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
-        return totals
-
-    def autocast(self):
-        return autocast(self.device, self.config.precision)
-
-    def after_step(self, stats: dict[str, float], seconds: float, bar) -> None:
-        config, progress = self.config, self.progress
-        for callback in self.callbacks:
-            callback(progress.step, self.model)
-        if progress.step % config.log_every == 0 or progress.step == 1:
-            record = {
-                "step": progress.step,
-                "epoch": progress.epoch,
-                "time": round(progress.elapsed, 3),
-                "loss": (stats["nll"] + stats["kl_weight"] * stats["kl"]) / stats["tokens"],
-                "nll": stats["nll"] / stats["tokens"],
-                "kl": stats["kl"] / stats["tokens"],
-                "kl_weight": stats["kl_weight"],
-                "lr": self.scheduler.get_last_lr()[0],
-                "tokens_per_s": (stats["tokens"] + stats["src_tokens"]) * self.world / seconds,
-            }
-            self.history.steps.append(record)
-            bar.set_postfix(loss=f"{record['nll']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
-        bar.update(1)
-        if progress.step % config.eval_every == 0 and self.valid is not None:
-            self.run_evaluation()
-        if progress.step % config.checkpoint_every == 0:
-            self.save("last.pt")
-
-    def run_evaluation(self) -> None:
-        """Score the model; keep best.pt; count evaluations without improvement.
-
-        Every rank evaluates the same data with identical weights, so all reach the same
-        early-stopping decision without communicating.
-        """
-        metrics = validation_loss(self.model, self.objective, self.valid, device=self.device)
-        if self.evaluate is not None:
-            metrics.update(self.evaluate(self.model))
-        self.model.train()
-        self.history.evals.append(
-            {"step": self.progress.step, "time": round(self.progress.elapsed, 3), **metrics}
-        )
-        # a custom evaluator without the metric: keep the steps, then stop
-        if self.config.select not in metrics:
-            self.save("last.pt")
-            raise ValueError(
-                f"unknown select {self.config.select!r}: the evaluation reports "
-                f"{', '.join(metrics)}"
-            )
-        score = metrics[self.config.select]
-        lower_is_better = self.config.select.endswith("loss")
-        best = self.progress.best
-        if best is None or (score < best if lower_is_better else score > best):
-            self.progress.best, self.progress.stale_evals = score, 0
-            self.save("best.pt", full=False)
-        else:
-            self.progress.stale_evals += 1
+    if is_better(metrics[config.select], progress.best, config.select):
+        progress.best, progress.stale_evals = metrics[config.select], 0
+        checkpoints.save_best(asdict(progress), history.to_dict())
+    else:
+        progress.stale_evals += 1
 
 
 @contextmanager
@@ -548,19 +514,97 @@ def train(
     history.
     """
     check_run(config, examples, valid, evaluate)
-    with (
-        checkpoint.run_folder_lock(out_dir) if out_dir is not None else nullcontext(),
-        flush_denormals(),
-    ):
-        return _Run(
-            model,
-            objective,
-            list(examples),
-            config,
-            valid,
-            evaluate,
-            out_dir,
-            param_groups,
-            callbacks,
-            metadata,
-        ).run()
+    folder = Path(out_dir) if out_dir else None
+    with checkpoint.run_folder_lock(folder) if folder else nullcontext(), flush_denormals():
+        rank, world = distributed()
+        device = training_device(config)
+        model = model.to(device)
+        torch.manual_seed(config.seed + rank)
+        optimizer, scheduler = optimiser_and_schedule(model, config, param_groups)
+        checkpoints = checkpoint.TrainingCheckpoints(
+            folder, model, optimizer, scheduler, asdict(config), dict(metadata or {}), rank == 0
+        )
+        progress, history = resume(checkpoints)
+        net = _ModelWithLoss(model, objective)
+        if world > 1:
+            net = DistributedDataParallel(net, find_unused_parameters=not objective.uses_encoder)
+        if stop_reason(progress, config):  # resumed a run that had already ended
+            return history
+        setup = _Setup(model, net, optimizer, scheduler, checkpoints, device, rank, world)
+        _loop(
+            setup, objective, list(examples), config, valid, evaluate, callbacks, progress, history
+        )
+        return history
+
+
+class _Setup(NamedTuple):
+    """What ``train`` sets up for its loop: the model (and ``net``, model and loss, under DDP
+    wrapped for all processes), optimiser and schedule, the run folder's checkpoints, and where
+    this process runs (device, rank among ``world`` processes)."""
+
+    model: torch.nn.Module
+    net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    checkpoints: checkpoint.TrainingCheckpoints
+    device: torch.device
+    rank: int
+    world: int
+
+
+def _loop(
+    setup: _Setup,
+    objective: Objective,
+    examples: Sequence[Example],
+    config: TrainConfig,
+    valid: Sequence[Example] | None,
+    evaluate: Evaluator | None,
+    callbacks: Sequence[StepCallback],
+    progress: Progress,
+    history: History,
+) -> None:
+    """Train from ``progress`` until ``stop_reason`` gives one, adding to ``history``: step, log,
+    evaluate and checkpoint, one optimiser step at a time, one epoch after another."""
+    model, net, optimizer, scheduler, checkpoints, device, rank, world = setup
+    bar = progress_bar(config, progress, rank == 0, objective.name)
+    sizes, batches = [example.size for example in examples], None
+    model.train()
+    while True:
+        progress.stopped = stop_reason(progress, config)
+        if progress.stopped:
+            break
+        if batches is None:
+            batches = epoch_batches(sizes, config, progress.epoch, rank, world)
+        # false only on resuming from a checkpoint written at an epoch's last step
+        if progress.batch + config.accumulate <= len(batches):
+            started = time.perf_counter()
+            first = progress.batch
+            group = batches[first : first + config.accumulate]
+            names = [
+                f"{config.seed}/{progress.epoch}/{first + k}/{rank}" for k in range(len(group))
+            ]
+            inputs = corrupted_batches(examples, objective, group, names, device)
+            stats = optimisation_step(net, optimizer, scheduler, inputs, progress.step, config)
+            seconds = time.perf_counter() - started
+            progress.step, progress.batch = progress.step + 1, progress.batch + config.accumulate
+            progress.elapsed += seconds
+            progress.tokens += stats["tokens"] + stats["src_tokens"]
+            for callback in callbacks:
+                callback(progress.step, model)
+            if progress.step % config.log_every == 0 or progress.step == 1:
+                record = step_record(progress, stats, scheduler.get_last_lr()[0], world, seconds)
+                history.steps.append(record)
+                bar.set_postfix(loss=f"{record['nll']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
+            bar.update(1)
+            if valid is not None and progress.step % config.eval_every == 0:
+                metrics = evaluation(model, objective, valid, evaluate, device)
+                record_evaluation(metrics, config, progress, history, checkpoints)
+            if progress.step % config.checkpoint_every == 0:
+                checkpoints.save_last(asdict(progress), history.to_dict())
+        if progress.batch + config.accumulate > len(batches):  # the epoch is used up
+            progress.epoch, progress.batch, batches = progress.epoch + 1, 0, None
+    bar.close()
+    if valid is not None and progress.step % config.eval_every:  # the last steps' evaluation
+        metrics = evaluation(model, objective, valid, evaluate, device)
+        record_evaluation(metrics, config, progress, history, checkpoints)
+    checkpoints.save_last(asdict(progress), history.to_dict())

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from .. import course, data
-from ..decode import _generate, _Prefixes, evaluating, greedy, nucleus
+from ..decode import _generate, _LiveHypotheses, evaluating, greedy, nucleus
 from ..models import Seq2Seq, model_config
 from ..subwords import EOS_ID
 from . import Verdict, describe, expect, run_check, samples
@@ -214,8 +214,10 @@ def reference_top_p_sample(
 
     with evaluating(model):
         memory, memory_pad = model.encode(torch.tensor([src_ids]))
-        prefixes = _Prefixes(model, torch.tensor([start_id]), memory, memory_pad, use_cache=True)
-        return _generate(prefixes, torch.tensor([max_len]), choose)[0]
+        hypotheses = _LiveHypotheses(
+            model, torch.tensor([start_id]), memory, memory_pad, use_cache=True
+        )
+        return _generate(hypotheses, torch.tensor([max_len]), choose)[0]
 
 
 def check_top_p_sampling(my_sample: Callable[..., list[int]]) -> Verdict:
