@@ -211,6 +211,7 @@ def _run(out: Path, steps: int, slow: float = 0.0) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_sigkill_then_restart_reaches_the_uninterrupted_result(tmp_path):
     assert _run(tmp_path / "straight", 40).wait(timeout=300) == 0
     victim = _run(tmp_path / "killed", 40, slow=0.1)
@@ -236,6 +237,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_keep_identical_weights(tmp_path):
     command = [
         sys.executable,
