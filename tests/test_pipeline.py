@@ -4,6 +4,7 @@ Runs train on the toy corpus; the paraphrase data's sizes are checked on the rea
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import replace
 
 import pytest
@@ -11,6 +12,7 @@ import torch
 
 from tmtlib import pipeline
 from tmtlib.train import TrainConfig
+from tmtlib.transfer import part_of
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -168,5 +170,9 @@ def test_paraphraser_trains_and_strategies_run(toy_corpus, tokenizer, tmp_path):
         init=str(tmp_path / "paraphrase" / "last.pt"),
         strategy="gradual",
     )
-    _, history, report = pipeline.finetune(child, tmp_path / "child", tokenizer)
-    assert report.by_part()["encoder"]["loaded"] > 0 and history.evals[-1]["step"] == 4
+    translator, history, report = pipeline.finetune(child, tmp_path / "child", tokenizer)
+    assert history.evals[-1]["step"] == 4
+    # the same model size: every tensor of every part comes from the paraphraser
+    parts = Counter(part_of(name) for name, _ in translator.named_parameters())
+    assert {part: row["loaded"] for part, row in report.by_part().items()} == parts
+    assert not report.initialised and not report.ignored
