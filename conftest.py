@@ -6,6 +6,11 @@ Unless ``TMT_HOME`` is set, the whole session shares one temporary home for down
 tokenizer and trained runs, so no test writes into the checkout and the tokenizer is trained once.
 The kernels nbval starts inherit this environment.
 
+Two tiers: ``python3 -m pytest -m "not slow"`` is the edit-test loop (minutes, on the toy corpus in
+``tests/data/toy``); the full command, which CI runs, adds the ``slow`` tests. Every notebook under
+nbval, the browser test and every test that needs the real corpus (the ``corpus`` fixture of
+``tests/conftest.py``, also through ``tokenizer``) is marked ``slow`` here, at collection.
+
 The test command runs on every core (pytest-xdist, ``-n auto --dist loadfile``: a notebook's cells
 stay together in one worker); each worker, and each kernel it starts, then computes on one thread,
 so workers do not compete for cores. A run two workers need at once is trained once (the run cache
@@ -57,3 +62,16 @@ def worker_share_of_the_shared_runs(request: pytest.FixtureRequest) -> None:
     except data.DataUnavailable:
         return
     course.prepare(share=int(worker.removeprefix("gw")), of=int(workers))
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``slow`` what needs the real corpus, a kernel or a browser: notebooks under nbval,
+    browser tests, and tests that use the ``corpus`` fixture (directly or through another)."""
+    for item in items:
+        if (
+            item.path.suffix == ".ipynb"
+            or item.get_closest_marker("browser")
+            or "corpus" in getattr(item, "fixturenames", ())
+        ):
+            item.add_marker(pytest.mark.slow)

@@ -1,9 +1,13 @@
-"""Shared fixtures: the real corpus (skipped with a printed reason when unavailable)."""
+"""Shared fixtures: the real corpus (skipped with a printed reason when unavailable; tests that
+use it are ``slow``, see the root ``conftest.py``) and the toy corpus of ``tests/data/toy`` that
+stands in for it in the fast tier."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +31,57 @@ def tokenizer(corpus):
     from tmtlib.pipeline import course_tokenizer
 
     return course_tokenizer()
+
+
+TOY = Path(__file__).resolve().parent / "data" / "toy"
+
+
+def _forget_loaded_files() -> None:
+    """Empty ``tmtlib.data``'s caches of what it read: the next read goes to the current source."""
+    caches = (data.manifest, data._read, data.evaluation_sentences, data.unavailable_test_sets)
+    for cached in caches:
+        cached.cache_clear()
+
+
+@contextlib.contextmanager
+def _toy_multi30k(home: Path) -> Iterator[None]:
+    """Within the block, ``tmtlib.data`` reads the toy corpus: its mirror, its checksums and a home
+    of its own (so no real file, tokenizer or run is mixed up with a toy one); afterwards, the
+    real corpus again."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(data.MIRROR_ENV, str(TOY))
+        patch.setenv("TMT_HOME", str(home))
+        patch.setattr(data, "MANIFEST", TOY / "multi30k.sha256")
+        _forget_loaded_files()
+        try:
+            yield
+        finally:
+            _forget_loaded_files()
+
+
+@pytest.fixture(scope="session")
+def toy(tmp_path_factory) -> Callable[[], contextlib.AbstractContextManager[None]]:
+    """``with toy(): ...`` reads the toy corpus (``tests/data/toy/generate.py``) in place of
+    Multi30k, for fixtures of any scope; the home is one for the whole session."""
+    home = tmp_path_factory.mktemp("toy-home")
+    return lambda: _toy_multi30k(home)
+
+
+@pytest.fixture
+def toy_corpus(toy) -> Iterator[None]:
+    """The toy corpus in place of Multi30k for one test."""
+    with toy():
+        yield
+
+
+@pytest.fixture(scope="session")
+def toy_tokenizer(toy):
+    """The course's tokenizer (``course_tokenizer``, default settings) trained on the toy corpus:
+    about 470 pieces (SentencePiece stops where the text runs out), in half a second."""
+    from tmtlib.pipeline import course_tokenizer
+
+    with toy():
+        return course_tokenizer()
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
-"""The command line, end to end on the real corpus with the tiny preset: train, resume, translate,
-evaluate, and one clear error line (exit 2) for every kind of bad input; then, without training,
-its help (made from the settings' declarations), ``--version`` and ``--json``."""
+"""The command line, end to end on the toy corpus with the tiny preset: train, resume, translate,
+evaluate, and one clear error line (exit 2) for every kind of bad input; the experiment families on
+the real corpus (slow); then, without training, its help (made from the settings' declarations),
+``--version`` and ``--json``."""
 
 from __future__ import annotations
 
@@ -35,36 +36,24 @@ TINY = [
 ]
 
 
+def finetune_from_the_dae(root: Path) -> int:
+    """The command that fine-tunes ``runs``'s translator from its DAE."""
+    argv = "finetune --pairs 300 --max-steps 10 --eval-every 5 --bleu-sentences 20".split()
+    return main([*argv, "--init", str(root / "dae" / "best.pt"), "--out", str(root / "ft"), *TINY])
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, corpus):
-    """A tiny DAE pretraining run and a translator fine-tuned from it (module-wide, built once)."""
+def runs(tmp_path_factory, toy):
+    """A tiny DAE pretraining run and a translator fine-tuned from it, on the toy corpus
+    (module-wide, built once)."""
     root = tmp_path_factory.mktemp("runs")
     config = root / "pretrain.toml"
     config.write_text(
-        'objective = "dae"\nsentences_per_lang = 600\n[train]\nmax_steps = 12\neval_every = 6\n'
+        'objective = "dae"\nsentences_per_lang = 200\n[train]\nmax_steps = 12\neval_every = 6\n'
     )
-    assert main(["pretrain", "--config", str(config), "--out", str(root / "dae"), *TINY]) == 0
-    assert (
-        main(
-            [
-                "finetune",
-                "--pairs",
-                "500",
-                "--init",
-                str(root / "dae" / "best.pt"),
-                "--max-steps",
-                "10",
-                "--eval-every",
-                "5",
-                "--bleu-sentences",
-                "20",
-                "--out",
-                str(root / "ft"),
-                *TINY,
-            ]
-        )
-        == 0
-    )
+    with toy():
+        assert main(["pretrain", "--config", str(config), "--out", str(root / "dae"), *TINY]) == 0
+        assert finetune_from_the_dae(root) == 0
     return root
 
 
@@ -75,7 +64,7 @@ def test_runs_write_checkpoints_config_and_history(runs):
             p.name for p in folder.iterdir()
         }
     config = json.loads((runs / "dae" / "config.json").read_text())
-    assert config["objective"] == "dae" and config["sentences_per_lang"] == 600
+    assert config["objective"] == "dae" and config["sentences_per_lang"] == 200
     # file + flags
     assert config["train"]["max_steps"] == 12 and config["train"]["max_tokens"] == 1500
     last = checkpoint.load(runs / "ft" / "last.pt")
@@ -86,29 +75,9 @@ def test_runs_write_checkpoints_config_and_history(runs):
     ]
 
 
-def test_rerunning_a_finished_run_resumes_without_training(runs, capsys):
+def test_rerunning_a_finished_run_resumes_without_training(runs, toy_corpus, capsys):
     before = (runs / "ft" / "last.pt").read_bytes()
-    assert (
-        main(
-            [
-                "finetune",
-                "--pairs",
-                "500",
-                "--init",
-                str(runs / "dae" / "best.pt"),
-                "--max-steps",
-                "10",
-                "--eval-every",
-                "5",
-                "--bleu-sentences",
-                "20",
-                "--out",
-                str(runs / "ft"),
-                *TINY,
-            ]
-        )
-        == 0
-    )
+    assert finetune_from_the_dae(runs) == 0
     assert (runs / "ft" / "last.pt").read_bytes() == before
 
 
@@ -172,7 +141,9 @@ def test_bad_input_is_one_clear_line(runs, tmp_path, capsys):
     )
 
 
-def test_other_vocabulary_and_other_run_are_refused_without_damage(runs, tmp_path, capsys):
+def test_other_vocabulary_and_other_run_are_refused_without_damage(
+    runs, toy_corpus, tmp_path, capsys
+):
     saved = checkpoint.load(runs / "dae" / "best.pt")
     saved["tokenizer"] = "0123456789abcdef"
     foreign = tmp_path / "foreign.pt"
@@ -181,7 +152,7 @@ def test_other_vocabulary_and_other_run_are_refused_without_damage(runs, tmp_pat
         [
             "finetune",
             "--pairs",
-            "500",
+            "300",
             "--init",
             str(foreign),
             "--max-steps",
@@ -195,7 +166,7 @@ def test_other_vocabulary_and_other_run_are_refused_without_damage(runs, tmp_pat
     assert "vocabulary" in err or "tokenizer" in err
     before = (runs / "ft" / "last.pt").read_bytes()
     err = _error(
-        ["finetune", "--pairs", "700", "--max-steps", "10", "--out", str(runs / "ft"), *TINY],
+        ["finetune", "--pairs", "350", "--max-steps", "10", "--out", str(runs / "ft"), *TINY],
         capsys,
     )
     assert "different run" in err

@@ -151,7 +151,19 @@ def test_mirror_is_used_and_checked(tmp_path, monkeypatch):
         data.fetch(data.corpus_file(1, "val", "fr"), mirror=mirror)
 
 
-# --- the real corpus (mirror or network) ------------------------------------------------------
+# --- the toy corpus (tests/data/toy) and the real one (mirror or network; slow) -----------------
+
+
+def test_toy_parallel_and_monolingual_sizes(toy_corpus):
+    """The sizes ``tests/data/toy/generate.py`` writes, read through the mirror and checksums."""
+    assert len(data.load_parallel("en", "de", "test_2016_flickr")) == 50
+    assert len(data.load_parallel("en", "fr", "train")) == 400
+    assert data.load_parallel("en", "cs", "val")[0] == (
+        data.read_lines(1, "val", "en")[0],
+        data.read_lines(1, "val", "cs")[0],
+    )
+    assert len(data.load_monolingual("en")) == 5 * 120
+    assert [len(images) for images in data.caption_sets("de", "val")] == [5] * 40
 
 
 def test_real_parallel_and_monolingual_sizes(corpus):
@@ -161,26 +173,31 @@ def test_real_parallel_and_monolingual_sizes(corpus):
     assert len(data.load_monolingual("en")) == 145000
 
 
-def test_low_resource_subset_is_deterministic(corpus):
+def assert_subsets_are_deterministic(n: int) -> None:
     pairs = data.load_parallel("en", "de")
-    a, b = (
-        data.low_resource_subset(pairs, 2000, seed=1),
-        data.low_resource_subset(pairs, 2000, seed=1),
-    )
-    assert a == b and len(a) == 2000 and len(set(a)) > 1990
-    assert a != data.low_resource_subset(pairs, 2000, seed=2)
-    assert set(data.low_resource_subset(pairs, 1000, seed=1)) <= set(pairs)
+    a, b = data.low_resource_subset(pairs, n, seed=1), data.low_resource_subset(pairs, n, seed=1)
+    assert a == b and len(a) == n and len(set(a)) > 0.995 * n
+    assert a != data.low_resource_subset(pairs, n, seed=2)
+    assert set(data.low_resource_subset(pairs, n // 2, seed=1)) <= set(pairs)
     with pytest.raises(ValueError, match="cannot draw"):
-        data.low_resource_subset(pairs, 30000)
+        data.low_resource_subset(pairs, len(pairs) + 1)
 
 
-@pytest.mark.parametrize("lang", ["en", "de"])
-def test_pretraining_text_is_disjoint_from_evaluation(corpus, lang):
-    subset = data.low_resource_subset(data.load_parallel("en", "de"), 3000, seed=0)
-    side = [pair[0 if lang == "en" else 1] for pair in subset]
+def test_low_resource_subset_is_deterministic(corpus):
+    assert_subsets_are_deterministic(2000)
+
+
+def test_low_resource_subset_of_the_toy_corpus_is_deterministic(toy_corpus):
+    assert_subsets_are_deterministic(200)
+
+
+def assert_pretraining_text_is_disjoint_from_evaluation(lang: str, subset: int, least: int) -> None:
+    """The pool leaves out every evaluation sentence and the parallel subset's ``lang`` side."""
+    pairs = data.low_resource_subset(data.load_parallel("en", "de"), subset, seed=0)
+    side = [pair[0 if lang == "en" else 1] for pair in pairs]
     pool = data.pretraining_corpus(lang, exclude=side, include_task1_train=True)
     pool_set = set(pool)
-    assert len(pool) > 140_000 and len(pool_set) == len(pool)
+    assert len(pool) > least and len(pool_set) == len(pool)
     for split in ("val", "test_2016_flickr"):
         evaluation = {normalize(s) for s in data.read_lines(1, split, lang)}
         assert not pool_set & evaluation, split
@@ -192,7 +209,19 @@ def test_pretraining_text_is_disjoint_from_evaluation(corpus, lang):
     }
 
 
-def test_test_sets_missing_here_are_listed_not_warned(corpus, recwarn):
+@pytest.mark.parametrize("lang", ["en", "de"])
+def test_pretraining_text_is_disjoint_from_evaluation(corpus, lang):
+    assert_pretraining_text_is_disjoint_from_evaluation(lang, 3000, least=140_000)
+
+
+@pytest.mark.parametrize("lang", ["en", "de"])
+def test_toy_pretraining_text_is_disjoint_from_evaluation(toy_corpus, lang):
+    # the toy's task-2 captions share scenes with its task-1 evaluation sentences: some are dropped
+    assert len(data.load_monolingual(lang)) > len(data.pretraining_corpus(lang))
+    assert_pretraining_text_is_disjoint_from_evaluation(lang, 100, least=400)
+
+
+def assert_missing_test_sets_are_listed_not_warned(recwarn) -> None:
     """A partial mirror lacks some optional test sets: they are listed (notebook 00 shows them),
     each truly unreadable, every other one held out, and building the pretraining text warns about
     nothing."""
@@ -207,3 +236,13 @@ def test_test_sets_missing_here_are_listed_not_warned(corpus, recwarn):
                 assert {normalize(s) for s in data.read_lines(1, split, lang)} <= held_out
         data.pretraining_corpus(lang)
     assert not [w for w in recwarn if "pretraining" in str(w.message)]
+
+
+def test_test_sets_missing_here_are_listed_not_warned(corpus, recwarn):
+    assert_missing_test_sets_are_listed_not_warned(recwarn)
+
+
+def test_test_sets_missing_from_the_toy_corpus_are_listed_not_warned(toy_corpus, recwarn):
+    # the toy corpus has test_2018_flickr but no test_2017 set: both branches run
+    assert data.unavailable_test_sets("de") == ("test_2017_flickr.de", "test_2017_mscoco.de")
+    assert_missing_test_sets_are_listed_not_warned(recwarn)

@@ -1,9 +1,12 @@
 """The notebook 10 checks accept a correct answer and name the usual mistakes."""
 
+import pytest
+
 from tmtlib.evaluate import bleu
 from tmtlib.exercises import beyond
 
 
+@pytest.mark.usefixtures("corpus")  # the check reads the real corpus
 def test_multi_reference_bleu():
     assert beyond.check_multi_reference_bleu(lambda hyps, refs: bleu(hyps, refs).value)
     first_only = beyond.check_multi_reference_bleu(
@@ -16,6 +19,7 @@ def test_multi_reference_bleu():
     assert not mean and "mean of single-reference" in mean.message
 
 
+@pytest.mark.usefixtures("corpus")  # the check reads the real corpus
 def test_ibleu():
     assert beyond.check_ibleu(beyond.ibleu)
     swapped = beyond.check_ibleu(lambda h, s, r, alpha: beyond.ibleu(h, s, r, 1 - alpha))
@@ -26,6 +30,7 @@ def test_ibleu():
     assert not added and "subtract" in added.message
 
 
+@pytest.mark.usefixtures("corpus")  # the check reads the real corpus
 def test_rouge_l():
     assert beyond.check_rouge_l(beyond.rouge_l)
     recall = beyond.check_rouge_l(

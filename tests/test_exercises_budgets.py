@@ -2,6 +2,8 @@
 
 import statistics
 
+import pytest
+
 from tmtlib.evaluate import paired_bootstrap
 from tmtlib.exercises import budgets
 
@@ -10,6 +12,7 @@ def reference_p(a, b, refs, n_samples, seed):
     return paired_bootstrap(a, b, refs, n_samples=n_samples, seed=seed).p_value
 
 
+@pytest.mark.usefixtures("corpus")  # the check reads the real corpus
 def test_paired_bootstrap_accepts_the_reference_and_names_mistakes():
     assert budgets.check_paired_bootstrap(reference_p)
     no_add_one = budgets.check_paired_bootstrap(
@@ -43,6 +46,7 @@ def test_pairs_needed_accepts_the_reference_and_names_linear_interpolation():
     assert not linear and "log(pairs)" in linear.message
 
 
+@pytest.mark.usefixtures("corpus")  # the check reads the real corpus
 def test_not_attempted_is_reported():
     def stub(*args):
         raise NotImplementedError

@@ -1,5 +1,7 @@
 """The notebook 07 checks accept a correct answer and name the usual mistakes."""
 
+import pytest
+
 from tmtlib.exercises import crosslingual
 from tmtlib.transfer import part_of, transfer
 
@@ -9,6 +11,7 @@ def token_coverage(child, parent):
     return sum(piece in seen for piece in child) / len(child)
 
 
+@pytest.mark.usefixtures("corpus")  # the check reads the real corpus
 def test_token_coverage():
     assert crosslingual.check_token_coverage(token_coverage)
     types = crosslingual.check_token_coverage(
@@ -43,6 +46,7 @@ def test_copy_parts():
     assert not verdict and "changed the parent" in verdict.message
 
 
+@pytest.mark.usefixtures("corpus")  # the check reads the real corpus
 def test_source_overlap():
     def overlap(child, parent):
         sources = {src for src, _ in parent}

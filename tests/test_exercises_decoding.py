@@ -1,5 +1,6 @@
 """The notebook 09 checks accept a correct answer and name the usual mistakes."""
 
+import pytest
 import torch
 
 from tmtlib.decode import nucleus
@@ -19,6 +20,7 @@ def greedy_by_hand(model, src_ids, start_id, max_len, position=-1, choose=None):
     return out[1:]
 
 
+@pytest.mark.usefixtures("corpus")  # the check reads the real corpus
 def test_greedy():
     assert decoding.check_greedy(greedy_by_hand)
     first_position = decoding.check_greedy(lambda *args: greedy_by_hand(*args, position=0))
@@ -27,6 +29,7 @@ def test_greedy():
     assert not with_tag and "start tag" in with_tag.message
 
 
+@pytest.mark.usefixtures("corpus")  # the check reads the real corpus
 def test_top_p_filter():
     assert decoding.check_top_p(nucleus)
 
@@ -39,6 +42,7 @@ def test_top_p_filter():
     assert not verdict and "crosses p" in verdict.message
 
 
+@pytest.mark.usefixtures("corpus")  # the check reads the real corpus
 def test_top_p_sampling():
     def sample(model, src_ids, start_id, max_len, p, generator):
         def draw(logits):

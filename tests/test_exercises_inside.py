@@ -28,6 +28,7 @@ def vaswani_learning_rate(step: int, d_model: int, warmup: int) -> float:
     return d_model**-0.5 * min(step**-0.5, step * warmup**-1.5)
 
 
+@pytest.mark.usefixtures("corpus")  # the check reads the real corpus
 def test_right_answers_pass():
     for verdict in (
         check_brevity_penalty(brevity_penalty),
@@ -37,6 +38,7 @@ def test_right_answers_pass():
         assert verdict.ok, verdict.message
 
 
+@pytest.mark.usefixtures("corpus")  # the check reads the real corpus
 def test_not_attempted_is_reported():
     def stub(*args):
         raise NotImplementedError
@@ -45,6 +47,7 @@ def test_not_attempted_is_reported():
     assert not verdict.ok and "not attempted" in verdict.message
 
 
+@pytest.mark.usefixtures("corpus")  # the check reads the real corpus
 @pytest.mark.parametrize(
     "wrong, hint",
     [
@@ -58,6 +61,7 @@ def test_brevity_penalty_slips_are_named(wrong, hint):
     assert not verdict.ok and hint in verdict.message and "sacreBLEU's is" in verdict.message
 
 
+@pytest.mark.usefixtures("corpus")  # the check reads the real corpus
 @pytest.mark.parametrize(
     "wrong, hint",
     [

@@ -65,10 +65,11 @@ def _error(argv: list[str], capsys) -> str:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, corpus, one_thread):
-    """A tiny translator trained by the command line (module-wide, built once)."""
+def run(tmp_path_factory, toy, one_thread):
+    """A tiny translator trained by the command line on the toy corpus (module-wide, built once)."""
     folder = tmp_path_factory.mktemp("faults") / "run"
-    assert main(["finetune", *TINY, "--out", str(folder)]) == 0
+    with toy():
+        assert main(["finetune", *TINY, "--out", str(folder)]) == 0
     return folder
 
 
@@ -89,7 +90,7 @@ def _hold_lock(folder: Path) -> subprocess.Popen:
     return holder
 
 
-def test_a_second_run_on_a_locked_folder_is_refused_naming_the_holder(run, capsys):
+def test_a_second_run_on_a_locked_folder_is_refused_naming_the_holder(run, toy_corpus, capsys):
     holder = _hold_lock(run)
     try:
         before = (run / "last.pt").read_bytes()
@@ -113,6 +114,7 @@ def test_two_concurrent_runs_on_one_folder_one_trains_one_is_refused(tmp_path):
     assert checkpoint.load(tmp_path / "last.pt")["progress"]["step"] == 12
 
 
+@pytest.mark.slow
 def test_sigkill_during_a_checkpoint_write_loses_nothing_and_leaves_no_stale_lock(tmp_path):
     checkpoint.save_atomic({"model": {"w": torch.ones(3)}}, tmp_path / "last.pt")
     code = textwrap.dedent(f"""
@@ -292,7 +294,7 @@ def test_malformed_config_files_are_one_line(name, text, message, tmp_path, caps
 
 
 def test_settings_the_data_or_machine_cannot_serve_are_refused_before_training(
-    corpus, tmp_path, capsys
+    toy_corpus, tmp_path, capsys
 ):
     out = str(tmp_path / "run")
     assert "smaller than the longest training example" in _error(
@@ -343,7 +345,8 @@ def test_a_full_disk_keeps_the_old_checkpoint_and_no_temporary_file(mount):
 
 
 @pytest.mark.slow
-def test_a_full_disk_during_training_is_one_line_and_best_pt_survives(run, mount, capsys):
+def test_a_full_disk_during_training_is_one_line_and_best_pt_survives(corpus, mount, capsys):
+    # the course's vocabulary of 8,000 pieces (the real corpus) sizes the files
     disk = mount("1500k")  # room for tokenizer.model and best.pt (1.1 MB), not last.pt (3.4 MB)
     err = _error(["finetune", *TINY, "--out", str(disk / "run")], capsys)
     assert f"cannot write {disk / 'run'}/" in err and ".pt: No space left on device" in err

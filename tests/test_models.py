@@ -291,17 +291,33 @@ def test_dropout_only_in_training():
     assert not torch.allclose(model(src, tgt_in), model(src, tgt_in))
 
 
+def output_dtypes(model: Seq2Seq) -> dict[str, set[torch.dtype]]:
+    """Record the dtypes the model's linear layers and layer norms produce from now on."""
+    seen: dict[str, set[torch.dtype]] = {"Linear": set(), "LayerNorm": set()}
+    for module in model.modules():
+        kind = type(module).__name__
+        if kind in seen:
+            module.register_forward_hook(lambda m, i, out, kind=kind: seen[kind].add(out.dtype))
+    return seen
+
+
 def test_bf16_autocast_computes_the_fp32_model_in_bf16():
     model = tiny(n_decoder_layers=2)
     src, tgt_in = source_batch(), tokens(2, 7)
     exact = model.decode(tgt_in, *model.encode(src))
     cpu = torch.device("cpu")
+    dtypes = output_dtypes(model)
     with autocast(cpu, "bf16"):
         memory, memory_pad = model.encode(src)
         approx = model.decode(tgt_in, memory, memory_pad)
-    assert approx.dtype == torch.bfloat16  # the products really ran in bf16 ...
-    # ... to bf16's 3 significant digits
-    torch.testing.assert_close(approx.float(), exact, atol=0.1, rtol=0.05)
+    # the products ran in bf16, the norms in fp32, and the weights stayed fp32 (``autocast``)
+    assert approx.dtype == torch.bfloat16 and dtypes["Linear"] == {torch.bfloat16}
+    assert dtypes["LayerNorm"] == {torch.float32}
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    # ... the same model to bf16's 8 significant bits: rounding the largest logit alone moves it
+    # by up to max|logit| * 2**-8 (0.02 here); a weight 2% off moves the logits 0.1
+    bound = 1.5 * exact.abs().max().item() * 2**-8
+    torch.testing.assert_close(approx.float(), exact, atol=bound, rtol=0)
     assert not torch.equal(approx.float(), exact)
     with autocast(cpu, "fp32"):
         assert torch.equal(model.decode(tgt_in, *model.encode(src)), exact)

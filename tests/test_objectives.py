@@ -30,6 +30,12 @@ from tmtlib.subwords import PAD_ID, UNK_ID
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.fixture(scope="module")
+def tokenizer(toy_tokenizer):
+    """A vocabulary of the course's kind is all these tests need: the toy corpus's."""
+    return toy_tokenizer
+
+
 def test_analytic_kl_equals_monte_carlo():
     torch.manual_seed(0)
     mu, logvar = torch.randn(3, 4), torch.randn(3, 4) * 0.5

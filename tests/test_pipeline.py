@@ -1,8 +1,10 @@
-"""Pipeline: cached runs are trained once, then loaded; specs round-trip through config.json."""
+"""Pipeline: cached runs are trained once, then loaded; specs round-trip through config.json.
+Runs train on the toy corpus; the paraphrase data's sizes are checked on the real one (slow)."""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import replace
 
 import pytest
@@ -10,11 +12,18 @@ import torch
 
 from tmtlib import pipeline
 from tmtlib.train import TrainConfig
+from tmtlib.transfer import part_of
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def test_cached_run_trains_once_then_loads(tokenizer, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def tokenizer(toy_tokenizer):
+    """The runs here train on the toy corpus, with its vocabulary."""
+    return toy_tokenizer
+
+
+def test_cached_run_trains_once_then_loads(toy_corpus, tokenizer, tmp_path, monkeypatch):
     monkeypatch.setenv("TMT_HOME", str(tmp_path))
     spec = pipeline.PretrainSpec(
         objective="lm",
@@ -60,7 +69,7 @@ def test_later_settings_at_their_defaults_keep_old_run_names():
     assert pipeline.spec_from_dict(pipeline.FinetuneSpec, raw) == gradual
 
 
-def test_pretraining_can_continue_from_another_model(tokenizer, tmp_path, monkeypatch):
+def test_pretraining_can_continue_from_another_model(toy_corpus, tokenizer, tmp_path, monkeypatch):
     monkeypatch.setenv("TMT_HOME", str(tmp_path))
     lm = pipeline.PretrainSpec(
         objective="lm",
@@ -139,7 +148,7 @@ def test_paraphrase_pairs_come_from_one_image(corpus):
     assert not {s for s, _ in valid_pairs} & set(sources)
 
 
-def test_paraphraser_trains_and_strategies_run(tokenizer, tmp_path):
+def test_paraphraser_trains_and_strategies_run(toy_corpus, tokenizer, tmp_path):
     train = TrainConfig(
         max_steps=4, eval_every=2, max_tokens=1024, progress=False, select="val_bleu"
     )
@@ -147,7 +156,7 @@ def test_paraphraser_trains_and_strategies_run(tokenizer, tmp_path):
         src="en",
         tgt="en",
         task="paraphrase",
-        pairs=200,
+        pairs=100,
         preset="tiny",
         bleu_sentences=20,
         train=train,
@@ -161,5 +170,9 @@ def test_paraphraser_trains_and_strategies_run(tokenizer, tmp_path):
         init=str(tmp_path / "paraphrase" / "last.pt"),
         strategy="gradual",
     )
-    _, history, report = pipeline.finetune(child, tmp_path / "child", tokenizer)
-    assert report.by_part()["encoder"]["loaded"] > 0 and history.evals[-1]["step"] == 4
+    translator, history, report = pipeline.finetune(child, tmp_path / "child", tokenizer)
+    assert history.evals[-1]["step"] == 4
+    # the same model size: every tensor of every part comes from the paraphraser
+    parts = Counter(part_of(name) for name, _ in translator.named_parameters())
+    assert {part: row["loaded"] for part, row in report.by_part().items()} == parts
+    assert not report.initialised and not report.ignored

@@ -28,15 +28,26 @@ SYNTHETIC = [
 ]
 
 
-def test_reserved_and_language_ids(tokenizer):
+def test_reserved_and_language_ids(toy_tokenizer):
+    tokenizer = toy_tokenizer
     assert (tokenizer.pad_id, tokenizer.unk_id, tokenizer.bos_id, tokenizer.eos_id) == (0, 1, 2, 3)
     assert (PAD_ID, UNK_ID, BOS_ID, EOS_ID) == (0, 1, 2, 3)
     tags = {tokenizer.lang_id(lang) for lang in ("en", "de", "fr", "cs")}
     assert len(tags) == 4 and min(tags) > EOS_ID and tokenizer.mask_id not in tags
     assert tokenizer.sp.id_to_piece(tokenizer.lang_id("de")) == lang_tag("de") == "<2de>"
-    assert tokenizer.vocab_size == 8000
     with pytest.raises(ValueError, match="unknown language 'xx'"):
         tokenizer.lang_id("xx")
+
+
+def test_the_course_vocabulary_has_8000_pieces(tokenizer):
+    assert tokenizer.vocab_size == 8000
+
+
+def test_round_trip_is_exact_on_the_toy_data(toy_tokenizer, toy_corpus):
+    for lang in ("en", "de", "fr", "cs"):
+        lines = data.read_lines(1, "val", lang) + data.read_lines(1, "train", lang)
+        decoded = toy_tokenizer.decode(toy_tokenizer.encode(lines))
+        assert decoded == [normalize(line) for line in lines], lang
 
 
 def test_round_trip_is_exact_on_the_real_data(tokenizer):
@@ -46,14 +57,16 @@ def test_round_trip_is_exact_on_the_real_data(tokenizer):
         assert decoded == [normalize(line) for line in lines], lang
 
 
-def test_special_ids_are_dropped_when_decoding(tokenizer):
+def test_special_ids_are_dropped_when_decoding(toy_tokenizer):
+    tokenizer = toy_tokenizer
     ids = tokenizer.encode(["A dog runs."])[0]
     assert tokenizer.decode([[tokenizer.lang_id("en"), *ids, EOS_ID, PAD_ID, PAD_ID]]) == [
         "A dog runs."
     ]
 
 
-def test_odd_inputs(tokenizer):
+def test_odd_inputs(toy_tokenizer):
+    tokenizer = toy_tokenizer
     assert tokenizer.encode([""]) == [[]] and tokenizer.decode([[]]) == [""]
     assert tokenizer.encode(["   \t "]) == [[]]
     unseen = "日本語のテキスト 🙂 Ωμέγα"
@@ -65,7 +78,8 @@ def test_odd_inputs(tokenizer):
     assert tokenizer.decode(tokenizer.encode(["  two   spaces\n"])) == ["two spaces"]
 
 
-def test_word_starts_mark_word_initial_pieces(tokenizer):
+def test_word_starts_mark_word_initial_pieces(toy_tokenizer):
+    tokenizer = toy_tokenizer
     ids = tokenizer.encode(["Zwei Fußballspieler"])[0]
     starts = tokenizer.word_starts(ids)
     assert starts[0] and sum(starts) == 2 and len(starts) == len(ids)
@@ -96,10 +110,10 @@ def test_bpe_and_bad_settings(tmp_path):
         course_tokenizer(["en", "jp"])
 
 
-def test_fingerprint_tells_vocabularies_apart(tokenizer, tmp_path):
+def test_fingerprint_tells_vocabularies_apart(toy_tokenizer, tmp_path):
     small = train_tokenizer(SYNTHETIC, TokenizerSettings(vocab_size=320), cache=tmp_path)
-    assert small.fingerprint() != tokenizer.fingerprint()
-    assert len(tokenizer.fingerprint()) == 16
+    assert small.fingerprint() != toy_tokenizer.fingerprint()
+    assert len(toy_tokenizer.fingerprint()) == 16
 
 
 def test_too_small_vocabulary_is_a_clear_error(tmp_path):

@@ -102,8 +102,11 @@ def test_history_and_best_checkpoint(tmp_path):
     assert best["note"] == "hello" and "optimizer" not in best
     last = checkpoint.load(tmp_path / "last.pt")
     assert last["progress"]["step"] == 30 and last["train_config"]["max_steps"] == 30
-    # source + target, no padding
-    assert 30 <= last["progress"]["tokens"] <= 30 * 2 * quick().max_tokens
+    # source + target tokens (EOS counted, padding not) of the 30 batches, epoch after epoch
+    seed, sizes = quick().seed * 100_003, [e.size for e in data]
+    batches = [b for epoch in range(5) for b in token_batches(sizes, 120, seed=seed + epoch)][:30]
+    trained = [collate([data[i] for i in batch]) for batch in batches]
+    assert last["progress"]["tokens"] == sum(b.src_tokens + b.tgt_tokens for b in trained)
     assert History.from_dict(last["history"]).evals == history.evals
 
 
@@ -211,6 +214,7 @@ def _run(out: Path, steps: int, slow: float = 0.0) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_sigkill_then_restart_reaches_the_uninterrupted_result(tmp_path):
     assert _run(tmp_path / "straight", 40).wait(timeout=300) == 0
     victim = _run(tmp_path / "killed", 40, slow=0.1)
@@ -236,6 +240,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_keep_identical_weights(tmp_path):
     command = [
         sys.executable,

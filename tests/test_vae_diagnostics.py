@@ -87,8 +87,14 @@ def test_importance_weighting_tightens_the_bound():
 def test_active_units_count_what_moves_with_the_sentence():
     examples = sentences()
     model = vae_model()
+    # posterior means whose variances over the sentences are 0, 0.05**2 and 5.25 (Burda et al.'s
+    # threshold: 0.01)
+    wobble = 0.05 * torch.tensor([1.0, -1.0] * 4)
+    designed = torch.stack([torch.zeros(8), wobble, torch.arange(8.0)], dim=1)  # [8 sentences, 3]
+    assert vd.active_units(designed) == 1 and vd.active_units(designed, threshold=0.001) == 2
     mu, _ = vd.posteriors(model, examples)
-    assert 0 < vd.active_units(mu) <= model.config.latent_dim
+    variances = mu.numpy().var(axis=0)  # a random model's means
+    assert vd.active_units(mu) == (variances > 0.01).sum() > 0
     with torch.no_grad():  # an encoder that ignores x: a large KL, but nothing active
         model.latent.to_mu.weight.zero_()
         model.latent.to_mu.bias.fill_(2.0)

@@ -8,15 +8,21 @@ import time
 
 import numpy as np
 import pytest
+import sacrebleu
 import torch
 
 from tmtlib import widgets
 from tmtlib.decode import decode_latent, encode_latent, translate
-from tmtlib.evaluate import chrf
 from tmtlib.models import Seq2Seq, model_config
 from tmtlib.noise import NoiseConfig
 
 SENTENCES = ["A man in an orange hat starring at something.", "Two dogs play in the snow."]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(toy_tokenizer):
+    """A vocabulary of the course's kind is all these tests need: the toy corpus's."""
+    return toy_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +47,7 @@ def test_noise_explorer_reacts_to_its_controls(tokenizer, capsys):
     sliders["mask p"].value = 1.0
     assert "<mask> <mask>" in capsys.readouterr().out
     box.children[0].value = SENTENCES[1]
-    assert "▁dogs" in capsys.readouterr().out
+    assert f"original:  {' '.join(tokenizer.pieces(SENTENCES[1]))}\n" in capsys.readouterr().out
 
 
 def test_noise_explorer_opens_on_a_visible_corruption(tokenizer, capsys):
@@ -71,22 +77,31 @@ def test_long_lines_wrap_and_are_escaped():
 
 
 def test_translate_one_returns_attention_and_score(vae, tokenizer):
+    unscored = widgets.translate_one(vae, tokenizer, SENTENCES[0], "de", beam_size=2)
+    assert unscored.chrf is None
+    assert unscored.translation == translate(vae, tokenizer, [SENTENCES[0]], "de", beam_size=2)[0]
+    # a reference that shares part of the output, so chrF is neither 0 nor 100
+    reference = unscored.translation[: len(unscored.translation) // 2]
     view = widgets.translate_one(
-        vae, tokenizer, SENTENCES[0], "de", beam_size=2, reference="Ein Mann."
+        vae, tokenizer, SENTENCES[0], "de", beam_size=2, reference=reference
     )
     rows, cols = view.alignment.attention.shape
     assert rows == len(view.alignment.output_pieces) and cols == len(view.alignment.source_pieces)
-    assert view.translation == translate(vae, tokenizer, [SENTENCES[0]], "de", beam_size=2)[0]
-    # the sentence's own chrF
-    assert view.chrf == pytest.approx(chrf([view.translation], ["Ein Mann."]).value)
-    assert widgets.translate_one(vae, tokenizer, SENTENCES[0], "de", beam_size=1).chrf is None
+    assert view.translation == unscored.translation
+    expected = sacrebleu.sentence_chrf(
+        view.translation, [reference]
+    ).score  # as sacreBLEU scores it
+    assert 0 < expected < 100 and view.chrf == pytest.approx(expected)
 
 
 def test_worst_sentences_and_browser(capsys):
     refs = ["a dog runs", "a cat sleeps", "two men talk"]
     hyps = ["a dog runs", "xyz", "two men talk loudly"]
+    scores = [sacrebleu.sentence_chrf(h, [r]).score for h, r in zip(hyps, refs)]
+    assert scores[1] < scores[2] < scores[0] == 100  # so the two worst are 1, then 2
     worst = widgets.worst_sentences(["s1", "s2", "s3"], hyps, refs, k=2)
-    assert [row["index"] for row in worst] == [1, 2] and worst[0]["chrF"] < worst[1]["chrF"]
+    assert [(row["index"], row["chrF"]) for row in worst] == [(1, scores[1]), (2, scores[2])]
+    assert [row["output"] for row in worst] == hyps[1:] and worst[0]["reference"] == refs[1]
     browser = widgets.error_browser(["s1", "s2", "s3"], hyps, refs)
     browser.children[0].value = 3
     assert "#0" in capsys.readouterr().out.splitlines()[-4]
