@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 
 import numpy as np
 import pytest
@@ -155,11 +154,23 @@ def test_fast_resampling_equals_scoring_resampled_strings():
     assert result.ci_b == pytest.approx(tuple(np.percentile(slow_b, [2.5, 97.5])), abs=1e-9)
 
 
-def test_bootstrap_is_fast():
-    refs = _corpus(1000, seed=6)
-    start = time.perf_counter()
-    evaluate.paired_bootstrap(_corrupt(refs), _corrupt(refs, seed=2), refs, n_samples=1000)
-    assert time.perf_counter() - start < 15  # re-scoring strings would take minutes
+def test_bootstrap_reads_the_strings_once_per_system(monkeypatch):
+    """Fast by construction, not by a timer: the sentences' statistics are extracted once per
+    system, however many resamples (re-scoring the strings of 1,000 samples would take minutes)."""
+    from sacrebleu.metrics import BLEU
+
+    refs = _corpus(200, seed=6)
+    calls = []
+    extract = BLEU._extract_corpus_statistics
+    monkeypatch.setattr(
+        BLEU,
+        "_extract_corpus_statistics",
+        lambda self, *args: calls.append(len(args[0])) or extract(self, *args),
+    )
+    for n_samples in (10, 1000):
+        calls.clear()
+        evaluate.paired_bootstrap(_corrupt(refs), _corrupt(refs, seed=2), refs, n_samples=n_samples)
+        assert calls == [200, 200], f"{n_samples} resamples: strings scored {len(calls)} times"
 
 
 def test_multiple_references_per_sentence_match_sacrebleu():

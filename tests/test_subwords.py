@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tmtlib import data
@@ -88,10 +86,8 @@ def test_word_starts_mark_word_initial_pieces(toy_tokenizer):
 def test_training_is_cached_by_settings_and_text(tmp_path):
     first = train_tokenizer(SYNTHETIC, TokenizerSettings(vocab_size=320), cache=tmp_path)
     stamp = first.model_file.stat().st_mtime_ns
-    start = time.perf_counter()
     again = train_tokenizer(SYNTHETIC, TokenizerSettings(vocab_size=320), cache=tmp_path)
     assert again.model_file == first.model_file and again.model_file.stat().st_mtime_ns == stamp
-    assert time.perf_counter() - start < 1.0
     other = train_tokenizer(SYNTHETIC[:-1], TokenizerSettings(vocab_size=320), cache=tmp_path)
     assert other.model_file != first.model_file
     assert isinstance(Tokenizer(first.model_file), Tokenizer)
