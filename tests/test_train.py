@@ -122,11 +122,14 @@ def test_progress_json_tells_where_last_pt_stands_without_loading_it(tmp_path, m
         raise AssertionError(f"loaded {path}")
 
     monkeypatch.setattr(checkpoint, "load", no_checkpoint_loads)
-    assert pipeline.is_finished(tmp_path) and checkpoint.read_progress(tmp_path) == progress
+    assert (
+        pipeline.is_finished(tmp_path)
+        and checkpoint.RunFolder(tmp_path).read_progress() == progress
+    )
     monkeypatch.undo()
     (tmp_path / "progress.json").unlink()  # a folder written before progress.json: from last.pt
-    assert checkpoint.read_progress(tmp_path) == progress
-    assert checkpoint.read_progress(tmp_path / "empty") is None
+    assert checkpoint.RunFolder(tmp_path).read_progress() == progress
+    assert checkpoint.RunFolder(tmp_path / "empty").read_progress() is None
 
 
 def test_early_stopping_and_time_budget(tmp_path):

@@ -80,7 +80,7 @@ def test_checkpoints_written_then_resumed_restore_weights_progress_and_history(t
         "train_config",
     ]
     saved.save_last(progress, history)
-    assert checkpoint.read_progress(tmp_path) == progress
+    assert checkpoint.RunFolder(tmp_path).read_progress() == progress
     assert {p.name for p in tmp_path.iterdir()} >= {
         "last.pt",
         "best.pt",

@@ -241,28 +241,72 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     return checkpoint
 
 
-# --- what a run folder says about its run --------------------------------------------------------
-
-PROGRESS_FILE = "progress.json"  # the progress of last.pt, written after it
+# --- a run folder's layout ---------------------------------------------------------------------
 
 
-def save_progress(progress: dict[str, Any], folder: str | os.PathLike) -> Path:
-    """Write ``folder/progress.json``: the ``progress`` of the ``last.pt`` just written, so that
-    whether a run finished, and its steps, time and tokens, can be read without loading the
-    checkpoint (model, optimiser and all)."""
-    return write_json_atomic(progress, Path(folder) / PROGRESS_FILE)
+@dataclass(frozen=True)
+class RunFolder:
+    """Which file of a run folder holds what, and reading it back: the one place that knows.
 
+    * ``config.json``: the run's settings (written by ``tmtlib.pipeline`` before training);
+    * ``tokenizer.model``: the vocabulary the run was trained with;
+    * ``last.pt``, ``best.pt``, ``history.json``, ``progress.json``: written while it trains
+      (``TrainingCheckpoints``).
+    """
 
-def read_progress(folder: str | os.PathLike) -> dict[str, Any] | None:
-    """The progress of the run in ``folder`` (step, epoch, elapsed seconds, tokens, why it
-    stopped): from ``progress.json``, or from ``last.pt`` in a folder written before there was
-    one; None when the run has not written a checkpoint yet."""
-    folder = Path(folder)
-    if (folder / PROGRESS_FILE).exists():
-        return json.loads((folder / PROGRESS_FILE).read_text())
-    if (folder / "last.pt").exists():
-        return load(folder / "last.pt")["progress"]
-    return None
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.path / "tokenizer.model"
+
+    @property
+    def last(self) -> Path:
+        return self.path / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.path / "best.pt"
+
+    @property
+    def history(self) -> Path:
+        return self.path / "history.json"
+
+    @property
+    def progress(self) -> Path:
+        """The progress of ``last.pt``, written after it."""
+        return self.path / "progress.json"
+
+    def weights(self) -> Path:
+        """The checkpoint to use the run with: ``best.pt``, or ``last.pt`` when the run evaluated
+        nothing."""
+        return self.best if self.best.exists() else self.last
+
+    def read_config(self) -> dict[str, Any]:
+        return json.loads(self.config.read_text())
+
+    def read_history(self) -> dict[str, Any]:
+        return json.loads(self.history.read_text())
+
+    def read_progress(self) -> dict[str, Any] | None:
+        """Where the run stands (step, epoch, elapsed seconds, tokens, why it stopped): from
+        ``progress.json``, so that whether a run finished can be read without loading the
+        checkpoint (model, optimiser and all), or from ``last.pt`` in a folder written before
+        there was one; None when the run has not written a checkpoint yet."""
+        if self.progress.exists():
+            return json.loads(self.progress.read_text())
+        if self.last.exists():
+            return load(self.last)["progress"]
+        return None
+
+    def is_finished(self) -> bool:
+        """Whether the run reached one of its stopping conditions."""
+        progress = self.read_progress()
+        return progress is not None and bool(progress.get("stopped"))
 
 
 # --- a training run's checkpoints ----------------------------------------------------------------
@@ -274,7 +318,7 @@ class TrainingCheckpoints:
 
     * ``last.pt``: everything a rerun needs to continue exactly where this one stopped (model,
       optimiser, scheduler, RNG state, progress, training config, history, metadata), and beside
-      it ``progress.json`` (``save_progress``);
+      it ``progress.json``;
     * ``best.pt``: the weights of the best evaluation so far, with its progress, the training
       config and the metadata (no optimiser: it is for use, not for resuming);
     * ``history.json``: the metrics so far, rewritten with either checkpoint.
@@ -294,9 +338,9 @@ class TrainingCheckpoints:
     def resume(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """Load ``last.pt`` into the model, optimiser, scheduler and RNG, and return its
         (progress, history); None, with nothing changed, when the folder has no ``last.pt``."""
-        if self.folder is None or not (self.folder / "last.pt").exists():
+        if self.folder is None or not RunFolder(self.folder).last.exists():
             return None
-        saved = load(self.folder / "last.pt")
+        saved = load(RunFolder(self.folder).last)
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
@@ -323,9 +367,10 @@ class TrainingCheckpoints:
             "history": history,
             **self.metadata,
         }
-        save_atomic(state, self.folder / "last.pt")
-        save_progress(progress, self.folder)
-        write_json_atomic(history, self.folder / "history.json", indent=None)
+        files = RunFolder(self.folder)
+        save_atomic(state, files.last)
+        write_json_atomic(progress, files.progress)
+        write_json_atomic(history, files.history, indent=None)
 
     def save_best(self, progress: dict[str, Any], history: dict[str, Any]) -> None:
         """Write ``best.pt`` (the weights, progress, training config and metadata) and
@@ -338,5 +383,6 @@ class TrainingCheckpoints:
             "train_config": self.train_config,
             **self.metadata,
         }
-        save_atomic(weights, self.folder / "best.pt")
-        write_json_atomic(history, self.folder / "history.json", indent=None)
+        files = RunFolder(self.folder)
+        save_atomic(weights, files.best)
+        write_json_atomic(history, files.history, indent=None)

@@ -228,7 +228,7 @@ def run_history(folder: Path) -> dict[str, list]:
 def record(cell: Cell, folder: Path, test: dict) -> dict[str, Any]:
     """The machine-readable account of one finished run."""
     config = recorded_config(folder)
-    progress, evals = checkpoint.read_progress(folder), run_history(folder)["evals"]
+    progress, evals = checkpoint.RunFolder(folder).read_progress(), run_history(folder)["evals"]
     best = max(evals, key=lambda e: e.get("val_bleu", float("-inf")))
     train_pairs = cell.pairs or len(data.load_parallel(cell.src, cell.tgt, "train"))
     return {
@@ -721,7 +721,7 @@ def vae_specs() -> dict[str, pipeline.PretrainSpec]:
 
 
 def pretraining_record(name: str, folder: Path) -> dict[str, Any]:
-    progress, history = checkpoint.read_progress(folder), run_history(folder)
+    progress, history = checkpoint.RunFolder(folder).read_progress(), run_history(folder)
     return {
         "run": name,
         "run_folder": folder.name,

@@ -536,8 +536,7 @@ def runs_dir() -> Path:
 
 def is_finished(folder: Path) -> bool:
     """Whether the run in ``folder`` reached one of its stopping conditions."""
-    progress = checkpoint.read_progress(folder)
-    return progress is not None and bool(progress.get("stopped"))
+    return checkpoint.RunFolder(Path(folder)).is_finished()
 
 
 def cached_run(spec, tokenizer: Tokenizer | None = None, **finetune_options):
