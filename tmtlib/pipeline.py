@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -253,7 +252,7 @@ def _prepare_folder(out_dir: Path, spec, tokenizer: Tokenizer) -> None:
 
     Under torchrun only rank 0 writes (every rank reads the same files afterwards).
     """
-    if int(os.environ.get("RANK", "0")) != 0:
+    if settings.rank() != 0:
         return
     out_dir.mkdir(parents=True, exist_ok=True)
     config_file = out_dir / "config.json"
