@@ -7,36 +7,36 @@ from pathlib import Path
 
 import pytest
 
-from tmtlib import course, pipeline
+from tmtlib import course, pipeline, recipes, settings
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_quick_mode_keeps_distinct_budgets_distinct_runs():
-    assert course.QUICK, "tests run the course in quick mode (conftest sets TMT_QUICK=1)"
+    assert settings.quick_mode(), "tests run the course in quick mode (conftest sets TMT_QUICK=1)"
     specs = {pairs: course.finetune_spec(None, pairs) for pairs in (200, 500, 2000, None)}
     assert [spec.pairs for spec in specs.values()] == [200, 500, 2000, None]
     assert len({pipeline.spec_hash(spec) for spec in specs.values()}) == len(specs)
 
 
 def test_quick_mode_showcases_only_notebook_9s_en_de_translators():
-    showcase = course.SHOWCASE["preset"]
+    showcase, quick = recipes.SHOWCASE.quick.preset, recipes.COURSE_MODEL.quick
     assert (
         course.finetune_spec(None, 2000).preset
         == course.finetune_spec(None, None).preset
         == showcase
     )
-    assert course.finetune_spec(None, 2000).train.max_steps == course.SHOWCASE_STEPS
+    assert (
+        course.finetune_spec(None, 2000).train.max_steps == recipes.SHOWCASE.quick.train.max_steps
+    )
     assert (
         course.finetune_spec(None, 500).preset
         == course.finetune_spec(None, 2000, tgt="fr").preset
-        == course.PRESET
+        == quick
     )
     # three showcases, not every combination
-    assert course.finetune_spec("dae", None).preset == course.PRESET
-    assert (
-        course.finetune_spec(None, 2000, train=course.long_train_config()).preset == course.PRESET
-    )
+    assert course.finetune_spec("dae", None).preset == quick
+    assert course.finetune_spec(None, 2000, train=course.long_train_config()).preset == quick
 
 
 def test_child_of_the_parent_starts_from_the_parent_translator(tokenizer):

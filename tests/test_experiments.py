@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tmtlib import course, experiments
+from tmtlib import course, experiments, recipes
 from tmtlib.experiments import Cell, budget_table
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ def test_budget_table_puts_each_initialisation_on_a_row_and_each_budget_in_a_col
 def test_an_hour_from_the_denoising_autoencoder_trains_for_the_hour_less_its_pretraining(
     monkeypatch,
 ):
-    monkeypatch.setattr(course, "QUICK", False)  # the full-mode recipes, without training them
+    monkeypatch.delenv("TMT_QUICK")  # the full-mode recipes, without training them
     asked = {}
 
     def translator(init, **options):
@@ -73,7 +73,7 @@ def test_an_hour_from_the_denoising_autoencoder_trains_for_the_hour_less_its_pre
     for cell in cells:
         cell.run()
     assert (asked[None].max_minutes, asked[None].max_steps) == (60, 2200)
-    assert course.PRETRAINING_MINUTES + asked["dae"].max_minutes == 60
+    assert recipes.PRETRAINING_MINUTES + asked["dae"].max_minutes == 60
     assert asked["dae"].max_steps == round(2200 * asked["dae"].max_minutes / 60)
     with pytest.raises(ValueError, match="starts from scratch or dae"):
         experiments.full(inits=["parent_long"])

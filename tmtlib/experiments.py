@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import checkpoint, course, data, pipeline, plot, settings, vae_diagnostics
+from . import checkpoint, course, data, pipeline, plot, recipes, settings, vae_diagnostics
 from .evaluate import paired_bootstrap
 from .train import History
 
@@ -86,7 +86,7 @@ class Cell:
         """Train (or load) the cell's run; returns its folder and its beam-5 test result."""
         recipe = {}
         if self.recipe in LONG_RECIPES:
-            minutes = 60 - (course.PRETRAINING_MINUTES if self.init else 0)
+            minutes = 60 - (recipes.PRETRAINING_MINUTES if self.init else 0)
             recipe = {
                 "train": course.long_train_config(self.seed, LONG_RECIPES[self.recipe], minutes)
             }
@@ -164,7 +164,7 @@ def full(
     the en->de child of the budgets family). ``precision="bf16"`` trains the same hour in bf16
     mixed precision, more steps on a CPU with native bf16 (never a parent: those stay fp32).
     ``inits=("dae",)`` starts from the course's denoising pretraining instead, whose minutes come
-    out of the hour (``tmtlib.course.PRETRAINING_MINUTES``): pretraining and translation in 60."""
+    out of the hour (``tmtlib.recipes.PRETRAINING_MINUTES``): pretraining and translation in 60."""
     recipes = {value: name for name, value in LONG_RECIPES.items()}
     if precision not in recipes:
         raise ValueError(f"precision must be one of {', '.join(recipes)}, not {precision!r}")
@@ -194,7 +194,7 @@ def results_dir() -> Path:
     """``data/results`` (committed) in full mode; a cache folder in quick mode."""
     return (
         settings.cache_dir("results-quick")
-        if course.QUICK
+        if settings.quick_mode()
         else settings.REPO_ROOT / "data" / "results"
     )
 
@@ -205,7 +205,7 @@ def machine() -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "cpu_cores": os.cpu_count(),
         "torch": torch.__version__,
-        "quick_mode": course.QUICK,
+        "quick_mode": settings.quick_mode(),
     }
 
 
@@ -786,25 +786,18 @@ def run_pretraining(out: Path | None = None, log=print) -> list[dict[str, Any]]:
 # --- the VAEs, measured ---------------------------------------------------------------------------
 
 VAE_RUNS = course.VAE_RUNS
-# draws z ~ q(z|x) per sentence: for the ELBO on every validation caption, and for the importance-
-# weighted bound (k up to 50) on the first 200
-DIAGNOSTIC_SAMPLES = (
-    {"samples": 2, "iw_sentences": 20, "iw_samples": 5, "iw_k": (1, 5)}
-    if course.QUICK
-    else {"samples": 10, "iw_sentences": 200, "iw_samples": 50, "iw_k": (1, 10, 50)}
-)
 
 
 def vae_diagnostics_record(name: str) -> dict[str, Any]:
     """``tmtlib.vae_diagnostics.measure`` of the pretraining run ``name`` (one of ``VAE_RUNS``,
     trained first if missing) on its validation captions, from its selected checkpoint, and the
     gradient each cross-attention projection gets from its loss on 64 of them, and how far each
-    moved from its initialisation."""
+    moved from its initialisation. Samples drawn: ``recipes.VAE_DIAGNOSTICS``."""
     spec, tokenizer = vae_specs()[name], course.tokenizer()
     model, _, folder = pipeline.cached_run(spec, tokenizer)
     examples = pipeline.pretraining_validation(spec, tokenizer)
     started = time.perf_counter()
-    measured = vae_diagnostics.measure(model, examples, **DIAGNOSTIC_SAMPLES)
+    measured = vae_diagnostics.measure(model, examples, **recipes.VAE_DIAGNOSTICS.current())
     objective = pipeline.build_objective(spec, tokenizer)
     torch.manual_seed(0)  # word dropout and z are drawn from the global generator
     gradients = vae_diagnostics.cross_attention_gradients(model, objective, examples[:64])

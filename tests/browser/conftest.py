@@ -87,7 +87,7 @@ def trained_models(corpus) -> None:
         pipeline.cached_run(spec, tokenizer)
     for init in (None, *course.PRETRAIN_OBJECTIVES):
         course.translator(init, pairs=2000)
-    for init, pairs in course.SHOWCASE["runs"]:
+    for init, pairs in course.SHOWCASE_RUNS:
         course.translator(init, pairs=pairs)
 
 
