@@ -207,3 +207,8 @@ def test_a_record_names_its_starting_checkpoint_relative_to_the_run_cache(tmp_pa
     (folder / "config.json").write_text(json.dumps({"init": "my/best.pt"}))
     # a path the user gave stays as given
     assert experiments.recorded_config(folder)["init"] == "my/best.pt"
+    outside = tmp_path / "mine.pt"  # an absolute path elsewhere: named by its content
+    outside.write_bytes(b"weights")
+    (folder / "config.json").write_text(json.dumps({"init": str(outside)}))
+    assert experiments.recorded_config(folder)["init"] == pipeline.checkpoint_reference(outside)
+    assert experiments.recorded_config(folder)["init"].startswith("sha256:")

@@ -210,13 +210,13 @@ def machine() -> dict[str, Any]:
 
 
 def recorded_config(folder: Path) -> dict[str, Any]:
-    """The run's ``config.json`` as a record keeps it: a starting checkpoint in the run cache is
-    named relative to it (``runs/<run folder>/best.pt``), so records hold no path of the machine
-    that made them."""
+    """The run's ``config.json`` as a record keeps it: a starting checkpoint given by an absolute
+    path as the run's name hashes it (``tmtlib.pipeline.checkpoint_reference``: ``runs/<run
+    folder>/best.pt`` in the run cache, the file's content hash elsewhere), so records hold no
+    path of the machine that made them; a relative path stays as the user gave it."""
     config = json.loads((folder / "config.json").read_text())
-    init = config.get("init")
-    if init and Path(init).is_absolute() and Path(init).parent.parent == pipeline.runs_dir():
-        config["init"] = f"runs/{Path(init).parent.name}/{Path(init).name}"
+    if config.get("init") and Path(config["init"]).is_absolute():
+        config["init"] = pipeline.checkpoint_reference(config["init"])
     return config
 
 
