@@ -51,12 +51,12 @@ def test_child_of_the_parent_starts_from_the_parent_translator(tokenizer):
 
 def test_test_results_are_cached_per_language_pair(tokenizer):
     _, _, folder = course.translator(None, pairs=200, src="en", tgt="fr")
-    french = course.test_result(folder, "en", "fr")
-    german = course.test_result(folder, "en", "de")  # what a French child still does in German
+    french = course.test_set_result(folder, "en", "fr")
+    german = course.test_set_result(folder, "en", "de")  # what a French child still does in German
     assert (french["tgt"], german["tgt"]) == ("fr", "de")
     assert (folder / "en-fr.test_2016_flickr.beam5.json").exists()
     assert (folder / "en-de.test_2016_flickr.beam5.json").exists()
-    assert course.test_result(folder, "en", "fr") == french  # read back, not recomputed
+    assert course.test_set_result(folder, "en", "fr") == french  # read back, not recomputed
 
 
 def test_the_en_de_child_gets_an_en_fr_parent_never_one_trained_on_its_own_pairs(tokenizer):

@@ -64,7 +64,7 @@ def test_an_hour_from_the_denoising_autoencoder_trains_for_the_hour_less_its_pre
         return None, None, Path(init or "scratch")
 
     monkeypatch.setattr(course, "translator", translator)
-    monkeypatch.setattr(course, "test_result", lambda folder, src, tgt: {})
+    monkeypatch.setattr(course, "test_set_result", lambda folder, src, tgt: {})
     cells = experiments.full(inits=["scratch", "dae"])
     assert [cell.name for cell in cells] == [
         "en-de_scratch_long_all_seed0",
@@ -158,7 +158,7 @@ def test_figures_draw_each_language_pair_in_its_own_panel_with_words_for_labels(
     records = {cell: _record(cell, 20.0 + cell.seed + (5 if cell.init else 0)) for cell in cells}
     for saved in records.values():
         saved["validation"] = {"curve": curve}
-    written = experiments.figures("crosslingual", records, tmp_path, log=lambda message: None)
+    written = experiments.figures("crosslingual", records, tmp_path)
     assert [path.name for path in written] == ["bleu.png", "learning_curves.png"]
     assert [experiments.label(c) for c in cells[:4:2]] == ["scratch", "60-min parent"]
     assert (

@@ -26,7 +26,6 @@ from pathlib import Path
 from . import checkpoint, pipeline, recipes
 from .models import Seq2Seq
 from .pipeline import FinetuneSpec, PretrainSpec, cached_run, course_tokenizer
-from .subwords import Tokenizer
 from .train import History, TrainConfig
 from .transfer import DEFAULT_PARTS
 
@@ -53,11 +52,6 @@ PARENT_OF_EN_DE = (
     "en",
     "fr",
 )
-
-
-def tokenizer() -> Tokenizer:
-    """The course's joint en/de/fr/cs vocabulary (8,000 pieces)."""
-    return course_tokenizer()
 
 
 def pretrain_spec(objective: str, **overrides) -> PretrainSpec:
@@ -235,7 +229,7 @@ def init_checkpoint(init: str, child: tuple[str, str], preset: str | None = None
     elif init == "parent_long":
         folder = long_parent(parent_pair(child))[2]
     elif init in DENOISED_PARENTS:
-        folder = cached_run(denoised_parent_spec(init, child), tokenizer())[2]
+        folder = cached_run(denoised_parent_spec(init, child), course_tokenizer())[2]
     else:
         folder = pretrained(init, preset=preset or recipes.COURSE_MODEL.current())[2]
     return str(folder / "best.pt")
@@ -252,14 +246,14 @@ def denoised_parent_spec(init: str, child: tuple[str, str]) -> PretrainSpec:
 
 def pretrained(objective: str, **overrides) -> tuple[Seq2Seq, History, Path]:
     """(model, history, run folder) of the course's pretraining run with ``objective``."""
-    return cached_run(pretrain_spec(objective, **overrides), tokenizer())
+    return cached_run(pretrain_spec(objective, **overrides), course_tokenizer())
 
 
 def translator(
     init: str | None, pairs: int = 2000, seed: int = 0, **overrides
 ) -> tuple[Seq2Seq, History, Path]:
     """(model, history, run folder) of a translator fine-tuned from ``init`` (or from scratch)."""
-    return cached_run(finetune_spec(init, pairs, seed, **overrides), tokenizer())
+    return cached_run(finetune_spec(init, pairs, seed, **overrides), course_tokenizer())
 
 
 def parent_pair(child: tuple[str, str]) -> tuple[str, str]:
@@ -318,7 +312,7 @@ def prepare(share: int = 0, of: int = 1) -> None:
         run()
 
 
-def test_result(
+def test_set_result(
     folder: Path, src: str, tgt: str, split: str = "test_2016_flickr", beam_size: int = 5
 ) -> dict:
     """Beam-search translations of a task-1 test split by the run in ``folder`` and their sacreBLEU
@@ -329,7 +323,7 @@ def test_result(
     if cache.exists():
         return json.loads(cache.read_text())
     model, tokenizer, _ = pipeline.load(folder / "best.pt")
-    hyps, scores = pipeline.test_scores(
+    hyps, scores = pipeline.scores_on_test(
         model, tokenizer, src, tgt, split, beam_size=beam_size, limit=limit
     )
     result = {

@@ -559,7 +559,7 @@ def output_languages(metadata: dict[str, Any]) -> tuple[str, ...] | None:
     return None
 
 
-def test_scores(
+def scores_on_test(
     model: Seq2Seq,
     tokenizer: Tokenizer,
     src: str,
