@@ -72,9 +72,9 @@ def default_checkpoint() -> Path:
     """The course's en->de model trained on all pairs (notebook 6's 29k scratch run, the parent of
     notebooks 7-8): loaded from the run cache, or trained first in a fresh checkout (250 steps,
     about 7 minutes on 2 cores), so that every benchmark runs from a clean checkout."""
-    from tmtlib import course
+    from tmtlib import course, settings
 
-    if course.QUICK:
+    if settings.quick_mode():
         raise SystemExit(
             "unset TMT_QUICK: the benchmarks measure the course model, not the quick-mode one"
         )

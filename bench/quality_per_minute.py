@@ -68,7 +68,7 @@ def run_tmtlib(
         )
         _, history, _ = pipeline.finetune(spec, out)
         model, tokenizer, saved = pipeline.load(out / "best.pt")
-        _, scores = pipeline.test_scores(model, tokenizer, "en", "de")
+        _, scores = pipeline.scores_on_test(model, tokenizer, "en", "de")
         tests.append(
             {
                 "minutes": minutes,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import shlex
 import subprocess
 import sys
@@ -571,7 +572,7 @@ def test_bad_flags_are_one_line_and_exit_2(argv, message, capsys, tmp_path, monk
 def test_the_documented_hour_recipe_flags_are_the_course_recipe(monkeypatch):
     """docs/cli.md's flags for the 60-minute recipe give ``course.long_train_config()`` (full
     mode's)."""
-    monkeypatch.setattr(course, "QUICK", False)
+    monkeypatch.delenv("TMT_QUICK")
     docs = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text(encoding="utf-8")
     line = next(
         line
@@ -580,3 +581,17 @@ def test_the_documented_hour_recipe_flags_are_the_course_recipe(monkeypatch):
     )
     args = cli.build_parser().parse_args(shlex.split(line)[3:])
     assert cli._spec(pipeline.FinetuneSpec, args).train == course.long_train_config()
+
+
+def test_a_command_shows_tmtlib_progress_on_stderr_as_plain_lines(capsys):
+    """``main`` routes tmtlib's log records (an experiment's "[1/2] run" lines) to stderr as plain
+    lines while a command runs, and leaves the logging setup as it found it."""
+    progress = logging.getLogger("tmtlib.experiments")
+    level, handlers = logging.getLogger("tmtlib").level, list(logging.getLogger("tmtlib").handlers)
+    with cli._progress_on_stderr():
+        progress.info("[1/2] en-de_dae_1000_seed0")
+        progress.debug("not at INFO")
+    progress.info("after the command")
+    assert capsys.readouterr().err == "[1/2] en-de_dae_1000_seed0\n"
+    assert logging.getLogger("tmtlib").level == level
+    assert logging.getLogger("tmtlib").handlers == handlers

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tmtlib import course, pipeline, settings
+from tmtlib import course, pipeline, recipes, settings
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -21,12 +21,12 @@ def test_tmt_quick_turns_quick_mode_on(value, quick, monkeypatch):
     assert settings.quick_mode() is quick
 
 
-def test_quick_mode_shrinks_the_course_runs(monkeypatch):
-    monkeypatch.setattr(course, "QUICK", False)
-    full = course.pretrain_train_config(), course.finetune_spec(None, 200)
-    monkeypatch.setattr(course, "QUICK", True)
-    quick = course.pretrain_train_config(), course.finetune_spec(None, 200)
-    assert (quick[0].max_steps, full[0].max_steps) == (30, 300)
+def test_quick_mode_shrinks_the_course_runs_when_they_are_built(monkeypatch):
+    monkeypatch.setenv("TMT_QUICK", "0")
+    full = recipes.PRETRAINING.current(), course.finetune_spec(None, 200)
+    monkeypatch.setenv("TMT_QUICK", "1")
+    quick = recipes.PRETRAINING.current(), course.finetune_spec(None, 200)
+    assert (quick[0].train.max_steps, full[0].train.max_steps) == (30, 300)
     assert quick[1].train.max_steps < full[1].train.max_steps
     assert quick[1].bleu_sentences < full[1].bleu_sentences
 
@@ -38,27 +38,27 @@ def test_quick_mode_keeps_distinct_budgets_distinct_runs():
 
 
 def test_quick_mode_showcases_only_notebook_9s_en_de_translators():
-    showcase = course.SHOWCASE["preset"]
+    showcase, quick = recipes.SHOWCASE.quick.preset, recipes.COURSE_MODEL.quick
     assert (
         course.finetune_spec(None, 2000).preset
         == course.finetune_spec(None, None).preset
         == showcase
     )
-    assert course.finetune_spec(None, 2000).train.max_steps == course.SHOWCASE_STEPS
+    assert (
+        course.finetune_spec(None, 2000).train.max_steps == recipes.SHOWCASE.quick.train.max_steps
+    )
     assert (
         course.finetune_spec(None, 500).preset
         == course.finetune_spec(None, 2000, tgt="fr").preset
-        == course.PRESET
+        == quick
     )
     # three showcases, not every combination
-    assert (
-        course.finetune_spec(None, 2000, train=course.long_train_config()).preset == course.PRESET
-    )
+    assert course.finetune_spec(None, 2000, train=course.long_train_config()).preset == quick
 
 
 def test_quick_mode_showcases_no_pretrained_start(corpus):
     # the spec names the DAE's checkpoint: the DAE is trained (or loaded) on the real corpus
-    assert course.finetune_spec("dae", None).preset == course.PRESET
+    assert course.finetune_spec("dae", None).preset == recipes.COURSE_MODEL.quick
 
 
 def test_child_of_the_parent_starts_from_the_parent_translator(tokenizer):
@@ -73,12 +73,12 @@ def test_child_of_the_parent_starts_from_the_parent_translator(tokenizer):
 
 def test_test_results_are_cached_per_language_pair(tokenizer):
     _, _, folder = course.translator(None, pairs=200, src="en", tgt="fr")
-    french = course.test_result(folder, "en", "fr")
-    german = course.test_result(folder, "en", "de")  # what a French child still does in German
+    french = course.test_set_result(folder, "en", "fr")
+    german = course.test_set_result(folder, "en", "de")  # what a French child still does in German
     assert (french["tgt"], german["tgt"]) == ("fr", "de")
     assert (folder / "en-fr.test_2016_flickr.beam5.json").exists()
     assert (folder / "en-de.test_2016_flickr.beam5.json").exists()
-    assert course.test_result(folder, "en", "fr") == french  # read back, not recomputed
+    assert course.test_set_result(folder, "en", "fr") == french  # read back, not recomputed
 
 
 def test_the_en_de_child_gets_an_en_fr_parent_never_one_trained_on_its_own_pairs(tokenizer):

@@ -49,7 +49,7 @@ def test_loaded_fraction_on_the_course_starts(tokenizer):
 
 
 def test_clipped_precisions_check():
-    references = checks.test_references(50)
+    references = checks.reference_translations(50)
     assert checks._unclipped_precisions(references, references) == [1.0] * 4
     assert checks.check_clipped_precisions(
         lambda outputs, refs: checks._reference_precisions(outputs, refs)

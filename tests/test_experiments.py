@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tmtlib import course, experiments
+from tmtlib import course, experiments, recipes
 from tmtlib.experiments import Cell, budget_table
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ def test_budget_table_puts_each_initialisation_on_a_row_and_each_budget_in_a_col
 def test_an_hour_from_the_denoising_autoencoder_trains_for_the_hour_less_its_pretraining(
     monkeypatch,
 ):
-    monkeypatch.setattr(course, "QUICK", False)  # the full-mode recipes, without training them
+    monkeypatch.delenv("TMT_QUICK")  # the full-mode recipes, without training them
     asked = {}
 
     def translator(init, **options):
@@ -64,7 +64,7 @@ def test_an_hour_from_the_denoising_autoencoder_trains_for_the_hour_less_its_pre
         return None, None, Path(init or "scratch")
 
     monkeypatch.setattr(course, "translator", translator)
-    monkeypatch.setattr(course, "test_result", lambda folder, src, tgt: {})
+    monkeypatch.setattr(course, "test_set_result", lambda folder, src, tgt: {})
     cells = experiments.full(inits=["scratch", "dae"])
     assert [cell.name for cell in cells] == [
         "en-de_scratch_long_all_seed0",
@@ -73,7 +73,7 @@ def test_an_hour_from_the_denoising_autoencoder_trains_for_the_hour_less_its_pre
     for cell in cells:
         cell.run()
     assert (asked[None].max_minutes, asked[None].max_steps) == (60, 2200)
-    assert course.PRETRAINING_MINUTES + asked["dae"].max_minutes == 60
+    assert recipes.PRETRAINING_MINUTES + asked["dae"].max_minutes == 60
     assert asked["dae"].max_steps == round(2200 * asked["dae"].max_minutes / 60)
     with pytest.raises(ValueError, match="starts from scratch or dae"):
         experiments.full(inits=["parent_long"])
@@ -158,7 +158,7 @@ def test_figures_draw_each_language_pair_in_its_own_panel_with_words_for_labels(
     records = {cell: _record(cell, 20.0 + cell.seed + (5 if cell.init else 0)) for cell in cells}
     for saved in records.values():
         saved["validation"] = {"curve": curve}
-    written = experiments.figures("crosslingual", records, tmp_path, log=lambda message: None)
+    written = experiments.figures("crosslingual", records, tmp_path)
     assert [path.name for path in written] == ["bleu.png", "learning_curves.png"]
     assert [experiments.label(c) for c in cells[:4:2]] == ["scratch", "60-min parent"]
     assert (
@@ -207,3 +207,8 @@ def test_a_record_names_its_starting_checkpoint_relative_to_the_run_cache(tmp_pa
     (folder / "config.json").write_text(json.dumps({"init": "my/best.pt"}))
     # a path the user gave stays as given
     assert experiments.recorded_config(folder)["init"] == "my/best.pt"
+    outside = tmp_path / "mine.pt"  # an absolute path elsewhere: named by its content
+    outside.write_bytes(b"weights")
+    (folder / "config.json").write_text(json.dumps({"init": str(outside)}))
+    assert experiments.recorded_config(folder)["init"] == pipeline.checkpoint_reference(outside)
+    assert experiments.recorded_config(folder)["init"].startswith("sha256:")

@@ -398,7 +398,7 @@ def test_an_empty_read_only_data_cache_is_one_line(mount, tmp_path):
 def test_an_unwritable_hyp_out_is_refused_before_decoding(run, mount, capsys, monkeypatch):
     read_only = mount(ro=True)
     monkeypatch.setattr(
-        pipeline, "test_scores", lambda *a, **k: pytest.fail("decoded before checking --hyp-out")
+        pipeline, "scores_on_test", lambda *a, **k: pytest.fail("decoded before checking --hyp-out")
     )
     err = _error(
         ["evaluate", "--checkpoint", str(run / "best.pt"), "--hyp-out", str(read_only / "hyps.de")],

@@ -69,6 +69,63 @@ def test_later_settings_at_their_defaults_keep_old_run_names():
     assert pipeline.spec_from_dict(pipeline.FinetuneSpec, raw) == gradual
 
 
+def test_a_run_has_the_same_name_wherever_the_repository_and_its_data_live(tmp_path, monkeypatch):
+    names = []
+    for home in ("one", "two"):
+        monkeypatch.setenv("TMT_HOME", str(tmp_path / home))
+        init = pipeline.runs_dir() / "pretrain-0123456789ab" / "best.pt"
+        spec = pipeline.FinetuneSpec(pairs=1000, init=str(init))
+        names.append(pipeline.spec_hash(spec))
+        assert pipeline.hashed_settings(spec)["init"] == "runs/pretrain-0123456789ab/best.pt"
+    assert names[0] == names[1]
+    other = pipeline.runs_dir() / "pretrain-ba9876543210" / "best.pt"
+    assert pipeline.spec_hash(pipeline.FinetuneSpec(pairs=1000, init=str(other))) != names[0]
+
+
+def test_a_checkpoint_outside_the_run_cache_is_named_by_its_content(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMT_HOME", str(tmp_path / "home"))
+    here, there = tmp_path / "here.pt", tmp_path / "elsewhere" / "copy.pt"
+    there.parent.mkdir()
+    here.write_bytes(b"weights")
+    there.write_bytes(b"weights")
+    name = pipeline.spec_hash(pipeline.FinetuneSpec(init=str(here)))
+    assert name == pipeline.spec_hash(pipeline.FinetuneSpec(init=str(there)))
+    here.write_bytes(b"other weights")
+    assert pipeline.spec_hash(pipeline.FinetuneSpec(init=str(here))) != name
+    with pytest.raises(pipeline.checkpoint.CheckpointError, match="cannot read the starting"):
+        pipeline.spec_hash(pipeline.FinetuneSpec(init=str(tmp_path / "missing.pt")))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"label_smoothing": 0.0},
+        {"strategy": "freeze_encoder"},
+        {"parts": ("encoder",)},
+        {"bleu_sentences": 100},
+        {"subset_seed": 1},
+        {"train": TrainConfig(select="val_bleu", lr=1e-4)},
+    ],
+)
+def test_every_fine_tuning_setting_changes_the_run_name(change):
+    spec = pipeline.FinetuneSpec(pairs=1000)
+    assert pipeline.spec_hash(replace(spec, **change)) != pipeline.spec_hash(spec)
+
+
+class OtherVocabulary:
+    """Stands in for a tokenizer that is not the course's (only its fingerprint is hashed)."""
+
+    def fingerprint(self) -> str:
+        return "0123456789abcdef"
+
+
+def test_another_vocabulary_changes_the_run_name_and_the_courses_adds_nothing(tokenizer):
+    spec = pipeline.FinetuneSpec(pairs=1000)
+    assert pipeline.spec_hash(spec, tokenizer) == pipeline.spec_hash(spec)
+    assert pipeline.spec_hash(spec, OtherVocabulary()) != pipeline.spec_hash(spec)
+    assert pipeline.hashed_settings(spec, OtherVocabulary())["tokenizer"] == "0123456789abcdef"
+
+
 def test_pretraining_can_continue_from_another_model(toy_corpus, tokenizer, tmp_path, monkeypatch):
     monkeypatch.setenv("TMT_HOME", str(tmp_path))
     lm = pipeline.PretrainSpec(

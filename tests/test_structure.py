@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import json
+import os
 import re
 import subprocess
 import sys
@@ -284,3 +286,102 @@ def test_a_lint_finding_is_reported_with_its_place(tmp_path):
     findings = lint_findings(tmp_path, config=REPO_ROOT / "pyproject.toml")
     assert [finding.split(": ")[1].split()[0] for finding in findings] == ["F401", "E501"]
     assert findings[0].startswith("bad.py:1:8: F401"), findings
+
+
+# --- the environment read in one place, and an import that changes nothing ----------------------
+
+ENVIRONMENT_READERS = {"environ", "getenv", "putenv", "unsetenv", "environb"}
+
+
+def environment_reads(package_root: Path, allowed: str = "settings") -> list[str]:
+    """``module:line`` for every mention of ``os.environ``/``os.getenv`` (or a ``from os import``
+    of them) in the package outside its ``allowed`` module: ``tmtlib.settings`` is the one place
+    that reads the environment, so that every setting a run depends on is found and documented
+    there."""
+    found = []
+    for module, path in module_files(package_root).items():
+        if module.rsplit(".", 1)[-1] == allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            mentions = (
+                isinstance(node, ast.Attribute)
+                and node.attr in ENVIRONMENT_READERS
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "os"
+            ) or (
+                isinstance(node, ast.ImportFrom)
+                and node.module == "os"
+                and any(alias.name in ENVIRONMENT_READERS for alias in node.names)
+            )
+            if mentions:
+                found.append(f"{module}:{node.lineno}")
+    return sorted(found)
+
+
+def test_only_settings_reads_the_environment():
+    reads = environment_reads(PACKAGE_ROOT)
+    assert not reads, f"environment read outside tmtlib.settings: {', '.join(reads)}"
+
+
+def test_an_environment_read_outside_settings_is_found(tmp_path):
+    package = _fake_package(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/settings.py": "import os\nHOME = os.environ.get('HOME')\n",
+            "pkg/data.py": "import os\n\ndef mirror():\n    return os.getenv('MIRROR')\n",
+            "pkg/train.py": "from os import environ\n",
+        },
+    )
+    assert environment_reads(package) == ["pkg.data:4", "pkg.train:1"]
+
+
+GLOBAL_STATE = """
+import importlib, json, logging, os, pkgutil, sys, warnings
+import torch
+
+# what the libraries tmtlib builds on do when imported (IPython adds a warning filter) is theirs
+for name in ("numpy", "IPython", "ipywidgets", "matplotlib", "sacrebleu", "sentencepiece", "tqdm"):
+    importlib.import_module(name)
+
+def state():
+    return {
+        "environ": dict(os.environ),
+        "torch": [torch.get_num_threads(), torch.get_num_interop_threads(),
+                  str(torch.get_default_dtype()), torch.are_deterministic_algorithms_enabled(),
+                  torch.get_float32_matmul_precision(), torch.is_grad_enabled(),
+                  torch.backends.cudnn.benchmark, torch.initial_seed()],
+        "warnings": [repr(f) for f in warnings.filters],
+        "logging": [logging.getLogger().level, len(logging.getLogger().handlers)],
+    }
+
+before = state()
+import tmtlib
+for found in pkgutil.walk_packages(tmtlib.__path__, "tmtlib."):
+    if found.name != "tmtlib.__main__":  # that one runs the command line
+        importlib.import_module(found.name)
+after = state()
+changed = {key: [before[key], after[key]] for key in before if before[key] != after[key]}
+if "environ" in changed:  # only the variables that changed
+    old, new = changed["environ"]
+    changed["environ"] = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+print(json.dumps(changed))
+"""
+
+
+def test_importing_tmtlib_changes_nothing_global():
+    """Importing every tmtlib module leaves the environment, torch's global flags (threads, dtype,
+    determinism, matmul precision, grad mode, seed), the warning filters and the root logger as
+    they were (after importing the libraries it builds on, whose own habits are not tmtlib's): a
+    library that someone imports into their own program must not reconfigure it."""
+    result = subprocess.run(
+        [sys.executable, "-c", GLOBAL_STATE],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    assert result.returncode == 0, result.stderr
+    changed = json.loads(result.stdout.splitlines()[-1])
+    assert not changed, f"importing tmtlib changed global state: {changed}"

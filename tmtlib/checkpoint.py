@@ -33,6 +33,8 @@ except ImportError:  # Windows
 
 import torch
 
+from . import settings
+
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, damaged, not one of ours, or cannot be written."""
@@ -149,7 +151,7 @@ def run_folder_lock(folder: str | os.PathLike, wait: bool = False) -> Iterator[P
     no ``flock`` (Windows) the folder is not locked.
     """
     folder = Path(folder).resolve()
-    if folder in _held or fcntl is None or int(os.environ.get("RANK", "0")) != 0:
+    if folder in _held or fcntl is None or settings.rank() != 0:
         yield folder
         return
     try:

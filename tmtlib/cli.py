@@ -30,6 +30,7 @@ import importlib.metadata
 import inspect
 import itertools
 import json
+import logging
 import os
 import sys
 import time
@@ -37,7 +38,7 @@ import tomllib
 import types
 import typing
 from collections.abc import Iterable, Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -280,7 +281,7 @@ def _checkpoint_scores(args) -> tuple[dict[str, Any], str]:
         checkpoint.check_writable(args.hyp_out)  # before the decoding, not after it
     model, tokenizer, _ = pipeline.load(args.checkpoint)
     started = time.perf_counter()
-    hyps, scores = pipeline.test_scores(
+    hyps, scores = pipeline.scores_on_test(
         model, tokenizer, args.src, args.tgt, args.split, args.beam, precision=args.precision
     )
     seconds = time.perf_counter() - started
@@ -365,18 +366,17 @@ def cmd_experiment(args) -> None:
     from . import experiments
 
     options = _experiment_options(args)
-    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     result: dict[str, Any] = {
         "family": args.family,
         "out": str(args.out or experiments.results_dir()),
     }
     if args.family == "vae-diagnostics":
         records = experiments.run_vae_diagnostics(
-            args.out, options.get("runs", experiments.VAE_RUNS), log=log
+            args.out, options.get("runs", experiments.VAE_RUNS)
         )
         _report(args, {**result, "runs": records}, experiments.vae_diagnostics_table(records))
     elif args.family == "pretraining":
-        rows = experiments.run_pretraining(args.out, log=log)
+        rows = experiments.run_pretraining(args.out)
         _report(
             args,
             {**result, "rows": rows},
@@ -386,7 +386,7 @@ def cmd_experiment(args) -> None:
         )
     else:
         cells = experiments.FAMILIES[args.family](**options)
-        rows = experiments.run_family(args.family, cells, args.out, log=log)
+        rows = experiments.run_family(args.family, cells, args.out)
         _report(args, {**result, "rows": rows}, experiments.markdown_table(rows))
 
 
@@ -593,6 +593,24 @@ def _file_error(error: OSError) -> str:
     return f"{where}{error.strerror or error}{hint}"
 
 
+@contextmanager
+def _progress_on_stderr() -> Iterator[None]:
+    """While a command runs, tmtlib's log records (an experiment's "[3/12] run" lines) go to
+    stderr as plain lines, at INFO and above; afterwards the logging setup is as it was, so a
+    program that calls ``main`` keeps its own."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    package = logging.getLogger("tmtlib")
+    level = package.level
+    package.addHandler(handler)
+    package.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(level)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit status (0, 2 for bad input, 130 when interrupted)."""
     try:
@@ -600,7 +618,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:  # --help, --version, or a bad flag (one line already on stderr)
         return int(exit_.code or 0)
     try:
-        args.run(args)
+        with _progress_on_stderr():
+            args.run(args)
     except EXPECTED_ERRORS as error:
         print(f"tmt {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -5,13 +5,14 @@ that every other notebook gets: runs are cached in ``data/cache/runs`` by their 
 (``tmtlib.pipeline.cached_run``), so the second notebook to ask reuses the first one's training,
 and a learner who opens notebook 5 first simply trains what it needs.
 
-Quick mode (``TMT_QUICK=1``, see ``tmtlib.settings``) swaps in the tiny model, small pools and a
-few dozen steps, so the whole course runs in CI in minutes; most numbers it prints then only show
-that the code runs, not what transfer learning achieves. Some models a learner plays with train
-longer so that they show their behaviour: the remedied VAE of notebook 2 (its interpolation changes
-along the path) and the en->de translators the notebooks return to (``SHOWCASE``). Every
-budget keeps its own pairs, so distinct runs stay distinct (training cost depends on the steps, not
-on the size of the pool).
+The recipes (model sizes, data, steps, in full and quick mode) are in ``tmtlib.recipes``, read
+when a run is built. Quick mode (``TMT_QUICK=1``, see ``tmtlib.settings``) swaps in the tiny model,
+small pools and a few dozen steps, so the whole course runs in CI in minutes; most numbers it
+prints then only show that the code runs, not what transfer learning achieves. Some models a learner
+plays with train longer so that they show their behaviour: the remedied VAE of notebook 2 (its
+interpolation changes along the path) and the en->de translators the notebooks return to
+(``SHOWCASE_RUNS``). Every budget keeps its own pairs, so distinct runs stay distinct (training cost
+depends on the steps, not on the size of the pool).
 """
 
 from __future__ import annotations
@@ -22,23 +23,15 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
-from . import checkpoint, pipeline
+from . import checkpoint, pipeline, recipes
 from .models import Seq2Seq
 from .pipeline import FinetuneSpec, PretrainSpec, cached_run, course_tokenizer
-from .settings import quick_mode
-from .subwords import Tokenizer
 from .train import History, TrainConfig
 from .transfer import DEFAULT_PARTS
 
-QUICK = quick_mode()
-PRESET = "tiny" if QUICK else "course"
-# quick mode's showcase: notebook 9's en->de translators, (start, pairs), shared with notebooks 5,
-# 7, 8 and 10 (scratch on all pairs is also quick mode's parent), use the small model and
-# ``showcase_train_config``: long enough to translate recognisably, and three of them are a third of
-# CI's time
-SHOWCASE = {"runs": ((None, 2000), ("dae", 2000), (None, None)), "preset": "small"}
-# test BLEU on 100 sentences 7.1 / 8.1 / 7.3 (300 steps: 12.6 / 14.4 / 14.5, twice the time)
-SHOWCASE_STEPS = 150
+# notebook 9's en->de translators, (start, pairs), shared with notebooks 5, 7, 8 and 10 (scratch on
+# all pairs is also quick mode's parent); in quick mode they are the showcase (``recipes.SHOWCASE``)
+SHOWCASE_RUNS = ((None, 2000), ("dae", 2000), (None, None))
 PRETRAIN_OBJECTIVES = ("lm", "dae", "vae")
 # which parts of each pretrained model go into the translator: an LM trained only its decoder
 INIT_PARTS = {
@@ -61,44 +54,18 @@ PARENT_OF_EN_DE = (
 )
 
 
-def tokenizer() -> Tokenizer:
-    """The course's joint en/de/fr/cs vocabulary (8,000 pieces)."""
-    return course_tokenizer()
-
-
-def pretrain_train_config() -> TrainConfig:
-    if QUICK:
-        return TrainConfig(
-            max_steps=30,
-            warmup_steps=10,
-            max_tokens=2048,
-            lr=2e-3,
-            eval_every=15,
-            checkpoint_every=15,
-            log_every=5,
-        )
-    return TrainConfig(
-        max_steps=300,
-        warmup_steps=75,
-        max_tokens=4096,
-        lr=1e-3,
-        eval_every=75,
-        checkpoint_every=75,
-        log_every=10,
-    )
-
-
 def pretrain_spec(objective: str, **overrides) -> PretrainSpec:
     """Pretraining on English and German task-2 captions with one objective."""
     if objective not in PRETRAIN_OBJECTIVES + ("ae",):
         raise ValueError(
             f"the course pretrains with {', '.join(PRETRAIN_OBJECTIVES)} or ae, not {objective!r}"
         )
-    train = pretrain_train_config()
+    recipe = recipes.PRETRAINING.current()
+    train = recipe.train
     spec = PretrainSpec(
         objective=objective,
-        preset=PRESET,
-        sentences_per_lang=1500 if QUICK else None,
+        preset=recipe.preset,
+        sentences_per_lang=recipe.sentences_per_lang,
         infill_ratio=0.3,
         latent_dim=64,
         kl_schedule="linear",
@@ -124,34 +91,17 @@ AUTOENCODERS = {
     ),
     "dae": dict(objective="dae", infill_ratio=0.3),
 }
-# quick mode's notebook 1 and 2 recipes (the tiny model). The VAE's steps and learning rate make the
-# remedied one decode z-dependent sentences; the autoencoders keep their few steps: 300 steps at
-# 3e-3 left the tiny attention autoencoder far from copying (validation NLL 4.96 at step 150,
-# training loss 4.3 at step 223), and the small model that copies costs more than quick mode can pay
-# three times
-QUICK_AE_STEPS, QUICK_AE_LR = 40, 1e-3
-QUICK_VAE_STEPS, QUICK_VAE_LR = 200, 3e-3
 
 
 def autoencoder_specs() -> dict[str, PretrainSpec]:
-    """Notebook 1's three runs, keyed as ``AUTOENCODERS``: the small model (tiny in quick mode) on
-    30,000 English captions (1,500 in quick mode) for 300 steps (``QUICK_AE_STEPS`` in quick
-    mode)."""
-    steps = QUICK_AE_STEPS if QUICK else 300
-    train = TrainConfig(
-        max_steps=steps,
-        warmup_steps=steps // 5,
-        max_tokens=2048 if QUICK else 3072,
-        lr=QUICK_AE_LR if QUICK else 1e-3,
-        eval_every=steps // 4,
-        checkpoint_every=steps // 4,
-        log_every=5,
-    )
+    """Notebook 1's three runs, keyed as ``AUTOENCODERS``, on English captions with the recipe
+    ``recipes.AUTOENCODERS``."""
+    recipe = recipes.AUTOENCODERS.current()
     base = PretrainSpec(
         langs=("en",),
-        preset="tiny" if QUICK else "small",
-        sentences_per_lang=1500 if QUICK else 30000,
-        train=train,
+        preset=recipe.preset,
+        sentences_per_lang=recipe.sentences_per_lang,
+        train=recipe.train,
     )
     return {key: replace(base, **options) for key, options in AUTOENCODERS.items()}
 
@@ -169,26 +119,17 @@ VAE_RUNS = (*(f"vae_{key}" for key in VAE_VARIANTS), "vae")
 
 def vae_collapse_specs() -> dict[str, PretrainSpec]:
     """The VAE without remedies, with KL annealing, and with annealing, word dropout and free bits
-    (Bowman et al. 2016; Kingma et al. 2016), keyed as ``VAE_VARIANTS``. Quick mode trains the tiny
-    model long enough (``QUICK_VAE_STEPS``) that the remedied one decodes sentences that depend on
-    z."""
-    steps = QUICK_VAE_STEPS if QUICK else 400
-    train = TrainConfig(
-        max_steps=steps,
-        warmup_steps=steps // 8,
-        max_tokens=2048 if QUICK else 3072,
-        lr=QUICK_VAE_LR if QUICK else 1e-3,
-        eval_every=steps // 4,
-        checkpoint_every=steps // 4,
-        log_every=5,
-    )
+    (Bowman et al. 2016; Kingma et al. 2016), keyed as ``VAE_VARIANTS``, with the recipe
+    ``recipes.VAE_COLLAPSE``; the KL weight rises over the first half of the steps."""
+    recipe = recipes.VAE_COLLAPSE.current()
+    steps = recipe.train.max_steps
     base = PretrainSpec(
         objective="vae",
         langs=("en",),
-        preset="tiny" if QUICK else "small",
-        sentences_per_lang=1500 if QUICK else 30000,
+        preset=recipe.preset,
+        sentences_per_lang=recipe.sentences_per_lang,
         latent_dim=32,
-        train=train,
+        train=recipe.train,
     )
     options = {
         "no_remedy": dict(kl_schedule="constant", free_bits=0.0, word_dropout=0.0),
@@ -202,38 +143,6 @@ def vae_collapse_specs() -> dict[str, PretrainSpec]:
     return {key: replace(base, **options[key]) for key in VAE_VARIANTS}
 
 
-def finetune_train_config() -> TrainConfig:
-    if QUICK:
-        return TrainConfig(
-            max_steps=20,
-            warmup_steps=5,
-            max_tokens=2048,
-            lr=2e-3,
-            eval_every=10,
-            checkpoint_every=10,
-            log_every=5,
-            select="val_bleu",
-        )
-    return TrainConfig(
-        max_steps=250,
-        warmup_steps=50,
-        max_tokens=4096,
-        lr=1e-3,
-        eval_every=50,
-        checkpoint_every=50,
-        log_every=10,
-        select="val_bleu",
-    )
-
-
-# steps of the ~60-minute recipe on 2 CPU cores, per training precision (measured: 1.6 s per step in
-# fp32; 1.2 s in bf16 on a CPU with native bf16, 1,532 steps in 30 minutes)
-LONG_STEPS = {"fp32": 2200, "bf16": 3000}
-# what a pretrained start's pretraining takes out of the hour: the course's 300 denoising steps
-# took 8.7 minutes on 2 cores, so a translator from them trains for the other 51
-PRETRAINING_MINUTES = 9
-
-
 def long_train_config(seed: int = 0, precision: str = "fp32", minutes: int = 60) -> TrainConfig:
     """The course model's full-data CPU recipe: 2,200 steps of ~4,096 tokens (about 60 minutes on 2
     cores, and never more: training stops at 60 minutes), linear warm-up then cosine decay to zero
@@ -241,64 +150,39 @@ def long_train_config(seed: int = 0, precision: str = "fp32", minutes: int = 60)
     end instead of flattening out as inverse-sqrt does. With ``precision="bf16"`` (mixed precision,
     ``tmtlib.models.autocast``) the same hour holds 3,000 steps, and the cosine spans them. With
     fewer ``minutes`` (what is left of the hour after pretraining) the steps shrink in
-    proportion."""
-    if QUICK:
-        return replace(
-            finetune_train_config(), max_steps=30, schedule="cosine", seed=seed, precision=precision
-        )
-    return TrainConfig(
-        max_steps=round(LONG_STEPS[precision] * minutes / 60),
-        max_minutes=minutes,
-        warmup_steps=200,
-        schedule="cosine",
-        max_tokens=4096,
-        lr=1e-3,
-        eval_every=275,
-        checkpoint_every=275,
-        log_every=25,
-        select="val_bleu",
-        seed=seed,
-        precision=precision,
-    )
+    proportion (``recipes.LONG_TRAINING``; quick mode: a fixed few steps)."""
+    recipe = recipes.LONG_TRAINING.current()
+    train = replace(recipe.train, seed=seed, precision=precision)
+    if recipe.steps_per_hour is None:
+        return train
+    steps = round(recipe.steps_per_hour[precision] * minutes / 60)
+    return replace(train, max_steps=steps, max_minutes=minutes)
 
 
-def showcase_train_config() -> TrainConfig:
-    """Quick mode's recipe for the ``SHOWCASE`` translators: the small model for about two minutes
-    on 2 CPU cores, a high learning rate annealed to zero (cosine), so that they write recognisable
-    German (test BLEU above 5, where an untrained model scores 0)."""
-    return TrainConfig(
-        max_steps=SHOWCASE_STEPS,
-        warmup_steps=SHOWCASE_STEPS // 10,
-        max_tokens=2048,
-        lr=3e-3,
-        schedule="cosine",
-        eval_every=SHOWCASE_STEPS // 2,
-        checkpoint_every=SHOWCASE_STEPS // 2,
-        log_every=10,
-        select="val_bleu",
-    )
-
-
-def is_showcase(
+def translation_recipe(
     init: str | None, pairs: int | None, child: tuple[str, str], overrides: dict
-) -> bool:
-    """Whether quick mode trains this translator as one of the ``SHOWCASE`` (never in full mode)."""
-    return (
-        QUICK
-        and (init, pairs) in SHOWCASE["runs"]
+) -> recipes.Translation:
+    """The recipe of a translator: ``recipes.FINETUNING``, or in quick mode ``recipes.SHOWCASE``
+    for notebook 9's en->de translators (``SHOWCASE_RUNS``) unless ``overrides`` change their
+    training, task or model."""
+    showcase = recipes.SHOWCASE.current()
+    is_showcase = (
+        showcase is not None
+        and (init, pairs) in SHOWCASE_RUNS
         and tuple(child) == PARENT
         and not {"train", "task", "preset"} & set(overrides)
     )
+    return showcase if is_showcase else recipes.FINETUNING.current()
 
 
 def translator_preset(
     init: str | None, pairs: int | None, child: tuple[str, str], overrides: dict
 ) -> str:
-    """The model size of a translator: the course's, or in quick mode the showcase's; a child of a
-    parent translator has its parent's size."""
+    """The model size of a translator: its recipe's; a child of a parent translator has its
+    parent's size."""
     if init == "parent":
         return translator_preset(None, None, parent_pair(child), {})
-    return SHOWCASE["preset"] if is_showcase(init, pairs, child, overrides) else PRESET
+    return translation_recipe(init, pairs, child, overrides).preset
 
 
 def finetune_spec(
@@ -314,11 +198,7 @@ def finetune_spec(
     preset = translator_preset(init, pairs, (src, tgt), overrides)
     init_path = None if init is None else init_checkpoint(init, (src, tgt), preset)
     parts = DEFAULT_PARTS if init is None else INIT_PARTS[init]
-    train = (
-        showcase_train_config()
-        if is_showcase(init, pairs, (src, tgt), overrides)
-        else finetune_train_config()
-    )
+    recipe = translation_recipe(init, pairs, (src, tgt), overrides)
     settings = dict(
         src=src,
         tgt=tgt,
@@ -327,13 +207,13 @@ def finetune_spec(
         preset=preset,
         init=init_path,
         parts=parts,
-        bleu_sentences=50 if QUICK else 400,
-        train=replace(train, seed=seed),
+        bleu_sentences=recipe.bleu_sentences,
+        train=replace(recipe.train, seed=seed),
     )
     return FinetuneSpec(**{**settings, **overrides})
 
 
-def init_checkpoint(init: str, child: tuple[str, str], preset: str = PRESET) -> str:
+def init_checkpoint(init: str, child: tuple[str, str], preset: str | None = None) -> str:
     """The checkpoint a child translator of ``child`` starts from, trained first if missing:
     a pretrained model (``lm``, ``ae``, ``dae``, ``vae``); a parent translator of another pair
     (``parent``: 250 steps, ``parent_long``: ~60 minutes; the pair is ``parent_pair(child)``);
@@ -341,7 +221,7 @@ def init_checkpoint(init: str, child: tuple[str, str], preset: str = PRESET) -> 
     pretraining on English and German captions from its weights, so that the parent's encoder
     and cross-attention meet a decoder that has practised the child's target language;
     ``parent_dae_long`` denoises three times as long (``DENOISED_PARENTS``). A pretrained model
-    has the child's ``preset``."""
+    has the child's ``preset`` (default: the course model of ``recipes.COURSE_MODEL``)."""
     if init not in INIT_PARTS:
         raise ValueError(f"unknown initialisation {init!r}: choose from {', '.join(INIT_PARTS)}")
     if init == "parent":
@@ -349,9 +229,9 @@ def init_checkpoint(init: str, child: tuple[str, str], preset: str = PRESET) -> 
     elif init == "parent_long":
         folder = long_parent(parent_pair(child))[2]
     elif init in DENOISED_PARENTS:
-        folder = cached_run(denoised_parent_spec(init, child), tokenizer())[2]
+        folder = cached_run(denoised_parent_spec(init, child), course_tokenizer())[2]
     else:
-        folder = pretrained(init, preset=preset)[2]
+        folder = pretrained(init, preset=preset or recipes.COURSE_MODEL.current())[2]
     return str(folder / "best.pt")
 
 
@@ -359,21 +239,21 @@ def denoised_parent_spec(init: str, child: tuple[str, str]) -> PretrainSpec:
     """The denoising stage of ``init`` (one of ``DENOISED_PARENTS``) for a ``child`` pair: the
     course's denoising pretraining, for that many times its steps, from the long parent's weights
     (trained first if missing)."""
-    train = pretrain_train_config()
+    train = recipes.PRETRAINING.current().train
     train = replace(train, max_steps=DENOISED_PARENTS[init] * train.max_steps)
     return pretrain_spec("dae", init=init_checkpoint("parent_long", child), train=train)
 
 
 def pretrained(objective: str, **overrides) -> tuple[Seq2Seq, History, Path]:
     """(model, history, run folder) of the course's pretraining run with ``objective``."""
-    return cached_run(pretrain_spec(objective, **overrides), tokenizer())
+    return cached_run(pretrain_spec(objective, **overrides), course_tokenizer())
 
 
 def translator(
     init: str | None, pairs: int = 2000, seed: int = 0, **overrides
 ) -> tuple[Seq2Seq, History, Path]:
     """(model, history, run folder) of a translator fine-tuned from ``init`` (or from scratch)."""
-    return cached_run(finetune_spec(init, pairs, seed, **overrides), tokenizer())
+    return cached_run(finetune_spec(init, pairs, seed, **overrides), course_tokenizer())
 
 
 def parent_pair(child: tuple[str, str]) -> tuple[str, str]:
@@ -399,14 +279,9 @@ def paraphraser(
     init: str | None, pairs: int = 10000, seed: int = 0, lang: str = "en", **overrides
 ) -> tuple[Seq2Seq, History, Path]:
     """(model, history, run folder) of a caption paraphraser (caption 1 -> caption 2 of task-2
-    images), fine-tuned from ``init`` like a translator, for 150 steps instead of 250 (the
-    course's CPU budget)."""
-    train = replace(
-        finetune_train_config(),
-        seed=seed,
-        max_steps=20 if QUICK else 150,
-        warmup_steps=5 if QUICK else 30,
-    )
+    images), fine-tuned from ``init`` like a translator, with the recipe
+    ``recipes.PARAPHRASING``."""
+    train = replace(recipes.PARAPHRASING.current(), seed=seed)
     return translator(
         init, pairs, seed, src=lang, tgt=lang, task="paraphrase", **{"train": train, **overrides}
     )
@@ -414,11 +289,11 @@ def paraphraser(
 
 def shared_runs() -> list[Callable[[], tuple[Seq2Seq, History, Path]]]:
     """The runs that most notebooks load, costliest first, each as a call that trains (or loads)
-    it: notebook 9's translators (in quick mode the ``SHOWCASE``; scratch on all pairs is also the
+    it: notebook 9's translators (``SHOWCASE_RUNS``; scratch on all pairs is also the
     parent of notebooks 7, 8 and 10) and notebook 2's VAEs. ``prepare`` trains them ahead of time.
     Calls, not specs: a translator's spec names its pretrained start, which building it trains."""
     # its pretraining comes on top
-    dae_first = sorted(SHOWCASE["runs"], key=lambda run: run[0] is None)
+    dae_first = sorted(SHOWCASE_RUNS, key=lambda run: run[0] is None)
     translators = [partial(translator, init, pairs) for init, pairs in dae_first]
     return [*translators, *(partial(cached_run, spec) for spec in vae_collapse_specs().values())]
 
@@ -437,17 +312,18 @@ def prepare(share: int = 0, of: int = 1) -> None:
         run()
 
 
-def test_result(
+def test_set_result(
     folder: Path, src: str, tgt: str, split: str = "test_2016_flickr", beam_size: int = 5
 ) -> dict:
     """Beam-search translations of a task-1 test split by the run in ``folder`` and their sacreBLEU
-    scores, computed once and kept in ``folder`` (decoding 1,000 sentences takes a while)."""
-    limit = 100 if QUICK else None
+    scores, computed once and kept in ``folder`` (decoding 1,000 sentences takes a while); quick
+    mode scores the first ``recipes.TEST_SENTENCES``."""
+    limit = recipes.TEST_SENTENCES.current()
     cache = folder / f"{src}-{tgt}.{split}.beam{beam_size}.json"
     if cache.exists():
         return json.loads(cache.read_text())
     model, tokenizer, _ = pipeline.load(folder / "best.pt")
-    hyps, scores = pipeline.test_scores(
+    hyps, scores = pipeline.scores_on_test(
         model, tokenizer, src, tgt, split, beam_size=beam_size, limit=limit
     )
     result = {

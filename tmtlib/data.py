@@ -32,8 +32,8 @@ from . import settings
 from .subwords import normalize
 
 BASE_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/"
-MIRROR_ENV = "TMT_MULTI30K_MIRROR"
-URL_ENV = "TMT_MULTI30K_URL"
+MIRROR_ENV = settings.MULTI30K_MIRROR
+URL_ENV = settings.MULTI30K_URL
 MANIFEST = settings.REPO_ROOT / "data" / "multi30k.sha256"
 
 TASK1_SPLITS: dict[str, tuple[str, ...]] = {
@@ -142,7 +142,7 @@ def fetch(
             f"cached {entry.relpath} is damaged ({problem}); fetching it again", stacklevel=2
         )
         target.unlink()
-    mirror = mirror or os.environ.get(MIRROR_ENV)
+    mirror = mirror or settings.multi30k_mirror()
     layout = "a copy of the multi30k/dataset repository (with data/task1/raw and data/task2/raw)"
     if mirror:  # a mirror, when set, is the only source: no surprise network traffic
         source = Path(mirror).expanduser() / entry.relpath
@@ -151,7 +151,7 @@ def fetch(
         )
         remedy = f"check that the mirror {mirror} ({MIRROR_ENV}) holds {layout}"
     else:
-        url = (base_url or os.environ.get(URL_ENV) or BASE_URL).rstrip("/") + "/" + entry.relpath
+        url = (base_url or settings.multi30k_url() or BASE_URL).rstrip("/") + "/" + entry.relpath
         problem = _install(target, entry.relpath, lambda tmp: _download(url, tmp), url)
         remedy = f"connect to the internet, or set {MIRROR_ENV} to a folder holding {layout}"
     if problem is None:

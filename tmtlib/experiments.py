@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import platform
 import statistics
@@ -40,9 +41,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import checkpoint, course, data, pipeline, plot, settings, vae_diagnostics
+from . import checkpoint, course, data, pipeline, plot, recipes, settings, vae_diagnostics
 from .evaluate import paired_bootstrap
 from .train import History
+
+logger = logging.getLogger(__name__)  # progress: one line per run ("[3/12] en-de_dae_1000_seed0")
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ class Cell:
         """Train (or load) the cell's run; returns its folder and its beam-5 test result."""
         recipe = {}
         if self.recipe in LONG_RECIPES:
-            minutes = 60 - (course.PRETRAINING_MINUTES if self.init else 0)
+            minutes = 60 - (recipes.PRETRAINING_MINUTES if self.init else 0)
             recipe = {
                 "train": course.long_train_config(self.seed, LONG_RECIPES[self.recipe], minutes)
             }
@@ -99,7 +102,7 @@ class Cell:
             strategy=self.strategy,
             **recipe,
         )
-        return folder, course.test_result(folder, self.src, self.tgt)
+        return folder, course.test_set_result(folder, self.src, self.tgt)
 
 
 LONG_RECIPES = {"long": "fp32", "long_bf16": "bf16"}  # recipe name -> training precision
@@ -164,7 +167,7 @@ def full(
     the en->de child of the budgets family). ``precision="bf16"`` trains the same hour in bf16
     mixed precision, more steps on a CPU with native bf16 (never a parent: those stay fp32).
     ``inits=("dae",)`` starts from the course's denoising pretraining instead, whose minutes come
-    out of the hour (``tmtlib.course.PRETRAINING_MINUTES``): pretraining and translation in 60."""
+    out of the hour (``tmtlib.recipes.PRETRAINING_MINUTES``): pretraining and translation in 60."""
     recipes = {value: name for name, value in LONG_RECIPES.items()}
     if precision not in recipes:
         raise ValueError(f"precision must be one of {', '.join(recipes)}, not {precision!r}")
@@ -194,7 +197,7 @@ def results_dir() -> Path:
     """``data/results`` (committed) in full mode; a cache folder in quick mode."""
     return (
         settings.cache_dir("results-quick")
-        if course.QUICK
+        if settings.quick_mode()
         else settings.REPO_ROOT / "data" / "results"
     )
 
@@ -205,18 +208,18 @@ def machine() -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "cpu_cores": os.cpu_count(),
         "torch": torch.__version__,
-        "quick_mode": course.QUICK,
+        "quick_mode": settings.quick_mode(),
     }
 
 
 def recorded_config(folder: Path) -> dict[str, Any]:
-    """The run's ``config.json`` as a record keeps it: a starting checkpoint in the run cache is
-    named relative to it (``runs/<run folder>/best.pt``), so records hold no path of the machine
-    that made them."""
+    """The run's ``config.json`` as a record keeps it: a starting checkpoint given by an absolute
+    path as the run's name hashes it (``tmtlib.pipeline.checkpoint_reference``: ``runs/<run
+    folder>/best.pt`` in the run cache, the file's content hash elsewhere), so records hold no
+    path of the machine that made them; a relative path stays as the user gave it."""
     config = json.loads((folder / "config.json").read_text())
-    init = config.get("init")
-    if init and Path(init).is_absolute() and Path(init).parent.parent == pipeline.runs_dir():
-        config["init"] = f"runs/{Path(init).parent.name}/{Path(init).name}"
+    if config.get("init") and Path(config["init"]).is_absolute():
+        config["init"] = pipeline.checkpoint_reference(config["init"])
     return config
 
 
@@ -577,7 +580,7 @@ def language_pairs(records: dict[Cell, dict]) -> list[tuple[str, str]]:
     return sorted({(c.src, c.tgt) for c in records})
 
 
-def figures(family: str, records: dict[Cell, dict], folder: Path, log=print) -> list[Path]:
+def figures(family: str, records: dict[Cell, dict], folder: Path) -> list[Path]:
     """The family's figures beside its records: ``draw_budgets`` (budgets) or ``draw_systems``
     (the others); and validation BLEU (greedy) against step for every system's first seed, one
     panel per budget (left as it is while a first seed's record predates recorded curves). Every
@@ -601,7 +604,7 @@ def figures(family: str, records: dict[Cell, dict], folder: Path, log=print) -> 
         cell.name for cell in first_seed.values() if "curve" not in records[cell]["validation"]
     ]
     if uncurved:
-        log(
+        logger.warning(
             f"learning_curves.png left as it is: {len(uncurved)} first seeds ({uncurved[0]}, ...) "
             "have no recorded validation curve (records from before curves were kept)"
         )
@@ -643,16 +646,14 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def run_family(
-    family: str, cells: list[Cell], out: Path | None = None, log=print
-) -> list[dict[str, Any]]:
+def run_family(family: str, cells: list[Cell], out: Path | None = None) -> list[dict[str, Any]]:
     """Run every cell (training only what is missing) and write one file per run; then summarise
     every run recorded in the family's folder, so that commands run one after another (say, more
     seeds for the small budgets only) add up to one table."""
     folder = (out or results_dir()) / family
     folder.mkdir(parents=True, exist_ok=True)
     for number, cell in enumerate(cells, 1):
-        log(f"[{number}/{len(cells)}] {cell.name}")
+        logger.info(f"[{number}/{len(cells)}] {cell.name}")
         run_folder, test = cell.run()
         checkpoint.write_json_atomic(record(cell, run_folder, test), folder / f"{cell.name}.json")
     records = recorded(folder)
@@ -694,7 +695,7 @@ def run_family(
         f"clock of the optimiser steps, all seeds together, {minutes:.0f} in all{pivot}\n",
         folder / "summary.md",
     )
-    figures(family, {cell: records[cell] for cell in cells}, folder, log=log)
+    figures(family, {cell: records[cell] for cell in cells}, folder)
     return rows
 
 
@@ -738,7 +739,7 @@ def pretraining_record(name: str, folder: Path) -> dict[str, Any]:
     }
 
 
-def run_pretraining(out: Path | None = None, log=print) -> list[dict[str, Any]]:
+def run_pretraining(out: Path | None = None) -> list[dict[str, Any]]:
     """Train (or load) every pretraining run, write a record per run, a summary and two figures:
     validation loss against step per objective, and the VAE's reconstruction and KL terms with
     and without remedies."""
@@ -747,8 +748,8 @@ def run_pretraining(out: Path | None = None, log=print) -> list[dict[str, Any]]:
     histories, rows = {}, []
     specs = pretraining_specs()
     for number, (name, spec) in enumerate(specs.items(), 1):
-        log(f"[{number}/{len(specs)}] {name}")
-        _, histories[name], run_folder = pipeline.cached_run(spec, course.tokenizer())
+        logger.info(f"[{number}/{len(specs)}] {name}")
+        _, histories[name], run_folder = pipeline.cached_run(spec, pipeline.course_tokenizer())
         saved = pretraining_record(name, run_folder)
         checkpoint.write_json_atomic(saved, folder / f"{name}.json")
         final = saved["final_validation"]
@@ -761,7 +762,7 @@ def run_pretraining(out: Path | None = None, log=print) -> list[dict[str, Any]]:
             }
         )
     checkpoint.write_json_atomic({"rows": rows, "machine": machine()}, folder / "summary.json")
-    run_vae_diagnostics(out, log=log)
+    run_vae_diagnostics(out)
     fig, ax = _figure((6.5, 4))
     # the longer denoising stage first: the shorter one, identical up to its last step, is drawn
     # over it
@@ -786,25 +787,18 @@ def run_pretraining(out: Path | None = None, log=print) -> list[dict[str, Any]]:
 # --- the VAEs, measured ---------------------------------------------------------------------------
 
 VAE_RUNS = course.VAE_RUNS
-# draws z ~ q(z|x) per sentence: for the ELBO on every validation caption, and for the importance-
-# weighted bound (k up to 50) on the first 200
-DIAGNOSTIC_SAMPLES = (
-    {"samples": 2, "iw_sentences": 20, "iw_samples": 5, "iw_k": (1, 5)}
-    if course.QUICK
-    else {"samples": 10, "iw_sentences": 200, "iw_samples": 50, "iw_k": (1, 10, 50)}
-)
 
 
 def vae_diagnostics_record(name: str) -> dict[str, Any]:
     """``tmtlib.vae_diagnostics.measure`` of the pretraining run ``name`` (one of ``VAE_RUNS``,
     trained first if missing) on its validation captions, from its selected checkpoint, and the
     gradient each cross-attention projection gets from its loss on 64 of them, and how far each
-    moved from its initialisation."""
-    spec, tokenizer = vae_specs()[name], course.tokenizer()
+    moved from its initialisation. Samples drawn: ``recipes.VAE_DIAGNOSTICS``."""
+    spec, tokenizer = vae_specs()[name], pipeline.course_tokenizer()
     model, _, folder = pipeline.cached_run(spec, tokenizer)
     examples = pipeline.pretraining_validation(spec, tokenizer)
     started = time.perf_counter()
-    measured = vae_diagnostics.measure(model, examples, **DIAGNOSTIC_SAMPLES)
+    measured = vae_diagnostics.measure(model, examples, **recipes.VAE_DIAGNOSTICS.current())
     objective = pipeline.build_objective(spec, tokenizer)
     torch.manual_seed(0)  # word dropout and z are drawn from the global generator
     gradients = vae_diagnostics.cross_attention_gradients(model, objective, examples[:64])
@@ -827,9 +821,7 @@ def vae_diagnostics_record(name: str) -> dict[str, Any]:
     }
 
 
-def run_vae_diagnostics(
-    out: Path | None = None, runs: Iterable[str] = VAE_RUNS, log=print
-) -> dict[str, dict]:
+def run_vae_diagnostics(out: Path | None = None, runs: Iterable[str] = VAE_RUNS) -> dict[str, dict]:
     """Measure each VAE of ``runs`` and keep its record in ``pretraining/vae_diagnostics.json``
     (records of other runs already there are kept), then rewrite ``summary.md``."""
     folder = (out or results_dir()) / "pretraining"
@@ -837,7 +829,7 @@ def run_vae_diagnostics(
     path = folder / "vae_diagnostics.json"
     records = json.loads(path.read_text())["runs"] if path.exists() else {}
     for name in runs:
-        log(f"measuring {name}")
+        logger.info(f"measuring {name}")
         records[name] = vae_diagnostics_record(name)
     records = {name: records[name] for name in VAE_RUNS if name in records}
     checkpoint.write_json_atomic({"runs": records}, path)

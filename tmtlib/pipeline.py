@@ -5,15 +5,17 @@ result in a notebook and the same run from ``python -m tmtlib`` are the same com
 lives in one folder: ``last.pt`` (resumable), ``best.pt`` (selected on validation data),
 ``history.json``, ``progress.json`` (where ``last.pt`` stands: finished or not, steps, time),
 ``config.json`` (the spec that produced it) and ``tokenizer.model`` (the vocabulary, so a
-checkpoint can always be decoded). ``cached_run`` names that folder by a hash of
-the spec, so a notebook reuses what an earlier one trained, and trains it if it is missing.
+checkpoint can always be decoded). ``cached_run`` names that folder by a hash of everything that
+makes the run (``spec_hash``: the spec, its starting checkpoint, the vocabulary), so a notebook
+reuses what an earlier one trained, on this machine or from a copied cache, and trains it if it is
+missing.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -64,18 +66,25 @@ def course_tokenizer(
     """The course's joint vocabulary: trained on the task-1 training sentences of ``langs``.
 
     Only training text is used (never validation or test sentences); ``options`` default to
-    ``TokenizerSettings()``. Cached after the first call. It lives here, not in ``subwords``,
-    because ``data`` needs ``subwords.normalize``: the tokenizer module stays below ``data`` and
-    this function, which needs both, sits above them.
+    ``TokenizerSettings()``. Trained once (``data/cache/spm``), then loaded; a process asks the disk
+    once per vocabulary, since reading and normalising its training text takes seconds. It lives
+    here, not in ``subwords``, because ``data`` needs ``subwords.normalize``: the tokenizer module
+    stays below ``data`` and this function, which needs both, sits above them.
     """
     unknown = set(langs) - set(LANGUAGES)
     if unknown:
         raise ValueError(
             f"unknown language(s) {sorted(unknown)}: the course has {', '.join(LANGUAGES)}"
         )
+    return _trained_course_tokenizer(tuple(langs), options or TokenizerSettings())
+
+
+@functools.cache
+def _trained_course_tokenizer(langs: tuple[str, ...], options: TokenizerSettings) -> Tokenizer:
+    """``course_tokenizer``'s vocabulary, kept for the process (Multi30k is verified by checksums,
+    so its training text, and with it the vocabulary, is the same wherever the data lives)."""
     return train_tokenizer(
-        [line for lang in langs for line in data.read_lines(1, "train", lang)],
-        options or TokenizerSettings(),
+        [line for lang in langs for line in data.read_lines(1, "train", lang)], options
     )
 
 
@@ -244,8 +253,46 @@ def spec_from_dict(cls, raw: dict[str, Any]):
     return from_plain(cls, raw)
 
 
-def spec_hash(spec) -> str:
-    return hashlib.sha256(json.dumps(spec_dict(spec), sort_keys=True).encode()).hexdigest()[:12]
+def spec_hash(spec, tokenizer: Tokenizer | None = None) -> str:
+    """The name of a run's folder (``runs/<kind>-<hash>``): a hash of ``hashed_settings``, the same
+    on every machine and checkout for the same run, different for runs that differ in anything
+    that changes them."""
+    hashed = json.dumps(hashed_settings(spec, tokenizer), sort_keys=True)
+    return hashlib.sha256(hashed.encode()).hexdigest()[:12]
+
+
+def hashed_settings(spec, tokenizer: Tokenizer | None = None) -> dict[str, Any]:
+    """Everything that makes a run, as ``spec_hash`` hashes it: the spec (``spec_dict``), its
+    starting checkpoint as ``checkpoint_reference`` (never a path of this machine), and the
+    vocabulary's fingerprint when it is not the course's (``None``: the course's, as
+    ``cached_run`` uses). The course's vocabulary and a spec without ``init`` add nothing, so
+    those runs keep the names they were cached under."""
+    hashed = spec_dict(spec)
+    if spec.init:
+        hashed["init"] = checkpoint_reference(spec.init)
+    if tokenizer is not None and tokenizer.fingerprint() != course_tokenizer().fingerprint():
+        hashed["tokenizer"] = tokenizer.fingerprint()
+    return hashed
+
+
+def checkpoint_reference(path: str | Path) -> str:
+    """A checkpoint named the same on every machine: ``runs/<run folder>/<file>`` for one in the
+    run cache, else ``sha256:<digest>`` of its bytes.
+
+    A run folder's name is the hash of its own run's settings, so within the cache the name is the
+    checkpoint's identity, cheap to compute and known before its training finishes; hashing the
+    file instead would give a run trained on another machine (other floating-point rounding)
+    another name and split the cache. A file elsewhere has no such name, and its path says
+    nothing about what it holds, so its content names it."""
+    file = Path(path).expanduser().resolve()
+    if file.parent.parent == runs_dir().resolve():
+        return f"runs/{file.parent.name}/{file.name}"
+    try:
+        return "sha256:" + hashlib.sha256(file.read_bytes()).hexdigest()[:16]
+    except OSError as error:
+        raise checkpoint.CheckpointError(
+            f"cannot read the starting checkpoint {path}: {error.strerror or error}"
+        ) from None
 
 
 def _prepare_folder(out_dir: Path, spec, tokenizer: Tokenizer) -> None:
@@ -253,7 +300,7 @@ def _prepare_folder(out_dir: Path, spec, tokenizer: Tokenizer) -> None:
 
     Under torchrun only rank 0 writes (every rank reads the same files afterwards).
     """
-    if int(os.environ.get("RANK", "0")) != 0:
+    if settings.rank() != 0:
         return
     out_dir.mkdir(parents=True, exist_ok=True)
     config_file = out_dir / "config.json"
@@ -512,7 +559,7 @@ def output_languages(metadata: dict[str, Any]) -> tuple[str, ...] | None:
     return None
 
 
-def test_scores(
+def scores_on_test(
     model: Seq2Seq,
     tokenizer: Tokenizer,
     src: str,
@@ -539,22 +586,23 @@ def is_finished(folder: Path) -> bool:
     return checkpoint.RunFolder(Path(folder)).is_finished()
 
 
-def cached_run(spec, tokenizer: Tokenizer | None = None, **finetune_options):
-    """Run ``spec`` in ``data/cache/runs/<kind>-<hash>`` unless it already finished there.
+def cached_run(spec, tokenizer: Tokenizer | None = None):
+    """Run ``spec`` with ``tokenizer`` (default: the course's) in ``data/cache/runs/<kind>-<hash>``
+    (``spec_hash``) unless it already finished there.
 
     A finished run is loaded from ``best.pt`` (or ``last.pt``) without training; an unfinished one
     resumes (after waiting for another process that is training it). Returns (model, history,
     folder).
     """
     kind = "pretrain" if isinstance(spec, PretrainSpec) else "finetune"
-    folder = runs_dir() / f"{kind}-{spec_hash(spec)}"
+    folder = runs_dir() / f"{kind}-{spec_hash(spec, tokenizer)}"
     if not is_finished(folder):
         # another notebook training it: wait, then reuse
         with checkpoint.run_folder_lock(folder, wait=True):
             if kind == "pretrain" and not is_finished(folder):
                 pretrain(spec, folder, tokenizer)
             elif kind == "finetune" and not is_finished(folder):
-                finetune(spec, folder, tokenizer, **finetune_options)
+                finetune(spec, folder, tokenizer)
     best = folder / "best.pt" if (folder / "best.pt").exists() else folder / "last.pt"
     model, _, _ = load(best)
     history = History.from_dict(json.loads((folder / "history.json").read_text()))

@@ -38,7 +38,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from . import checkpoint
+from . import checkpoint, settings
 from .batching import Batch, Example, collate, shard, token_batches
 from .models import PRECISIONS, autocast, native_bf16
 from .objectives import Objective
@@ -178,11 +178,11 @@ class Progress:
 
 def distributed() -> tuple[int, int]:
     """(rank, world_size); joins the process group when launched by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = settings.world_size()
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(settings.local_rank())
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 

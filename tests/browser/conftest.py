@@ -82,12 +82,12 @@ def trained_models(corpus) -> None:
     """The quick models of notebooks 1, 2, 3, 5 and 9, cached before any notebook runs."""
     from tmtlib import course, pipeline
 
-    tokenizer = course.tokenizer()
+    tokenizer = pipeline.course_tokenizer()
     for spec in (*course.autoencoder_specs().values(), *course.vae_collapse_specs().values()):
         pipeline.cached_run(spec, tokenizer)
     for init in (None, *course.PRETRAIN_OBJECTIVES):
         course.translator(init, pairs=2000)
-    for init, pairs in course.SHOWCASE["runs"]:
+    for init, pairs in course.SHOWCASE_RUNS:
         course.translator(init, pairs=pairs)
 
 

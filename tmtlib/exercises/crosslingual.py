@@ -10,8 +10,9 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from .. import course, data
+from .. import data
 from ..models import Seq2Seq, model_config
+from ..pipeline import course_tokenizer
 from ..transfer import part_of, transfer
 from . import Verdict, expect, run_check
 
@@ -19,7 +20,7 @@ from . import Verdict, expect, run_check
 def coverage_inputs() -> tuple[list[int], list[int]]:
     """Real pieces: the French test set's (the child's text) and the parent's German training text
     (as notebook 7 counts them), both encoded with the course's joint vocabulary."""
-    tok = course.tokenizer()
+    tok = course_tokenizer()
     french = [
         piece for ids in tok.encode(data.read_lines(1, "test_2016_flickr", "fr")) for piece in ids
     ]

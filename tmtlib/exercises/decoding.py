@@ -15,9 +15,10 @@ from itertools import pairwise
 import torch
 from torch import Tensor
 
-from .. import course, data
+from .. import data
 from ..decode import _generate, _LiveHypotheses, evaluating, greedy, nucleus
 from ..models import Seq2Seq, model_config
+from ..pipeline import course_tokenizer
 from ..subwords import EOS_ID
 from . import Verdict, describe, expect, run_check, samples
 
@@ -31,7 +32,7 @@ def toy_translator(eos_scale: float = 1.0) -> Seq2Seq:
     one."""
     torch.manual_seed(0)
     model = Seq2Seq(
-        model_config("tiny", course.tokenizer().vocab_size, positions="learned", max_len=64)
+        model_config("tiny", course_tokenizer().vocab_size, positions="learned", max_len=64)
     )
     with torch.no_grad():
         model.positions.table.weight.normal_(0.0, 3.0)
@@ -43,7 +44,7 @@ def decoding_cases() -> list[tuple[str, Seq2Seq, int, list[int], int]]:
     """(name, model, test sentence index, source ids, max_len): a model that runs to its length
     limit (several limits) and one that ends with EOS after one token."""
     running, ending = toy_translator(), toy_translator(eos_scale=5.0)
-    sources = test_sources()
+    sources = sources_to_decode()
     return [
         (f"test sentence {i}", running, i, src, MAX_LEN - i % 3)
         for i, src in zip(SENTENCES, sources)
@@ -53,11 +54,11 @@ def decoding_cases() -> list[tuple[str, Seq2Seq, int, list[int], int]]:
     ]
 
 
-def test_sources() -> list[list[int]]:
+def sources_to_decode() -> list[list[int]]:
     """Real English test sentences as source ids: the pieces, then EOS (as
     ``tmtlib.decode.translate`` does)."""
     sentences = [data.read_lines(1, "test_2016_flickr", "en")[i] for i in SENTENCES]
-    return [ids + [EOS_ID] for ids in course.tokenizer().encode(sentences)]
+    return [ids + [EOS_ID] for ids in course_tokenizer().encode(sentences)]
 
 
 def reference_greedy(model: Seq2Seq, src_ids: list[int], start_id: int, max_len: int) -> list[int]:
@@ -93,7 +94,7 @@ def check_greedy(my_greedy: Callable[[Seq2Seq, list[int], int, int], list[int]])
     at most ``max_len`` tokens) with ``tmtlib.decode.greedy`` on real test sentences."""
 
     def attempt() -> str:
-        start = course.tokenizer().lang_id("de")
+        start = course_tokenizer().lang_id("de")
         lengths = []
         for name, model, _, src, max_len in decoding_cases():
             with evaluating(model):
@@ -226,7 +227,7 @@ def check_top_p_sampling(my_sample: Callable[..., list[int]]) -> Verdict:
     tiny p it must be greedy search."""
 
     def attempt() -> str:
-        start = course.tokenizer().lang_id("de")
+        start = course_tokenizer().lang_id("de")
         for name, model, index, src, max_len in decoding_cases():
             with evaluating(model):
                 got = list(

@@ -12,17 +12,18 @@ from functools import cache
 
 import torch
 
-from .. import course, data
+from .. import data
 from ..batching import Batch, collate
 from ..models import Seq2Seq, model_config
 from ..objectives import monolingual_examples
+from ..pipeline import course_tokenizer
 from ..subwords import Tokenizer
 
 
 @cache
 def tokenizer() -> Tokenizer:
     """The course's joint SentencePiece vocabulary."""
-    return course.tokenizer()
+    return course_tokenizer()
 
 
 @cache

@@ -23,7 +23,7 @@ from ..transfer import DEFAULT_PARTS, TransferReport, freeze, part_of, transfer
 from . import Verdict, describe, expect, run_check, samples
 
 
-def test_references(n: int = 500) -> list[str]:
+def reference_translations(n: int = 500) -> list[str]:
     """The first ``n`` German references of ``test_2016_flickr``."""
     return [de for _, de in data.load_parallel("en", "de", "test_2016_flickr")[:n]]
 
@@ -157,7 +157,7 @@ def _reference_precisions(outputs: Sequence[str], references: Sequence[str]) -> 
 
 
 def _precision_attempt(my_precisions: Callable[[Sequence[str], Sequence[str]], list[float]]) -> str:
-    references = test_references()
+    references = reference_translations()
     outputs = damaged(references, 2, 2, repeat_first=True)
     expected = _reference_precisions(outputs, references)
     got = my_precisions(outputs, references)
