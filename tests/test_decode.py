@@ -68,7 +68,7 @@ def untrained() -> Seq2Seq:
 
 
 @pytest.fixture(scope="module")
-def test_sources() -> torch.Tensor:
+def held_out_sources() -> torch.Tensor:
     return copy_batch(16, torch.Generator().manual_seed(123))[0]
 
 
@@ -80,30 +80,30 @@ def sequence_log_prob(model: Seq2Seq, src: torch.Tensor, output: list[int], ende
     return logits.log_softmax(-1)[0, torch.arange(len(target)), target].sum().item()
 
 
-def test_greedy_copies_after_training(copier, test_sources):
-    assert greedy(copier, test_sources, tags(16)) == content(test_sources)
-    assert greedy(copier, test_sources, tags(16), use_cache=False) == content(test_sources)
+def test_greedy_copies_after_training(copier, held_out_sources):
+    assert greedy(copier, held_out_sources, tags(16)) == content(held_out_sources)
+    assert greedy(copier, held_out_sources, tags(16), use_cache=False) == content(held_out_sources)
 
 
-def test_searches_under_bf16_autocast_still_copy(copier, test_sources):
+def test_searches_under_bf16_autocast_still_copy(copier, held_out_sources):
     with autocast(torch.device("cpu"), "bf16"):
-        assert greedy(copier, test_sources, tags(16)) == content(test_sources)
-        assert beam_search(copier, test_sources, tags(16)) == content(test_sources)
+        assert greedy(copier, held_out_sources, tags(16)) == content(held_out_sources)
+        assert beam_search(copier, held_out_sources, tags(16)) == content(held_out_sources)
 
 
-def test_beam_search_copies_and_beam_one_is_greedy(copier, untrained, test_sources):
-    assert beam_search(copier, test_sources, tags(16)) == content(test_sources)
+def test_beam_search_copies_and_beam_one_is_greedy(copier, untrained, held_out_sources):
+    assert beam_search(copier, held_out_sources, tags(16)) == content(held_out_sources)
     for model in (copier, untrained):
-        expected = greedy(model, test_sources, tags(16))
+        expected = greedy(model, held_out_sources, tags(16))
         for penalty in (0.0, 1.0):
             assert (
-                beam_search(model, test_sources, tags(16), beam_size=1, length_penalty=penalty)
+                beam_search(model, held_out_sources, tags(16), beam_size=1, length_penalty=penalty)
                 == expected
             )
 
 
-def test_beam_finds_at_least_the_greedy_score(untrained, test_sources):
-    model, src = untrained, test_sources[:6]
+def test_beam_finds_at_least_the_greedy_score(untrained, held_out_sources):
+    model, src = untrained, held_out_sources[:6]
     limit = 12
     best, scores = beam_search(
         model, src, tags(6), beam_size=5, length_penalty=0.0, max_len=limit, return_scores=True
@@ -116,30 +116,30 @@ def test_beam_finds_at_least_the_greedy_score(untrained, test_sources):
         assert found >= greedy_score - 1e-4
 
 
-def test_n_best_are_distinct_and_ordered(untrained, test_sources):
+def test_n_best_are_distinct_and_ordered(untrained, held_out_sources):
     hypotheses, scores = beam_search(
-        untrained, test_sources[:4], tags(4), beam_size=4, n_best=3, return_scores=True
+        untrained, held_out_sources[:4], tags(4), beam_size=4, n_best=3, return_scores=True
     )
     assert [len(h) for h in hypotheses] == [3] * 4 and [len(s) for s in scores] == [3] * 4
     for options, ranked in zip(hypotheses, scores):
         assert ranked == sorted(ranked, reverse=True)
         assert len({tuple(o) for o in options}) == 3
     with pytest.raises(ValueError, match="n_best"):
-        beam_search(untrained, test_sources, tags(16), beam_size=2, n_best=3)
+        beam_search(untrained, held_out_sources, tags(16), beam_size=2, n_best=3)
 
 
-def test_cache_does_not_change_results(untrained, test_sources):
+def test_cache_does_not_change_results(untrained, held_out_sources):
     for search in (greedy, beam_search):
-        cached = search(untrained, test_sources, tags(16))
-        assert cached == search(untrained, test_sources, tags(16), use_cache=False)
+        cached = search(untrained, held_out_sources, tags(16))
+        assert cached == search(untrained, held_out_sources, tags(16), use_cache=False)
 
 
-def test_length_limits(untrained, test_sources):
-    lengths = test_sources.ne(PAD_ID).sum(1).tolist()
+def test_length_limits(untrained, held_out_sources):
+    lengths = held_out_sources.ne(PAD_ID).sum(1).tolist()
     for search in (greedy, beam_search):
-        outputs = search(untrained, test_sources, tags(16), max_len_ratio=0.5, max_len_offset=1)
+        outputs = search(untrained, held_out_sources, tags(16), max_len_ratio=0.5, max_len_offset=1)
         assert all(len(o) <= int(0.5 * n + 1) for o, n in zip(outputs, lengths))
-        assert max(len(o) for o in search(untrained, test_sources, tags(16), max_len=3)) == 3
+        assert max(len(o) for o in search(untrained, held_out_sources, tags(16), max_len=3)) == 3
     long_model = Seq2Seq(model_config("tiny", V, max_len=6)).eval()  # outputs fit the positions
     assert max(len(o) for o in greedy(long_model, None, tags(3), max_len=50)) <= 5
     with pytest.raises(ValueError, match="give max_len"):
@@ -156,10 +156,10 @@ def test_lm_and_latent_decoding(untrained):
     assert len(decode_latent(untrained, z, tags(3), max_len=7, beam_size=3)) == 3
 
 
-def test_sampling(copier, untrained, test_sources):
+def test_sampling(copier, untrained, held_out_sources):
     for model in (copier, untrained):
-        expected = greedy(model, test_sources, tags(16), max_len=12)
-        assert sample(model, tags(16), src=test_sources, top_k=1, max_len=12) == expected
+        expected = greedy(model, held_out_sources, tags(16), max_len=12)
+        assert sample(model, tags(16), src=held_out_sources, top_k=1, max_len=12) == expected
 
     def draw(seed: int) -> list[list[int]]:
         generator = torch.Generator().manual_seed(seed)
@@ -170,11 +170,11 @@ def test_sampling(copier, untrained, test_sources):
         sample(untrained, tags(2), temperature=0.0)
 
 
-def test_searches_restore_training_mode(untrained, test_sources):
+def test_searches_restore_training_mode(untrained, held_out_sources):
     untrained.train()
     try:
-        greedy(untrained, test_sources, tags(16))
-        beam_search(untrained, test_sources, tags(16), beam_size=2)
+        greedy(untrained, held_out_sources, tags(16))
+        beam_search(untrained, held_out_sources, tags(16), beam_size=2)
         assert untrained.training
     finally:
         untrained.eval()
@@ -275,8 +275,8 @@ def test_nucleus_keeps_the_smallest_set_reaching_top_p():
         nucleus(probs, 0.0)
 
 
-def test_sampling_with_top_p(untrained, test_sources):
-    tiny_nucleus = sample(untrained, tags(16), src=test_sources, top_p=1e-6, max_len=12)
-    assert tiny_nucleus == greedy(untrained, test_sources, tags(16), max_len=12)
+def test_sampling_with_top_p(untrained, held_out_sources):
+    tiny_nucleus = sample(untrained, tags(16), src=held_out_sources, top_p=1e-6, max_len=12)
+    assert tiny_nucleus == greedy(untrained, held_out_sources, tags(16), max_len=12)
     with pytest.raises(ValueError, match="top_p"):
         sample(untrained, tags(2), top_p=1.5)
