@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from tmtlib import pipeline
+from tmtlib import checkpoint, pipeline
 from tmtlib.train import TrainConfig
 from tmtlib.transfer import part_of
 
@@ -33,7 +33,9 @@ def test_cached_run_trains_once_then_loads(toy_corpus, tokenizer, tmp_path, monk
         train=TrainConfig(max_steps=6, eval_every=3, max_tokens=1024, progress=False),
     )
     model, history, folder = pipeline.cached_run(spec, tokenizer)
-    assert folder.parent == tmp_path / "cache" / "runs" and pipeline.is_finished(folder)
+    assert (
+        folder.parent == tmp_path / "cache" / "runs" and checkpoint.RunFolder(folder).is_finished()
+    )
     stamp = (folder / "last.pt").stat().st_mtime_ns
     again, history_again, same = pipeline.cached_run(spec, tokenizer)
     assert same == folder and (folder / "last.pt").stat().st_mtime_ns == stamp

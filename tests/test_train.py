@@ -111,7 +111,6 @@ def test_history_and_best_checkpoint(tmp_path):
 
 
 def test_progress_json_tells_where_last_pt_stands_without_loading_it(tmp_path, monkeypatch):
-    from tmtlib import pipeline
 
     train(tiny(), make_objective("ae"), examples(), quick(max_steps=12), out_dir=tmp_path)
     progress = json.loads((tmp_path / "progress.json").read_text())
@@ -123,7 +122,7 @@ def test_progress_json_tells_where_last_pt_stands_without_loading_it(tmp_path, m
 
     monkeypatch.setattr(checkpoint, "load", no_checkpoint_loads)
     assert (
-        pipeline.is_finished(tmp_path)
+        checkpoint.RunFolder(tmp_path).is_finished()
         and checkpoint.RunFolder(tmp_path).read_progress() == progress
     )
     monkeypatch.undo()

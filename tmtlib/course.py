@@ -232,7 +232,7 @@ def init_checkpoint(init: str, child: tuple[str, str], preset: str | None = None
         folder = cached_run(denoised_parent_spec(init, child), course_tokenizer())[2]
     else:
         folder = pretrained(init, preset=preset or recipes.COURSE_MODEL.current())[2]
-    return str(folder / "best.pt")
+    return str(checkpoint.RunFolder(folder).best)
 
 
 def denoised_parent_spec(init: str, child: tuple[str, str]) -> PretrainSpec:
@@ -322,7 +322,7 @@ def test_set_result(
     cache = folder / f"{src}-{tgt}.{split}.beam{beam_size}.json"
     if cache.exists():
         return json.loads(cache.read_text())
-    model, tokenizer, _ = pipeline.load(folder / "best.pt")
+    model, tokenizer, _ = pipeline.load(checkpoint.RunFolder(folder).best)
     hyps, scores = pipeline.scores_on_test(
         model, tokenizer, src, tgt, split, beam_size=beam_size, limit=limit
     )

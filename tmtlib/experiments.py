@@ -217,7 +217,7 @@ def recorded_config(folder: Path) -> dict[str, Any]:
     path as the run's name hashes it (``tmtlib.pipeline.checkpoint_reference``: ``runs/<run
     folder>/best.pt`` in the run cache, the file's content hash elsewhere), so records hold no
     path of the machine that made them; a relative path stays as the user gave it."""
-    config = json.loads((folder / "config.json").read_text())
+    config = checkpoint.RunFolder(folder).read_config()
     if config.get("init") and Path(config["init"]).is_absolute():
         config["init"] = pipeline.checkpoint_reference(config["init"])
     return config
@@ -225,7 +225,7 @@ def recorded_config(folder: Path) -> dict[str, Any]:
 
 def run_history(folder: Path) -> dict[str, list]:
     """The training and validation records of the run in ``folder`` (its ``history.json``)."""
-    return json.loads((folder / "history.json").read_text())
+    return checkpoint.RunFolder(folder).read_history()
 
 
 def record(cell: Cell, folder: Path, test: dict) -> dict[str, Any]:
@@ -808,7 +808,7 @@ def vae_diagnostics_record(name: str) -> dict[str, Any]:
     return {
         "run": name,
         "run_folder": folder.name,
-        "checkpoint_step": checkpoint.load(folder / "best.pt")["progress"]["step"],
+        "checkpoint_step": checkpoint.load(checkpoint.RunFolder(folder).best)["progress"]["step"],
         "examples": (
             f"the run's validation captions ({', '.join(spec.langs)}; task-2 val, the first "
             "500 per language)"

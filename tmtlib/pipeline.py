@@ -303,11 +303,11 @@ def _prepare_folder(out_dir: Path, spec, tokenizer: Tokenizer) -> None:
     if settings.rank() != 0:
         return
     out_dir.mkdir(parents=True, exist_ok=True)
-    config_file = out_dir / "config.json"
+    files = checkpoint.RunFolder(out_dir)
     # tuples as lists
     wanted = json.loads(json.dumps({"kind": type(spec).__name__, **spec_dict(spec)}))
-    if config_file.exists() and (out_dir / "last.pt").exists():
-        existing = json.loads(config_file.read_text())
+    if files.config.exists() and files.last.exists():
+        existing = files.read_config()
         changed = sorted(
             k
             for k in set(existing) | set(wanted)
@@ -318,11 +318,9 @@ def _prepare_folder(out_dir: Path, spec, tokenizer: Tokenizer) -> None:
                 f"{out_dir} holds a different run (settings differ: {', '.join(changed)}); "
                 f"choose another output folder"
             )
-    checkpoint.write_json_atomic(wanted, config_file, indent=2)
-    if not (out_dir / "tokenizer.model").exists():
-        checkpoint.write_bytes_atomic(
-            Path(tokenizer.model_file).read_bytes(), out_dir / "tokenizer.model"
-        )
+    checkpoint.write_json_atomic(wanted, files.config, indent=2)
+    if not files.tokenizer.exists():
+        checkpoint.write_bytes_atomic(Path(tokenizer.model_file).read_bytes(), files.tokenizer)
 
 
 def _metadata(config: ModelConfig, tokenizer: Tokenizer, spec) -> dict[str, Any]:
@@ -531,7 +529,7 @@ def load(path: str | Path, map_location: str = "cpu") -> tuple[Seq2Seq, Tokenize
         raise checkpoint.CheckpointError(
             f"{path} has no model configuration: not written by tmtlib"
         )
-    tokenizer_file = path.parent / "tokenizer.model"
+    tokenizer_file = checkpoint.RunFolder(path.parent).tokenizer
     if not tokenizer_file.exists():
         raise checkpoint.CheckpointError(f"{path} has no tokenizer.model beside it")
     tokenizer = Tokenizer(tokenizer_file)
@@ -581,11 +579,6 @@ def runs_dir() -> Path:
     return settings.cache_dir("runs")
 
 
-def is_finished(folder: Path) -> bool:
-    """Whether the run in ``folder`` reached one of its stopping conditions."""
-    return checkpoint.RunFolder(Path(folder)).is_finished()
-
-
 def cached_run(spec, tokenizer: Tokenizer | None = None):
     """Run ``spec`` with ``tokenizer`` (default: the course's) in ``data/cache/runs/<kind>-<hash>``
     (``spec_hash``) unless it already finished there.
@@ -596,14 +589,13 @@ def cached_run(spec, tokenizer: Tokenizer | None = None):
     """
     kind = "pretrain" if isinstance(spec, PretrainSpec) else "finetune"
     folder = runs_dir() / f"{kind}-{spec_hash(spec, tokenizer)}"
-    if not is_finished(folder):
+    files = checkpoint.RunFolder(folder)
+    if not files.is_finished():
         # another notebook training it: wait, then reuse
         with checkpoint.run_folder_lock(folder, wait=True):
-            if kind == "pretrain" and not is_finished(folder):
+            if kind == "pretrain" and not files.is_finished():
                 pretrain(spec, folder, tokenizer)
-            elif kind == "finetune" and not is_finished(folder):
+            elif kind == "finetune" and not files.is_finished():
                 finetune(spec, folder, tokenizer)
-    best = folder / "best.pt" if (folder / "best.pt").exists() else folder / "last.pt"
-    model, _, _ = load(best)
-    history = History.from_dict(json.loads((folder / "history.json").read_text()))
-    return model, history, folder
+    model, _, _ = load(files.weights())
+    return model, History.from_dict(files.read_history()), folder
