@@ -479,7 +479,7 @@ def test_evaluate_prints_text_or_one_json_object(tmp_path, capsys):
 
 def test_experiment_prints_its_table_or_one_json_object(tmp_path, monkeypatch, capsys):
     rows = [{"system": "en-de_scratch_200", "seeds": [0], "bleu_mean": 1.5}]
-    monkeypatch.setattr(experiments, "run_family", lambda family, cells, out, log: rows)
+    monkeypatch.setattr(experiments, "run_family", lambda family, cells, out: rows)
     monkeypatch.setattr(experiments, "markdown_table", lambda given: f"table of {len(given)} row")
     argv = [
         "experiment",
@@ -504,11 +504,11 @@ def test_experiment_prints_its_table_or_one_json_object(tmp_path, monkeypatch, c
 def test_pretraining_and_vae_families_print_one_json_object(tmp_path, monkeypatch, capsys):
     rows = [{"run": "dae", "val_loss": 2.5}]
     records = {"vae_no_remedy": {"active_units": 0}}
-    monkeypatch.setattr(experiments, "run_pretraining", lambda out, log: rows)
+    monkeypatch.setattr(experiments, "run_pretraining", lambda out: rows)
     monkeypatch.setattr(
         experiments,
         "run_vae_diagnostics",
-        lambda out, runs, log: {run: records[run] for run in runs},
+        lambda out, runs: {run: records[run] for run in runs},
     )
     monkeypatch.setattr(
         experiments, "vae_diagnostics_table", lambda given: f"table of {len(given)} VAE"
