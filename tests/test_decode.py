@@ -6,7 +6,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tmtlib.decode import beam_search, decode_latent, greedy, nucleus, sample, translate
+from tmtlib.decode import (
+    beam_search,
+    beam_search_n_best,
+    decode_latent,
+    greedy,
+    nucleus,
+    sample,
+    translate,
+)
 from tmtlib.models import Seq2Seq, autocast, model_config
 from tmtlib.subwords import EOS_ID, PAD_ID, TokenizerSettings, train_tokenizer
 
@@ -105,10 +113,13 @@ def test_beam_search_copies_and_beam_one_is_greedy(copier, untrained, held_out_s
 def test_beam_finds_at_least_the_greedy_score(untrained, held_out_sources):
     model, src = untrained, held_out_sources[:6]
     limit = 12
-    best, scores = beam_search(
-        model, src, tags(6), beam_size=5, length_penalty=0.0, max_len=limit, return_scores=True
+    found_best = beam_search_n_best(
+        model, src, tags(6), beam_size=5, length_penalty=0.0, max_len=limit
     )
-    for i, (hypothesis, found) in enumerate(zip(best, scores)):
+    assert [tokens for ((_, tokens),) in found_best] == beam_search(
+        model, src, tags(6), beam_size=5, length_penalty=0.0, max_len=limit
+    )
+    for i, ((found, hypothesis),) in enumerate(found_best):
         greedy_output = greedy(model, src[i : i + 1], tags(1), max_len=limit)[0]
         greedy_score = sequence_log_prob(model, src[i], greedy_output, len(greedy_output) < limit)
         rescored = sequence_log_prob(model, src[i], hypothesis, len(hypothesis) < limit)
@@ -117,15 +128,13 @@ def test_beam_finds_at_least_the_greedy_score(untrained, held_out_sources):
 
 
 def test_n_best_are_distinct_and_ordered(untrained, held_out_sources):
-    hypotheses, scores = beam_search(
-        untrained, held_out_sources[:4], tags(4), beam_size=4, n_best=3, return_scores=True
-    )
-    assert [len(h) for h in hypotheses] == [3] * 4 and [len(s) for s in scores] == [3] * 4
-    for options, ranked in zip(hypotheses, scores):
-        assert ranked == sorted(ranked, reverse=True)
-        assert len({tuple(o) for o in options}) == 3
+    found = beam_search_n_best(untrained, held_out_sources[:4], tags(4), beam_size=4, n_best=3)
+    assert [len(best) for best in found] == [3] * 4
+    for best in found:
+        assert [h.score for h in best] == sorted((h.score for h in best), reverse=True)
+        assert len({tuple(h.tokens) for h in best}) == 3
     with pytest.raises(ValueError, match="n_best"):
-        beam_search(untrained, held_out_sources, tags(16), beam_size=2, n_best=3)
+        beam_search_n_best(untrained, held_out_sources, tags(16), beam_size=2, n_best=3)
 
 
 def test_cache_does_not_change_results(untrained, held_out_sources):

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -253,11 +254,28 @@ def sample(
         return _generate(hypotheses, limits, choose)
 
 
+class Hypothesis(NamedTuple):
+    """A finished beam-search hypothesis: its normalised score and its tokens (EOS excluded)."""
+
+    score: float
+    tokens: list[int]
+
+
 def beam_search(
+    model: Seq2Seq, src: Tensor | None, start_ids: Tensor, **options: Any
+) -> list[list[int]]:
+    """The best hypothesis of each sentence by beam search: ``beam_search_n_best`` with
+    ``n_best=1``, whose docstring describes the search and its ``options``."""
+    found = beam_search_n_best(model, src, start_ids, n_best=1, **options)
+    return [best.tokens for (best,) in found]
+
+
+def beam_search_n_best(
     model: Seq2Seq,
     src: Tensor | None,
     start_ids: Tensor,
     *,
+    n_best: int = 1,
     memory: Tensor | None = None,
     memory_pad: Tensor | None = None,
     max_len: int | None = None,
@@ -265,10 +283,8 @@ def beam_search(
     length_penalty: float = 1.0,
     max_len_ratio: float = 1.5,
     max_len_offset: int = 10,
-    n_best: int = 1,
-    return_scores: bool = False,
     use_cache: bool = True,
-):
+) -> list[list[Hypothesis]]:
     """Batched beam search: the B sentences × K beams are one batch of B·K rows, and the K rows
     of a sentence share its encoder memory (projected and attended once per sentence).
 
@@ -284,9 +300,7 @@ def beam_search(
     its length limit, where the live hypotheses are finished as they are. Done sentences leave the
     batch. With K = 1 this is exactly greedy search.
 
-    Returns, per sentence, the best hypothesis (``n_best=1``) or a list of the ``n_best`` best, best
-    first; with ``return_scores``, ``(hypotheses, scores)`` where scores are the normalised scores
-    in the same layout.
+    Returns, per sentence, its ``n_best`` best finished hypotheses, best first.
     """
     _check_beam_size(model, beam_size, n_best)
     with evaluating(model):
@@ -299,7 +313,10 @@ def beam_search(
             model, start_ids.to(_device(model)), memory, memory_pad, use_cache
         )
         finished = _BeamSearch(hypotheses, limits, beam_size, length_penalty).run()
-    return _best_hypotheses(finished, n_best, return_scores)
+    return [
+        sorted(map(Hypothesis._make, hypotheses), key=lambda h: h.score, reverse=True)[:n_best]
+        for hypotheses in finished
+    ]
 
 
 def _check_beam_size(model: Seq2Seq, beam_size: int, n_best: int) -> None:
@@ -415,21 +432,6 @@ class _BeamSearch:
             scores[at_limit].view(-1) / penalty,
             torch.cat([self.hypotheses.tokens[rows, 1:], last], dim=1),
         )
-
-
-def _best_hypotheses(
-    finished: list[list[tuple[float, list[int]]]], n_best: int, return_scores: bool
-):
-    """Per sentence, the best finished hypothesis (or a list of the ``n_best`` best, best first),
-    with their normalised scores in the same layout if ``return_scores``."""
-    best = [
-        sorted(hypotheses, key=lambda h: h[0], reverse=True)[:n_best] for hypotheses in finished
-    ]
-    outputs = [[tokens for _, tokens in b] for b in best]
-    normalised = [[score for score, _ in b] for b in best]
-    if n_best == 1:
-        outputs, normalised = [o[0] for o in outputs], [s[0] for s in normalised]
-    return (outputs, normalised) if return_scores else outputs
 
 
 def decode_latent(
