@@ -5,6 +5,7 @@ stands in for it in the fast tier."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -43,13 +44,22 @@ def _forget_loaded_files() -> None:
         cached.cache_clear()
 
 
+def _write_toy_corpus(root: Path) -> Path:
+    """The toy corpus written under ``root`` by ``tests/data/toy/generate.py``."""
+    spec = importlib.util.spec_from_file_location("toy_corpus_generator", TOY / "generate.py")
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    generator.write(root)
+    return root
+
+
 @contextlib.contextmanager
-def _toy_multi30k(home: Path) -> Iterator[None]:
+def _toy_multi30k(mirror: Path, home: Path) -> Iterator[None]:
     """Within the block, ``tmtlib.data`` reads the toy corpus: its mirror, its checksums and a home
     of its own (so no real file, tokenizer or run is mixed up with a toy one); afterwards, the
     real corpus again."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(data.MIRROR_ENV, str(TOY))
+        patch.setenv(data.MIRROR_ENV, str(mirror))
         patch.setenv("TMT_HOME", str(home))
         patch.setattr(data, "MANIFEST", TOY / "multi30k.sha256")
         _forget_loaded_files()
@@ -63,8 +73,9 @@ def _toy_multi30k(home: Path) -> Iterator[None]:
 def toy(tmp_path_factory) -> Callable[[], contextlib.AbstractContextManager[None]]:
     """``with toy(): ...`` reads the toy corpus (``tests/data/toy/generate.py``) in place of
     Multi30k, for fixtures of any scope; the home is one for the whole session."""
+    mirror = _write_toy_corpus(tmp_path_factory.mktemp("toy-corpus"))
     home = tmp_path_factory.mktemp("toy-home")
-    return lambda: _toy_multi30k(home)
+    return lambda: _toy_multi30k(mirror, home)
 
 
 @pytest.fixture

@@ -5,8 +5,10 @@ model, decodes and scores on this corpus instead of the real Multi30k (Elliott e
 that it needs no download and runs in minutes. Every sentence is built from the phrase tables
 below (a subject, an optional garment, a verb, a place), translated phrase by phrase into German,
 French and Czech: parallel, varied enough for a tokenizer and a tiny translator, and free of any
-licence. Run ``python3 tests/data/toy/generate.py`` to rewrite the files and ``multi30k.sha256``
-byte for byte (a fixed seed, gzip without a timestamp).
+licence. The files are not committed: the tests write them (``write``) into a temporary folder,
+byte for byte the same each time (a fixed seed, gzip without a timestamp), and ``tmtlib.data``
+checks them against the committed ``multi30k.sha256`` (``python3 tests/data/toy/generate.py``
+rewrites it after a change here).
 
 Task 1 (parallel en/de/fr/cs): ``train`` 400 pairs, ``val`` and ``test_2016_flickr`` 50 each,
 ``test_2018_flickr`` 30; ``test_2017_flickr`` and ``test_2017_mscoco`` are left out on purpose,
@@ -20,6 +22,7 @@ import gzip
 import hashlib
 import itertools
 import random
+import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -99,17 +102,25 @@ def task2(rng: random.Random) -> dict[str, list[str]]:
     return files
 
 
-def main() -> None:
+def write(root: Path) -> list[str]:
+    """Write the corpus under ``root`` in Multi30k's layout; return its checksum lines
+    (``sha256  relpath``), as ``multi30k.sha256`` lists them."""
     rng = random.Random(20)
     files = {**task1(rng), **task2(rng)}
     manifest = []
     for relpath, lines in sorted(files.items()):
         payload = gzip.compress("".join(line + "\n" for line in lines).encode(), mtime=0)
-        path = HERE / relpath
+        path = root / relpath
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(payload)
         manifest.append(f"{hashlib.sha256(payload).hexdigest()}  {relpath}\n")
-    (HERE / "multi30k.sha256").write_text("".join(manifest))
+    return manifest
+
+
+def main() -> None:
+    """Rewrite the committed checksums (the corpus itself is written where the tests need it)."""
+    with tempfile.TemporaryDirectory() as root:
+        (HERE / "multi30k.sha256").write_text("".join(write(Path(root))))
 
 
 if __name__ == "__main__":
