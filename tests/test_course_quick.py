@@ -32,9 +32,9 @@ def test_the_quick_vae_interpolation_changes_along_the_path(tokenizer):
 def test_notebook_9s_quick_translators_translate(tokenizer, init, pairs):
     _, _, folder = course.translator(init, pairs=pairs)
     result = course.test_set_result(folder, "en", "de")
-    # an untrained or broken model scores 0; 150 steps of the small model write recognisable German
-    # (about 7)
-    assert result["bleu"]["score"] >= 5, (
+    # issue 18: every translator a learner meets in quick mode scores at least 10 (an untrained or
+    # broken model scores 0; recipes.SHOWCASE says what each measured)
+    assert result["bleu"]["score"] >= 10, (
         result["sentences"],
         result["bleu"]["score"],
         result["hypotheses"][:3],

@@ -4,6 +4,7 @@ tests/test_cli.py runs the families end to end in quick mode)."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -212,3 +213,35 @@ def test_a_record_names_its_starting_checkpoint_relative_to_the_run_cache(tmp_pa
     (folder / "config.json").write_text(json.dumps({"init": str(outside)}))
     assert experiments.recorded_config(folder)["init"] == pipeline.checkpoint_reference(outside)
     assert experiments.recorded_config(folder)["init"].startswith("sha256:")
+
+
+def test_the_size_ablation_joins_its_smaller_models_to_the_course_models_budget_runs(tmp_path):
+    sizes = experiments.sizes(seeds=(0, 1), presets=("tiny",))
+    assert [c.name for c in sizes] == [
+        "en-de_scratch_tiny_3000_seed0",
+        "en-de_scratch_tiny_3000_seed1",
+    ]
+    assert experiments.label(sizes[0]) == "scratch, tiny model"
+    course_runs = [Cell("budgets", None, 3000, seed) for seed in (0, 1)]
+    others = [Cell("budgets", "dae", 3000, 0), Cell("budgets", None, 1000, 0)]
+    for family, cells in (("sizes", sizes), ("budgets", course_runs + others)):
+        (tmp_path / family).mkdir()
+        for cell in cells:
+            saved = _record(cell, 10.0 + cell.seed) | {"cell": asdict(cell) | {"name": cell.name}}
+            saved["training"] = {"seconds": 60.0 * (1 + cell.seed)}
+            saved["validation"] = {"curve": [{"step": 50, "val_bleu": 5.0}]}
+            (tmp_path / family / f"{cell.name}.json").write_text(json.dumps(saved))
+    joined = experiments.size_records(tmp_path)
+    assert set(joined) == set(sizes + course_runs)  # not another start or budget
+    written = experiments.figures("sizes", joined, tmp_path / "sizes")
+    assert [path.name for path in written] == ["bleu_by_size.png", "learning_curves.png"]
+    assert written[0].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_model_sizes_are_counted_with_the_course_vocabulary():
+    tiny, small, course_model = (
+        experiments.preset_parameters(p) for p in ("tiny", "small", "course")
+    )
+    assert tiny < small < course_model
+    # the tied 8,000 x 256 embedding is a quarter of the course model
+    assert course_model > 4 * 8000 * 256 * 0.9

@@ -71,6 +71,19 @@ def test_later_settings_at_their_defaults_keep_old_run_names():
     assert pipeline.spec_from_dict(pipeline.FinetuneSpec, raw) == gradual
 
 
+@pytest.mark.parametrize("kind", [pipeline.FinetuneSpec, pipeline.PretrainSpec])
+def test_a_run_may_set_its_own_dropout_and_keeps_its_name_when_it_does_not(kind):
+    spec = kind(preset="small")
+    assert "dropout" not in pipeline.spec_dict(spec)
+    tokenizer = type("Vocabulary", (), {"vocab_size": 100})()
+    assert pipeline.spec_model_config(spec, tokenizer).dropout == 0.1  # the small preset's
+    no_dropout = replace(spec, dropout=0.0)
+    assert pipeline.spec_model_config(no_dropout, tokenizer).dropout == 0.0
+    assert pipeline.spec_hash(no_dropout) != pipeline.spec_hash(spec)
+    with pytest.raises(ValueError, match="dropout"):
+        kind(dropout=1.0)
+
+
 def test_a_run_has_the_same_name_wherever_the_repository_and_its_data_live(tmp_path, monkeypatch):
     names = []
     for home in ("one", "two"):

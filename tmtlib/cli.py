@@ -337,6 +337,7 @@ EXPERIMENT_FLAGS = {
     "targets": "--targets",
     "precision": "--precision",
     "runs": "--runs",
+    "presets": "--presets",
 }
 
 
@@ -482,7 +483,8 @@ def _add_names(
 FAMILY_HELP = (
     "budgets: en->de BLEU against parallel pairs, per initialisation (notebook 6); crosslingual: "
     "en->de parent to en->fr/en->cs children (notebook 7); strategies: fine-tuning strategies for "
-    "the en->fr child (notebook 8); full: en->X on all pairs for about 60 minutes; pretraining: "
+    "the en->fr child (notebook 8); full: en->X on all pairs for about 60 minutes; sizes: smaller "
+    "models than the course's on 3,000 en->de pairs (notebook 10); pretraining: "
     "the course's pretraining runs and the VAE with/without remedies; vae-diagnostics: those VAEs "
     "measured (sampled ELBO, IW bound, active units, I(x;z), shuffled z)"
 )
@@ -492,7 +494,15 @@ def _add_experiment(commands) -> None:
     ex = commands.add_parser(
         "experiment", help="run an experiment family (cached, resumable) and write its results"
     )
-    families = ["budgets", "crosslingual", "strategies", "full", "pretraining", "vae-diagnostics"]
+    families = [
+        "budgets",
+        "crosslingual",
+        "strategies",
+        "full",
+        "sizes",
+        "pretraining",
+        "vae-diagnostics",
+    ]
     ex.add_argument(
         "family",
         choices=families,
@@ -539,6 +549,12 @@ def _add_experiment(commands) -> None:
         "--precision",
         choices=list(PRECISIONS),
         help="training precision of the full family's hour (default: fp32)",
+    )
+    _add_names(
+        ex,
+        "--presets",
+        [name for name in pipeline.PRESET_NAMES if name != "course"],
+        "model sizes trained besides the course model's budgets runs (sizes; default: tiny small)",
     )
     _add_names(ex, "--runs", course.VAE_RUNS, "VAEs measured (vae-diagnostics; default: all)")
     ex.add_argument(

@@ -73,6 +73,7 @@ def pretrain_spec(objective: str, **overrides) -> PretrainSpec:
         free_bits=0.1,
         word_dropout=0.25,
         train=train,
+        dropout=recipe.dropout,
     )
     return replace(spec, **overrides)
 
@@ -102,6 +103,7 @@ def autoencoder_specs() -> dict[str, PretrainSpec]:
         preset=recipe.preset,
         sentences_per_lang=recipe.sentences_per_lang,
         train=recipe.train,
+        dropout=recipe.dropout,
     )
     return {key: replace(base, **options) for key, options in AUTOENCODERS.items()}
 
@@ -130,6 +132,7 @@ def vae_collapse_specs() -> dict[str, PretrainSpec]:
         sentences_per_lang=recipe.sentences_per_lang,
         latent_dim=32,
         train=recipe.train,
+        dropout=recipe.dropout,
     )
     options = {
         "no_remedy": dict(kl_schedule="constant", free_bits=0.0, word_dropout=0.0),
@@ -208,6 +211,8 @@ def finetune_spec(
         init=init_path,
         parts=parts,
         bleu_sentences=recipe.bleu_sentences,
+        label_smoothing=recipe.label_smoothing,
+        dropout=recipe.dropout,
         train=replace(recipe.train, seed=seed),
     )
     return FinetuneSpec(**{**settings, **overrides})

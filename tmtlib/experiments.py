@@ -43,6 +43,8 @@ import torch
 
 from . import checkpoint, course, data, pipeline, plot, recipes, settings, vae_diagnostics
 from .evaluate import paired_bootstrap
+from .models import Seq2Seq, model_config
+from .subwords import TokenizerSettings
 from .train import History
 
 logger = logging.getLogger(__name__)  # progress: one line per run ("[3/12] en-de_dae_1000_seed0")
@@ -53,7 +55,7 @@ class Cell:
     """One run of a family: a translator from ``init`` on ``pairs`` pairs (None: all) with ``seed``,
     trained with the course's 250-step ``recipe`` or one of the ~60-minute ``LONG_RECIPES``
     (``tmtlib.course.long_train_config``; from a pretrained ``init``, the hour less its
-    pretraining)."""
+    pretraining), on the course model or another ``preset`` of ``tmtlib.models.PRESETS``."""
 
     family: str
     init: str | None
@@ -63,6 +65,7 @@ class Cell:
     tgt: str = "de"
     strategy: str = "full"
     recipe: str = "course"
+    preset: str = "course"
 
     @property
     def name(self) -> str:
@@ -73,7 +76,8 @@ class Cell:
         """The cell without its budget and seed: one line of BLEU against the parallel budget."""
         strategy = "" if self.strategy == "full" else f"_{self.strategy}"
         recipe = "" if self.recipe == "course" else f"_{self.recipe}"
-        return f"{self.src}-{self.tgt}_{self.init or 'scratch'}{strategy}{recipe}"
+        preset = "" if self.preset == "course" else f"_{self.preset}"
+        return f"{self.src}-{self.tgt}_{self.init or 'scratch'}{strategy}{recipe}{preset}"
 
     @property
     def system(self) -> str:
@@ -93,6 +97,8 @@ class Cell:
             recipe = {
                 "train": course.long_train_config(self.seed, LONG_RECIPES[self.recipe], minutes)
             }
+        if self.preset != "course":
+            recipe["preset"] = self.preset
         _, _, folder = course.translator(
             self.init,
             pairs=self.pairs,
@@ -156,6 +162,17 @@ def strategies(
     ]
 
 
+def sizes(
+    seeds: Iterable[int] = (0, 1, 2),
+    presets: Iterable[str] = ("tiny", "small"),
+    pairs: int = 3000,
+) -> list[Cell]:
+    """Model complexity (notebook 10): en->de from scratch on ``pairs`` pairs with smaller models
+    than the course's, the same 250-step recipe. The course model's runs of the same task are the
+    ``budgets`` family's scratch cells (``size_records`` puts them together)."""
+    return [Cell("sizes", None, pairs, s, preset=p) for p in presets for s in seeds]
+
+
 def full(
     seeds: Iterable[int] = (0,),
     targets: Iterable[str] = ("de",),
@@ -190,6 +207,7 @@ FAMILIES = {
     "crosslingual": crosslingual,
     "strategies": strategies,
     "full": full,
+    "sizes": sizes,
 }
 
 
@@ -506,6 +524,50 @@ def recorded(folder: Path) -> dict[Cell, dict]:
     return records
 
 
+def size_records(root: Path = COMMITTED, pairs: int = 3000) -> dict[Cell, dict]:
+    """The runs of the size ablation under a results folder (default: the committed study): the
+    ``sizes`` family and the course model's en->de scratch runs on the same pairs and recipe from
+    ``budgets``, by cell."""
+    study = {**recorded(root / "budgets"), **recorded(root / "sizes")}
+    return {
+        cell: saved
+        for cell, saved in study.items()
+        if cell.init is None
+        and cell.pairs == pairs
+        and (cell.src, cell.tgt, cell.recipe) == ("en", "de", "course")
+    }
+
+
+def size_table(records: dict[Cell, dict]) -> str:
+    """The size ablation (``size_records``) as a markdown table, smallest model first: parameters,
+    seeds, training minutes per run and test BLEU / chrF, mean ± sample sd over seeds."""
+    by_preset: dict[str, list[dict]] = {}
+    for cell, saved in records.items():
+        by_preset.setdefault(cell.preset, []).append(saved)
+    lines = [
+        "| model | trainable parameters | seeds | training minutes per run | test BLEU "
+        "| test chrF |",
+        "|---|---|---|---|---|---|",
+    ]
+    for preset in sorted(by_preset, key=preset_parameters):
+        runs = by_preset[preset]
+        bleu = [saved["test"]["bleu"]["score"] for saved in runs]
+        minutes = [saved["training"]["seconds"] / 60 for saved in runs]
+        chrf = statistics.mean(saved["test"]["chrf"]["score"] for saved in runs)
+        spread = f" ± {statistics.stdev(bleu):.1f}" if len(bleu) > 1 else ""
+        lines.append(
+            f"| {preset} | {preset_parameters(preset):,} | {len(runs)} | "
+            f"{statistics.mean(minutes):.1f} | {statistics.mean(bleu):.1f}{spread} | {chrf:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def preset_parameters(preset: str) -> int:
+    """Trainable parameters of a model size with the course's vocabulary (tied embeddings once)."""
+    vocab_size = TokenizerSettings().vocab_size
+    return Seq2Seq(model_config(preset, vocab_size)).num_parameters()
+
+
 STRATEGY_NAMES = {
     "full": "full fine-tuning",
     "freeze_encoder": "frozen encoder",
@@ -527,6 +589,8 @@ def label(cell: Cell) -> str:
     ]
     if cell.strategy != "full":
         words.append(STRATEGY_NAMES[cell.strategy])
+    if cell.preset != "course":
+        words.append(f"{cell.preset} model")
     return ", ".join(word for word in words if word)
 
 
@@ -562,6 +626,29 @@ def draw_budgets(records: dict[Cell, dict], ax) -> None:
     ax.set_title(f"{pairs}: test BLEU against the parallel pairs (mean ± sample sd over seeds)")
 
 
+def draw_sizes(records: dict[Cell, dict], axes) -> None:
+    """The size ablation (``size_records``): test BLEU against trainable parameters, and the
+    training minutes of each size, mean ± sample sd over seeds."""
+    bleu: dict[int, list[float]] = {}
+    minutes: dict[str, list[float]] = {}
+    for cell, saved in sorted(records.items(), key=lambda item: preset_parameters(item[0].preset)):
+        parameters = preset_parameters(cell.preset)
+        bleu.setdefault(parameters, []).append(saved["test"]["bleu"]["score"])
+        name = f"{cell.preset}\n{parameters / 1e6:.1f} M"
+        minutes.setdefault(name, []).append(saved["training"]["seconds"] / 60)
+    plot.score_curves(
+        {"scratch": bleu},
+        ax=axes[0],
+        metric=BLEU_AXIS,
+        xlabel="trainable parameters",
+        names={"scratch": "from scratch"},
+    )
+    pairs = next(iter(records)).pairs
+    axes[0].set_title(f"en→de, {pairs:,} pairs, 250 steps: test BLEU by model size")
+    plot.bars(minutes, ax=axes[1], ylabel="training minutes (wall clock, 2 CPU cores)")
+    axes[1].set_title("training time of the 250 steps")
+
+
 def draw_systems(records: dict[Cell, dict], axes) -> None:
     """Test BLEU per system, mean ± sample sd with its seed count, on one of ``axes`` per language
     pair (scores of different pairs are not comparable), in the order of ``language_pairs``."""
@@ -586,7 +673,11 @@ def figures(family: str, records: dict[Cell, dict], folder: Path) -> list[Path]:
     panel per budget (left as it is while a first seed's record predates recorded curves). Every
     initialisation has its ``plot.INIT_COLORS`` colour."""
     written = []
-    if family == "budgets":
+    if family == "sizes":
+        fig, axes = _figure((12.5, 4.4), columns=2)
+        draw_sizes(size_records(folder.parent), axes)
+        name = "bleu_by_size.png"
+    elif family == "budgets":
         fig, ax = _figure((8.5, 4.2))
         draw_budgets(records, ax)
         name = "bleu_vs_pairs.png"

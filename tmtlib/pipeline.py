@@ -159,6 +159,12 @@ class PretrainSpec:
         help="vae: probability of replacing each decoder input by <unk> (Bowman et al. 2016)",
     )
     train: TrainConfig = setting(default_factory=TrainConfig, help="how to train")
+    dropout: float | None = setting(
+        None,
+        at_least=0,
+        below=1,
+        help="dropout probability (Srivastava et al. 2014); none: the preset's",
+    )
     init: str | None = setting(
         None,
         help="checkpoint to continue from (all of it but a VAE's latent heads); "
@@ -215,6 +221,12 @@ class FinetuneSpec:
         help="how the initialised weights are fine-tuned: all at once, encoder frozen, gradual "
         "unfreezing (ULMFiT, Howard & Ruder 2018) or discriminative learning rates",
     )
+    dropout: float | None = setting(
+        None,
+        at_least=0,
+        below=1,
+        help="dropout probability (Srivastava et al. 2014); none: the preset's",
+    )
 
     def __post_init__(self):
         check_fields(self)
@@ -236,8 +248,8 @@ def _check_select(config: TrainConfig, metrics: tuple[str, ...]) -> None:
 # Settings added after the first runs: left out of a spec's hash while at these defaults, so the
 # runs cached before them keep their folders.
 _LATER_DEFAULTS = {
-    FinetuneSpec: {"task": "translate", "strategy": "full"},
-    PretrainSpec: {"init": None},
+    FinetuneSpec: {"task": "translate", "strategy": "full", "dropout": None},
+    PretrainSpec: {"init": None, "dropout": None},
 }
 
 
@@ -375,6 +387,16 @@ def build_objective(spec: PretrainSpec, tokenizer: Tokenizer):
     return make_objective(spec.objective)
 
 
+def spec_model_config(
+    spec: PretrainSpec | FinetuneSpec, tokenizer: Tokenizer, **overrides
+) -> ModelConfig:
+    """The model a run trains: its preset with the tokenizer's vocabulary, and its own dropout
+    where it sets one."""
+    if spec.dropout is not None:
+        overrides["dropout"] = spec.dropout
+    return model_config(spec.preset, tokenizer.vocab_size, **overrides)
+
+
 def pretrain(
     spec: PretrainSpec, out_dir: str | Path, tokenizer: Tokenizer | None = None
 ) -> tuple[Seq2Seq, History]:
@@ -385,7 +407,7 @@ def pretrain(
     tokenizer = tokenizer or course_tokenizer()
     objective = build_objective(spec, tokenizer)
     latent = spec.latent_dim if spec.objective == "vae" else 0
-    config = model_config(spec.preset, tokenizer.vocab_size, latent_dim=latent)
+    config = spec_model_config(spec, tokenizer, latent_dim=latent)
     train_examples, valid_examples = pretraining_examples(spec, tokenizer)
     check_run(spec.train, train_examples, valid_examples)
     torch.manual_seed(spec.train.seed)
@@ -488,7 +510,7 @@ def finetune(
     if spec.pairs is not None:
         pairs = data.low_resource_subset(pairs, spec.pairs, seed=spec.subset_seed)
     valid_pairs = task_pairs(spec, "val")
-    config = model_config(spec.preset, tokenizer.vocab_size)
+    config = spec_model_config(spec, tokenizer)
     torch.manual_seed(spec.train.seed)
     model = Seq2Seq(config)
     report = None

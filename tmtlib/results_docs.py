@@ -85,10 +85,19 @@ def family_table(family: str, results: Path = RESULTS) -> str:
     return (results / family / "summary.md").read_text(encoding="utf-8").strip()
 
 
+def size_ablation_table(results: Path = RESULTS) -> str:
+    """The size ablation: the ``sizes`` family beside the course model's ``budgets`` runs."""
+    from . import experiments  # torch, only for this block
+
+    return experiments.size_table(experiments.size_records(results))
+
+
 def renderer(name: str) -> Callable[[Path], str]:
-    """The function that renders block ``name``: ``headline`` or a family name."""
+    """The function that renders block ``name``: ``headline``, ``sizes`` or a family name."""
     if name == "headline":
         return headline_table
+    if name == "sizes":
+        return size_ablation_table
     return lambda results: family_table(name, results)
 
 
