@@ -147,7 +147,7 @@ def test_parameter_names_are_stable():
 
 
 def test_presets_and_validation():
-    assert set(PRESETS) == {"tiny", "small", "course", "large"}
+    assert set(PRESETS) == {"tiny", "mini", "small", "course", "large"}
     course = model_config("course", 8000)
     assert (course.d_model, course.n_heads, course.d_ff, course.n_encoder_layers) == (
         256,
@@ -157,7 +157,7 @@ def test_presets_and_validation():
     )
     large = model_config("large", 8000, dropout=0.3)
     assert (large.d_model, large.n_heads, large.n_decoder_layers, large.dropout) == (512, 8, 6, 0.3)
-    with pytest.raises(ValueError, match="tiny, small, course, large"):
+    with pytest.raises(ValueError, match="tiny, mini, small, course, large"):
         model_config("huge", 8000)
     with pytest.raises(ValueError, match="divisible"):
         ModelConfig(vocab_size=V, d_model=30, n_heads=4)

@@ -490,24 +490,22 @@ FAMILY_HELP = (
 )
 
 
+EXPERIMENT_FAMILIES = (
+    "budgets",
+    "crosslingual",
+    "strategies",
+    "full",
+    "sizes",
+    "pretraining",
+    "vae-diagnostics",
+)
+
+
 def _add_experiment(commands) -> None:
     ex = commands.add_parser(
         "experiment", help="run an experiment family (cached, resumable) and write its results"
     )
-    families = [
-        "budgets",
-        "crosslingual",
-        "strategies",
-        "full",
-        "sizes",
-        "pretraining",
-        "vae-diagnostics",
-    ]
-    ex.add_argument(
-        "family",
-        choices=families,
-        help=FAMILY_HELP,
-    )
+    ex.add_argument("family", choices=EXPERIMENT_FAMILIES, help=FAMILY_HELP)
     ex.add_argument(
         "--seeds",
         type=int,
