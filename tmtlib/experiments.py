@@ -626,6 +626,14 @@ def draw_budgets(records: dict[Cell, dict], ax) -> None:
     ax.set_title(f"{pairs}: test BLEU against the parallel pairs (mean ± sample sd over seeds)")
 
 
+def color(cell: Cell) -> str | None:
+    """A cell's colour in the figures: its initialisation's (``plot.INIT_COLORS``), in a lighter
+    shade for a model smaller than the course's (``plot.SIZE_COLORS``)."""
+    if cell.preset != "course" and cell.init is None:
+        return plot.SIZE_COLORS.get(cell.preset)
+    return plot.init_color(cell.init or "scratch")
+
+
 def draw_sizes(records: dict[Cell, dict], axes) -> None:
     """The size ablation (``size_records``): test BLEU against trainable parameters, and the
     training minutes of each size, mean ± sample sd over seeds."""
@@ -649,7 +657,7 @@ def draw_sizes(records: dict[Cell, dict], axes) -> None:
         minutes,
         ax=axes[1],
         ylabel="training minutes (wall clock, 2 CPU cores)",
-        colors=dict.fromkeys(minutes, plot.init_color("scratch")),  # all from scratch
+        colors={name: plot.SIZE_COLORS[name.split()[0]] for name in minutes},
     )
     axes[1].set_title("training time of the 250 steps")
 
@@ -663,7 +671,7 @@ def draw_systems(records: dict[Cell, dict], axes) -> None:
         for cell, saved in _in_order(records).items():
             if (cell.src, cell.tgt) == (src, tgt):
                 systems.setdefault(label(cell), []).append(saved["test"]["bleu"]["score"])
-                colors[label(cell)] = plot.init_color(cell.init or "scratch")
+                colors[label(cell)] = color(cell)
         plot.bars(systems, ax=ax, ylabel=BLEU_AXIS, colors=colors)
         ax.set_title(f"{src}→{tgt}")
 
@@ -706,7 +714,7 @@ def figures(family: str, records: dict[Cell, dict], folder: Path) -> list[Path]:
         )
         return written
     budgets = sorted({c.pairs for c in first_seed.values()}, key=lambda pairs: pairs or 10**9)
-    colors = {label(c): plot.init_color(c.init or "scratch") for c in first_seed.values()}
+    colors = {label(c): color(c) for c in first_seed.values()}
     fig, axes = _figure((4.6 * len(budgets) + 1.4, 4.2), columns=len(budgets))
     for ax, pairs in zip(np.atleast_1d(axes), budgets):
         shown = sorted(

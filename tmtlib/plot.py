@@ -60,6 +60,11 @@ KEY_LABELS = {
 }
 
 
+# Models trained from scratch at other sizes than the course model's (the size ablation): shades
+# of scratch's grey, lighter for smaller
+SIZE_COLORS = {"tiny": "#d4d4d4", "mini": "#bcbcbc", "small": "#a4a4a4", "course": "tab:gray"}
+
+
 def init_color(name: str) -> str | None:
     """The colour of an initialisation (``"DAE"``, ``"dae"``, ``"scratch"``, ``"parent_long"`` ...);
     None for a name that is not one, which leaves matplotlib's colour cycle to choose."""
