@@ -26,6 +26,7 @@ the committed full-mode results in ``data/results``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -562,8 +563,10 @@ def size_table(records: dict[Cell, dict]) -> str:
     return "\n".join(lines)
 
 
+@functools.cache
 def preset_parameters(preset: str) -> int:
-    """Trainable parameters of a model size with the course's vocabulary (tied embeddings once)."""
+    """Trainable parameters of a model size with the course's vocabulary (tied embeddings once);
+    counted once per process (it builds the model)."""
     vocab_size = TokenizerSettings().vocab_size
     return Seq2Seq(model_config(preset, vocab_size)).num_parameters()
 
@@ -639,11 +642,13 @@ def draw_sizes(records: dict[Cell, dict], axes) -> None:
     training minutes of each size, mean ± sample sd over seeds."""
     bleu: dict[int, list[float]] = {}
     minutes: dict[str, list[float]] = {}
+    colors: dict[str, str] = {}
     for cell, saved in sorted(records.items(), key=lambda item: preset_parameters(item[0].preset)):
         parameters = preset_parameters(cell.preset)
         bleu.setdefault(parameters, []).append(saved["test"]["bleu"]["score"])
         name = f"{cell.preset}\n{parameters / 1e6:.1f} M"
         minutes.setdefault(name, []).append(saved["training"]["seconds"] / 60)
+        colors[name] = color(cell)
     plot.score_curves(
         {"scratch": bleu},
         ax=axes[0],
@@ -657,7 +662,7 @@ def draw_sizes(records: dict[Cell, dict], axes) -> None:
         minutes,
         ax=axes[1],
         ylabel="training minutes (wall clock, 2 CPU cores)",
-        colors={name: plot.SIZE_COLORS[name.split()[0]] for name in minutes},
+        colors=colors,
     )
     axes[1].set_title("training time of the 250 steps")
 

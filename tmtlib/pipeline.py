@@ -88,6 +88,12 @@ def _trained_course_tokenizer(langs: tuple[str, ...], options: TokenizerSettings
     )
 
 
+def own_dropout():
+    """A run's own dropout probability (Srivastava et al. 2014), a setting of both kinds of run;
+    None: its preset's (``spec_model_config``)."""
+    return setting(None, at_least=0, below=1, help="dropout probability; none: the preset's")
+
+
 @dataclass(frozen=True)
 class PretrainSpec:
     """A pretraining run on monolingual text (task-2 captions, disjoint from evaluation sets)."""
@@ -159,12 +165,7 @@ class PretrainSpec:
         help="vae: probability of replacing each decoder input by <unk> (Bowman et al. 2016)",
     )
     train: TrainConfig = setting(default_factory=TrainConfig, help="how to train")
-    dropout: float | None = setting(
-        None,
-        at_least=0,
-        below=1,
-        help="dropout probability (Srivastava et al. 2014); none: the preset's",
-    )
+    dropout: float | None = own_dropout()
     init: str | None = setting(
         None,
         help="checkpoint to continue from (all of it but a VAE's latent heads); "
@@ -221,12 +222,7 @@ class FinetuneSpec:
         help="how the initialised weights are fine-tuned: all at once, encoder frozen, gradual "
         "unfreezing (ULMFiT, Howard & Ruder 2018) or discriminative learning rates",
     )
-    dropout: float | None = setting(
-        None,
-        at_least=0,
-        below=1,
-        help="dropout probability (Srivastava et al. 2014); none: the preset's",
-    )
+    dropout: float | None = own_dropout()
 
     def __post_init__(self):
         check_fields(self)
