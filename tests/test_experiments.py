@@ -134,6 +134,30 @@ def test_versus_without_translations_falls_back_on_seeds_and_says_when_there_is_
         experiments.versus(records, "en-de_vae_1000", "en-de_dae_1000")
 
 
+def test_versus_with_translations_for_some_seeds_also_weighs_the_seeds_without(monkeypatch):
+    refs = [f"ein hund läuft über die wiese nummer {i} ." for i in range(40)]
+    monkeypatch.setattr(
+        experiments.data, "load_parallel", lambda src, tgt, split: [("", r) for r in refs]
+    )
+
+    def records(seed0_dae: float) -> dict:
+        runs = {}
+        for seed in range(3):
+            good, bad = Cell("x", "dae", 1000, seed), Cell("x", "lm", 1000, seed)
+            kept = seed > 0  # seed 0 predates kept translations
+            runs[good] = _record(good, 30.0 if kept else seed0_dae, refs if kept else None)
+            runs[bad] = _record(bad, 2.0 if kept else 20.0, ["eine katze ."] * 40 if kept else None)
+        return runs
+
+    ahead = experiments.versus(records(25.0), "en-de_lm_1000", "en-de_dae_1000")
+    assert set(ahead.bootstrap_p) == {1, 2} and ahead.untested_seeds == [0] and ahead.established
+    assert ahead.evidence() == (
+        "paired bootstrap p ≤ 0.001 on each of the 2 seeds; seed 0, without translations: +5.0"
+    )
+    behind = experiments.versus(records(15.0), "en-de_lm_1000", "en-de_dae_1000")
+    assert not behind.established and behind.evidence().endswith("seed 0, without translations: -5.0")
+
+
 def test_versus_reuses_the_comparison_a_record_keeps_with_its_scratch_run():
     scratch, dae = Cell("x", None, None, 0, recipe="long"), Cell("x", "dae", None, 0, recipe="long")
     records = {

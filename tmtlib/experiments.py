@@ -226,6 +226,7 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "quick_mode": settings.quick_mode(),
     }
@@ -365,12 +366,20 @@ class Versus:
         return seed_rank_p(list(self.a_scores.values()), list(self.b_scores.values()))
 
     @property
+    def untested_seeds(self) -> list[int]:
+        """Seeds both systems ran whose records keep no translations (no paired bootstrap)."""
+        return sorted((self.a_scores.keys() & self.b_scores.keys()) - self.bootstrap_p.keys())
+
+    @property
     def established(self) -> bool:
         """Whether the records show ``b`` better than ``a`` at the 5% level: every seed's paired
-        bootstrap (p < 0.05), or else the rank test over seeds (p ≤ 0.05; its floor is 0.05 with 3
-        seeds against 3, and higher with fewer)."""
+        bootstrap (p < 0.05), with ``b`` ahead on any seed that has scores but no translations;
+        or else the rank test over seeds (p ≤ 0.05; its floor is 0.05 with 3 seeds against 3, and
+        higher with fewer)."""
         if self.bootstrap_p:
-            return all(p < 0.05 for p in self.bootstrap_p.values())
+            return all(p < 0.05 for p in self.bootstrap_p.values()) and all(
+                self.b_scores[seed] > self.a_scores[seed] for seed in self.untested_seeds
+            )
         return self.rank_p <= 0.05 + 1e-12
 
     def evidence(self) -> str:
@@ -384,12 +393,17 @@ class Versus:
         if self.bootstrap_p:
             phrases = {seed: p_phrase(p) for seed, p in self.bootstrap_p.items()}
             if len(phrases) > 1 and len(set(phrases.values())) == 1:
-                return (
+                tested = (
                     f"paired bootstrap p {phrases[min(phrases)]} on each of the {len(phrases)} "
                     "seeds"
                 )
-            return "paired bootstrap " + ", ".join(
-                f"p {phrase} (seed {seed})" for seed, phrase in phrases.items()
+            else:
+                tested = "paired bootstrap " + ", ".join(
+                    f"p {phrase} (seed {seed})" for seed, phrase in phrases.items()
+                )
+            return tested + "".join(
+                f"; seed {seed}, without translations: {self.b_scores[seed] - self.a_scores[seed]:+.1f}"
+                for seed in self.untested_seeds
             )
         if (
             min(len(self.a_scores), len(self.b_scores)) == 1
