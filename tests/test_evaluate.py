@@ -201,3 +201,17 @@ def test_sacrebleu_is_the_pinned_version():
         if line.startswith("sacrebleu==")
     ]
     assert pins == [f"sacrebleu=={importlib.metadata.version('sacrebleu')}"]
+
+
+def test_the_bootstrap_floor_is_written_as_a_bound() -> None:
+    assert evaluate.p_value_text(1 / 1001) == "≤ 0.001"
+    assert evaluate.p_value_text(0.051) == "0.051"
+    assert evaluate.p_value_text(0.0025) == "0.003"
+    assert evaluate.p_value_text(1 / 101, samples=100) == "≤ 0.010"
+    assert (evaluate.p_phrase(1 / 1001), evaluate.p_phrase(0.051)) == ("≤ 0.001", "= 0.051")
+
+
+def test_a_comparison_at_the_floor_prints_its_p_value_as_a_bound() -> None:
+    refs = [f"ein hund läuft über die wiese nummer {i} ." for i in range(40)]
+    result = evaluate.paired_bootstrap(["eine katze ."] * 40, refs, refs, n_samples=1000)
+    assert "p ≤ 0.001 (1000 samples)" in str(result) and "p = " not in str(result)

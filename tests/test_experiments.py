@@ -155,7 +155,9 @@ def test_versus_with_translations_for_some_seeds_also_weighs_the_seeds_without(m
         "paired bootstrap p ≤ 0.001 on each of the 2 seeds; seed 0, without translations: +5.0"
     )
     behind = experiments.versus(records(15.0), "en-de_lm_1000", "en-de_dae_1000")
-    assert not behind.established and behind.evidence().endswith("seed 0, without translations: -5.0")
+    assert not behind.established and behind.evidence().endswith(
+        "seed 0, without translations: -5.0"
+    )
 
 
 def test_versus_reuses_the_comparison_a_record_keeps_with_its_scratch_run():

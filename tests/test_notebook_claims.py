@@ -26,7 +26,7 @@ from tmtlib.settings import REPO_ROOT
 NOTEBOOKS = REPO_ROOT / "notebooks"
 RESULTS = REPO_ROOT / "data" / "results"
 # how BootstrapResult prints the smallest p-value 1,000 samples can give
-FLOOR = "p = 0.001 (1000 samples)"
+FLOOR = "p ≤ 0.001 (1000 samples)"
 
 
 @cache

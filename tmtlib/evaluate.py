@@ -132,9 +132,24 @@ class BootstrapResult:
         return (
             f"{self.metric}: a = {self.a.value:.1f} [{self.ci_a[0]:.1f}, {self.ci_a[1]:.1f}], "
             f"b = {self.b.value:.1f} [{self.ci_b[0]:.1f}, {self.ci_b[1]:.1f}], "
-            f"delta = {self.delta:+.2f}, p = {self.p_value:.3f} ({self.n_samples} samples): "
+            f"delta = {self.delta:+.2f}, p {p_phrase(self.p_value, self.n_samples)} "
+            f"({self.n_samples} samples): "
             f"{verdict} at p < 0.05"
         )
+
+
+def p_value_text(p: float, samples: int = 1000) -> str:
+    """A bootstrap p-value as text: with ``samples`` resamples the smallest value the test can give
+    is 1 / (samples + 1) (``paired_bootstrap``), so that value is written as an upper bound
+    (``≤ 0.001``), not as if it had been measured."""
+    floor = 1 / (samples + 1)
+    return f"≤ {floor:.3f}" if p <= floor + 1e-12 else f"{p:.3f}"
+
+
+def p_phrase(p: float, samples: int = 1000) -> str:
+    """A p-value after "p": "≤ 0.001" at the bootstrap's floor, "= 0.051" above it."""
+    text = p_value_text(p, samples)
+    return text if text.startswith("≤") else f"= {text}"
 
 
 def _resampled_scores(metric: Metric, stats: np.ndarray, counts: np.ndarray) -> np.ndarray:

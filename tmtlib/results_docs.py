@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from .evaluate import p_phrase
 from .settings import REPO_ROOT
 
 RESULTS = REPO_ROOT / "data" / "results"
@@ -60,11 +61,7 @@ def _gain(row: dict) -> str:
     if "gain_over_scratch" not in row:
         return ""
     p_values = row.get("p_values", [])
-    worst = max(p_values) if p_values else None
-    # with 1,000 bootstrap samples the smallest p-value the test can return is 1/1001
-    evidence = (
-        "" if worst is None else (" (p ≤ 0.001)" if worst < 0.0015 else f" (p = {worst:.3f})")
-    )
+    evidence = f" (p {p_phrase(max(p_values))})" if p_values else ""
     return f"{row['gain_over_scratch']:+.1f}{evidence}"
 
 
