@@ -1,8 +1,10 @@
 """The notebooks' claims, checked without training: every number in a notebook's prose against the
-notebook's committed full-mode outputs or the committed records in ``data/results``; the claims each
-notebook asserts only in full mode (its ``if not QUICK:`` block) against those same outputs; and
-each cell that renders the committed study (``IPython.display.Markdown``) against a fresh rendering
-from the records. A test fails when a re-run or a new record moves a number the prose states.
+notebook's committed full-mode outputs, the committed records in ``data/results``, or the full-mode
+recipe (``tmtlib.recipes``, ``tmtlib.course``) that the committed runs were made with; the claims
+each notebook asserts only in full mode (its ``if not QUICK:`` block) against those same outputs;
+and each cell that renders the committed study (``IPython.display.Markdown``) against a fresh
+rendering from the records. A test fails when a re-run or a new record moves a number the prose
+states.
 
 Cells are found by their ids (``"id"`` in the notebook JSON), which survive cells inserted around
 them.
