@@ -1,8 +1,10 @@
 """The notebooks' claims, checked without training: every number in a notebook's prose against the
-notebook's committed full-mode outputs or the committed records in ``data/results``; the claims each
-notebook asserts only in full mode (its ``if not QUICK:`` block) against those same outputs; and
-each cell that renders the committed study (``IPython.display.Markdown``) against a fresh rendering
-from the records. A test fails when a re-run or a new record moves a number the prose states.
+notebook's committed full-mode outputs, the committed records in ``data/results``, or the full-mode
+recipe (``tmtlib.recipes``, ``tmtlib.course``) that the committed runs were made with; the claims
+each notebook asserts only in full mode (its ``if not QUICK:`` block) against those same outputs;
+and each cell that renders the committed study (``IPython.display.Markdown``) against a fresh
+rendering from the records. A test fails when a re-run or a new record moves a number the prose
+states.
 
 Cells are found by their ids (``"id"`` in the notebook JSON), which survive cells inserted around
 them.
@@ -11,6 +13,7 @@ them.
 from __future__ import annotations
 
 import json
+import math
 import re
 from functools import cache
 from itertools import pairwise
@@ -20,7 +23,7 @@ import pytest
 
 matplotlib.use("Agg")
 
-from tmtlib import experiments
+from tmtlib import course, experiments, pipeline, recipes
 from tmtlib.settings import REPO_ROOT
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -137,6 +140,140 @@ def test_01_full_mode_claims_hold_in_the_committed_outputs():
         re.search(r"exact copies of held-out sequences: (\d+)%", printed("01", "be63017c")).group(1)
     )
     assert accuracy > 90  # copy_accuracy > 0.9
+    checks = "".join(cell("01", "8fde83d8")["source"])
+    for claim in (
+        "final(ae_history) < final(bottleneck_history)",
+        "final(ae_history) < final(dae_history)",
+    ):
+        assert claim in checks.split("if not QUICK:")[1]
+    assert printed("01", "8fde83d8") == "all checks passed\n"
+    text = prose("01", "5f2b32f0")
+    assert "ends the lowest of the three" in text and "the checks assert it" in text
+    assert "almost perfectly" not in text and "near-zero" not in text
+
+
+# --- 02 variational autoencoders ------------------------------------------------------------------
+
+
+def _full_mode(monkeypatch) -> None:
+    """The full-mode recipes, the ones the committed runs and records used (nothing is trained)."""
+    monkeypatch.delenv("TMT_QUICK", raising=False)
+
+
+def _vae_measurements() -> dict[str, dict]:
+    return json.loads((RESULTS / "pretraining" / "vae_diagnostics.json").read_text("utf-8"))["runs"]
+
+
+def test_02_prose_numbers_match_the_recipes(monkeypatch):
+    _full_mode(monkeypatch)
+    specs = course.vae_collapse_specs()
+    for key, spec in specs.items():
+        assert record("pretraining", f"vae_{key}")["run_folder"] == (
+            f"pretrain-{pipeline.spec_hash(spec)}"
+        ), "the committed records are runs of these recipes"
+    remedied, annealed = specs["all_remedies"], specs["annealing"]
+    steps = remedied.train.max_steps
+    text = prose("02", "a6d0e8f4")
+    assert f"after {steps} steps" in text
+    assert f"at least {remedied.free_bits:g} nats" in text
+    assert f"inputs with {remedied.word_dropout:.0%} `<unk>`" in text
+    assert f"after {steps} steps on {remedied.sentences_per_lang:,} captions" in prose(
+        "02", "f6633ff5"
+    )
+    measured = _vae_measurements()["vae_all_remedies"]
+    text = prose("02", "a3fb35cb")
+    assert (
+        f"the `{remedied.preset}` model, {remedied.latent_dim} latent dimensions, English captions"
+        in text
+    )
+    assert f"validation values on {measured['sentences']} held-out captions" in text
+    draws = recipes.VAE_DIAGNOSTICS.full
+    text = prose("02", "d7e3f0a5")
+    assert f"averaged over {draws['samples']} draws" in text
+    assert (
+        f"with $k = {max(draws['iw_k'])}$ on a fixed subset of {draws['iw_sentences']} captions"
+        in text
+    )
+    assert (measured["samples"], measured["importance_weighted"]["sentences"]) == (
+        draws["samples"],
+        draws["iw_sentences"],
+    ), "the committed measurements drew as the recipe says"
+    # the first logged step with β = 1 is the end of annealing's ramp (history step s records the
+    # β of optimiser step s - 1, from 0), up to the logging interval
+    full = int(re.search(r"β reaches 1 only at step (\d+)", printed("02", "c1a9e2b4")).group(1))
+    assert annealed.kl_warmup < full <= annealed.kl_warmup + annealed.train.log_every
+
+
+def test_02_the_annealed_kl_collapsed_while_beta_was_still_small():
+    collapse = re.search(
+        r"falls below a tenth of that by step (\d+) \(β = ([\d.]+)\); "
+        r"β reaches 1 only at step (\d+)",
+        printed("02", "c1a9e2b4"),
+    )
+    step, beta, full = int(collapse.group(1)), float(collapse.group(2)), int(collapse.group(3))
+    assert beta <= 0.25 and step < full / 2, "collapsed early, at a small β"
+    assert "collapses while $\\beta$ is still small" in prose("02", "f30b0091")
+    answer = prose("02", "6f8b9d9e")
+    assert "collapsed while β was still small" in answer and "approaches 1" not in answer
+
+
+def test_02_full_mode_claims_hold_in_the_committed_records():
+    final_kl = {
+        key: record("pretraining", f"vae_{key}")["final_validation"]["val_kl"]
+        for key in course.VAE_VARIANTS
+    }
+    says(printed("02", "e078be53"), *final_kl.values(), digits=4)
+    assert final_kl["all_remedies"] > 2 * final_kl["no_remedy"]
+    assert final_kl["no_remedy"] < 0.01, "without remedies the KL collapses"
+    assert final_kl["all_remedies"] > 0.05, "with them it stays clearly above zero"
+    measured = _vae_measurements()
+    notebook_runs = {
+        course.VAE_VARIANTS[key]: measured[f"vae_{key}"] for key in course.VAE_VARIANTS
+    }
+    assert experiments.vae_diagnostics_table(notebook_runs) == printed("02", "e4b8c6d2")
+    collapsed, remedied = measured["vae_no_remedy"], measured["vae_all_remedies"]
+    assert remedied["shuffled_z"]["gap"] > 10 * abs(collapsed["shuffled_z"]["gap"])
+    assert remedied["active_units"] > collapsed["active_units"]
+    for run in notebook_runs.values():  # the checks of every mode, on the committed measurements
+        subset = run["importance_weighted"]
+        assert min(subset["nll_bound"].values()) <= subset["neg_elbo"] + 0.01
+        assert 0 <= run["active_units"] <= run["latent_dim"]
+        assert run["mutual_information"] <= math.log(run["sentences"]) + 1e-6
+    closed, sampled = re.search(
+        r"closed form: ([\d.]+) nats .* \(500k samples\): ([\d.]+) nats", printed("02", "255389ab")
+    ).groups()
+    assert abs(float(closed) - float(sampled)) < 0.01
+    assert printed("02", "6436c0ae") == "all checks passed\n"
+
+
+# --- 03 pretraining -------------------------------------------------------------------------------
+
+
+def test_03_prose_numbers_match_the_recipe(monkeypatch):
+    from tmtlib.models import PRESETS
+    from tmtlib.subwords import TokenizerSettings
+
+    _full_mode(monkeypatch)
+    vae, dae = course.pretrain_spec("vae"), course.pretrain_spec("dae")
+    settings = printed("03", "87f49c71")  # printed before PretrainSpec had dropout and init
+    for field in ("preset", "sentences_per_lang", "infill_ratio", "kl_warmup", "free_bits"):
+        assert f"{field}={getattr(dae, field)!r}" in settings
+    assert f"word_dropout={dae.word_dropout!r}, train={dae.train!r}" in settings
+    assert f"vae: {vae.train.max_steps} steps" in printed("03", "7bd52ee9")
+    assert f"(pretrain-{pipeline.spec_hash(vae)})" in printed("03", "7bd52ee9")
+    assert record("pretraining", "vae")["run_folder"] == f"pretrain-{pipeline.spec_hash(vae)}"
+    text = prose("03", "c213a872")
+    assert (
+        f"KL annealing over {vae.kl_warmup / vae.train.max_steps:.0%} of training, word dropout "
+        f"{vae.word_dropout:g}, free bits {vae.free_bits:g}" in text
+    )
+    assert f"$\\tilde{{x}}$ = {dae.infill_ratio:.0%} of pieces span-masked" in text
+    assert f"sees {1 - dae.infill_ratio:.0%} of the sentence" in prose("03", "ea1fc243")
+    model, pieces = PRESETS[vae.preset], TokenizerSettings().vocab_size
+    assert (
+        f"({model['d_model']} dimensions, {model['n_encoder_layers']} encoder + "
+        f"{model['n_decoder_layers']} decoder layers, {pieces:,} shared pieces)" in text
+    )
 
 
 # --- 05 transfer and fine-tuning ------------------------------------------------------------------

@@ -102,3 +102,4 @@ def test_vae_terms_show_validation_points_and_beta():
     assert points.get_linestyle() == "None" and list(points.get_xdata()) == [100, 200, 300, 400]
     assert list(kl.lines[1].get_ydata()) == [0.1] * 4
     assert beta.lines[0].get_ydata()[-1] == 1.0 and beta.lines[0].get_ydata()[20] == 0.5
+    assert beta.get_ylabel() == "β (weight of the KL term)"

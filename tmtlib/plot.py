@@ -57,6 +57,7 @@ KEY_LABELS = {
     "val_kl": "validation KL (nats per token)",
     "val_loss": "validation loss (nats per token)",
     "val_bleu": "validation BLEU (greedy)",
+    "kl_weight": "β (weight of the KL term)",
 }
 
 
