@@ -197,6 +197,30 @@ def test_figures_draw_each_language_pair_in_its_own_panel_with_words_for_labels(
     )
 
 
+def test_learning_curves_show_each_systems_first_seed_that_kept_its_curve(tmp_path, monkeypatch):
+    cells = [
+        Cell("strategies", "parent", 3000, seed, "en", "fr", strategy)
+        for strategy in ("full", "gradual")
+        for seed in (0, 1)
+    ]
+    records = {cell: _record(cell, 20.0 + cell.seed) for cell in cells}
+    for cell, saved in records.items():  # seed 0 predates kept curves; gradual kept none at all
+        kept = cell.seed == 1 and cell.strategy == "full"
+        saved["validation"] = {"curve": [{"step": 50, "val_bleu": 5.0}]} if kept else {}
+    drawn = []
+    monkeypatch.setattr(
+        experiments.plot, "learning_curves", lambda curves, **kwargs: drawn.extend(curves)
+    )
+    written = experiments.figures("strategies", records, tmp_path)
+    assert [path.name for path in written] == ["bleu.png", "learning_curves.png"]
+    assert drawn == ["en→fr full fine-tuning (seed 1)"]
+    for saved in records.values():
+        saved["validation"] = {}
+    drawn.clear()
+    assert [p.name for p in experiments.figures("strategies", records, tmp_path)] == ["bleu.png"]
+    assert drawn == []
+
+
 def _strings(value):
     if isinstance(value, dict):
         for item in value.values():

@@ -727,9 +727,9 @@ def language_pairs(records: dict[Cell, dict]) -> list[tuple[str, str]]:
 
 def figures(family: str, records: dict[Cell, dict], folder: Path) -> list[Path]:
     """The family's figures beside its records: ``draw_budgets`` (budgets) or ``draw_systems``
-    (the others); and validation BLEU (greedy) against step for every system's first seed, one
-    panel per budget (left as it is while a first seed's record predates recorded curves). Every
-    initialisation has its ``plot.INIT_COLORS`` colour."""
+    (the others); and validation BLEU (greedy) against step for every system's first seed with a
+    recorded curve, one panel per budget (a system whose records all predate recorded curves is
+    left out). Every initialisation has its ``plot.INIT_COLORS`` colour."""
     written = []
     if family == "sizes":
         fig, axes = _figure((12.5, 4.4), columns=2)
@@ -746,17 +746,17 @@ def figures(family: str, records: dict[Cell, dict], folder: Path) -> list[Path]:
         fig.suptitle("test BLEU: mean ± sample sd over seeds (seed count on each bar)")
         name = "bleu.png"
     written.append(_save(fig, folder / name))
-    first_seed: dict[str, Cell] = {}
+    first_seed: dict[str, Cell] = {}  # each system's first seed with a recorded curve
     for cell in sorted(records, key=lambda c: c.seed):
-        first_seed.setdefault(cell.system, cell)
-    uncurved = [
-        cell.name for cell in first_seed.values() if "curve" not in records[cell]["validation"]
-    ]
+        if "curve" in records[cell]["validation"]:
+            first_seed.setdefault(cell.system, cell)
+    uncurved = sorted({c.system for c in records} - first_seed.keys())
     if uncurved:
         logger.warning(
-            f"learning_curves.png left as it is: {len(uncurved)} first seeds ({uncurved[0]}, ...) "
-            "have no recorded validation curve (records from before curves were kept)"
+            f"learning_curves.png leaves out {len(uncurved)} systems ({', '.join(uncurved)}): "
+            "no seed of theirs has a recorded validation curve (records from before curves were kept)"
         )
+    if not first_seed:
         return written
     budgets = sorted({c.pairs for c in first_seed.values()}, key=lambda pairs: pairs or 10**9)
     colors = {label(c): color(c) for c in first_seed.values()}
@@ -765,19 +765,21 @@ def figures(family: str, records: dict[Cell, dict], folder: Path) -> list[Path]:
         shown = sorted(
             (c for c in first_seed.values() if c.pairs == pairs), key=lambda c: c.variant
         )
-        curves = {
-            f"{c.src}→{c.tgt} {label(c)}": History(evals=records[c]["validation"]["curve"])
-            for c in shown
-        }
+        names = {c: f"{c.src}→{c.tgt} {label(c)} (seed {c.seed})" for c in shown}
         plot.learning_curves(
-            curves,
+            {names[c]: History(evals=records[c]["validation"]["curve"]) for c in shown},
             key="val_bleu",
             evals=True,
             ax=ax,
             title=f"{pairs:,} pairs" if pairs else "all pairs",
-            colors={f"{c.src}→{c.tgt} {label(c)}": colors[label(c)] for c in shown},
+            colors={names[c]: colors[label(c)] for c in shown},
         )
-    fig.suptitle("validation BLEU (greedy, 400 sentences), first seed of each system")
+    shown = (
+        f"the {len(first_seed)} of {len(first_seed) + len(uncurved)} systems whose records kept one"
+        if uncurved
+        else "one seed of each system"
+    )
+    fig.suptitle(f"validation BLEU (greedy, 400 sentences), {shown}")
     written.append(_save(fig, folder / "learning_curves.png"))
     return written
 
