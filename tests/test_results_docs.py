@@ -40,3 +40,18 @@ def test_each_summary_table_is_the_summary_json(family: str) -> None:
     folder = results_docs.RESULTS / family
     rows = json.loads((folder / "summary.json").read_text())["rows"]
     assert experiments.markdown_table(rows) in (folder / "summary.md").read_text(encoding="utf-8")
+
+
+def test_the_best_steps_docs_results_counts_are_the_records() -> None:
+    """docs/results.md counts the budgets runs whose best validation BLEU came at the last step."""
+    at_step: dict[int | None, list[int]] = {}
+    for cell, saved in experiments.recorded(results_docs.RESULTS / "budgets").items():
+        at_step.setdefault(cell.pairs, []).append(saved["validation"]["at_step"])
+    text = " ".join((results_docs.REPO_ROOT / "docs" / "results.md").read_text().split())
+    assert set(at_step[10000]) == set(at_step[None]) == {250}
+    words = {3: "three", 11: "eleven"}
+    for pairs in (3000, 1000):
+        last, runs = at_step[pairs].count(250), len(at_step[pairs])
+        others = sorted(set(at_step[pairs]) - {250})
+        steps = f"step {others[0]}" if len(others) == 1 else f"steps {others[0]} to {others[-1]}"
+        assert f"in {last} of {runs} at {pairs:,} (the other {words[runs - last]} at {steps}" in text
