@@ -54,4 +54,5 @@ def test_the_best_steps_docs_results_counts_are_the_records() -> None:
         last, runs = at_step[pairs].count(250), len(at_step[pairs])
         others = sorted(set(at_step[pairs]) - {250})
         steps = f"step {others[0]}" if len(others) == 1 else f"steps {others[0]} to {others[-1]}"
-        assert f"in {last} of {runs} at {pairs:,} (the other {words[runs - last]} at {steps}" in text
+        other = words[runs - last]
+        assert f"in {last} of {runs} at {pairs:,} (the other {other} at {steps}" in text

@@ -754,7 +754,8 @@ def figures(family: str, records: dict[Cell, dict], folder: Path) -> list[Path]:
     if uncurved:
         logger.warning(
             f"learning_curves.png leaves out {len(uncurved)} systems ({', '.join(uncurved)}): "
-            "no seed of theirs has a recorded validation curve (records from before curves were kept)"
+            "no seed of theirs has a recorded validation curve (records from before curves were "
+            "kept)"
         )
     if not first_seed:
         return written
