@@ -108,7 +108,8 @@ def rerendered(name: str, cell_ids: list[str], monkeypatch) -> list[str]:
         # notebook 06's cells read the test set's references: the real corpus
         pytest.param("06", ["c0a1b2d4", "c0a1b2d5"], marks=pytest.mark.slow),
         ("07", ["d0a1b2c4", "d0a1b2c5"]),
-        ("08", ["e0a1b2c4"]),
+        # notebook 08's ranking bootstraps the seeds that kept their translations: the references
+        pytest.param("08", ["e0a1b2c4"], marks=pytest.mark.slow),
         ("10", ["f0a1b2c4"]),
         # the size ablation's paired bootstrap reads the test set's references
         pytest.param("10", ["b7e2a9d2"], marks=pytest.mark.slow),
@@ -462,7 +463,11 @@ def test_08_prose_numbers_come_from_the_outputs_and_records():
     text = prose("08", "6a52423d")
     says(text, before, *(fr for fr, _ in table.values()), *(de for _, de in table.values()))
     strategies = experiments.recorded(RESULTS / "strategies")
-    recorded = {cell.strategy: saved["test"]["bleu"]["score"] for cell, saved in strategies.items()}
+    recorded = {  # the notebook's own runs are the study's seed 0
+        cell.strategy: saved["test"]["bleu"]["score"]
+        for cell, saved in strategies.items()
+        if cell.seed == 0
+    }
     names = {
         "full": "full",
         "freeze encoder": "freeze_encoder",
