@@ -671,9 +671,12 @@ def draw_budgets(records: dict[Cell, dict], ax) -> None:
 
 def color(cell: Cell) -> str | None:
     """A cell's colour in the figures: its initialisation's (``plot.INIT_COLORS``), in a lighter
-    shade for a model smaller than the course's (``plot.SIZE_COLORS``)."""
+    shade for a model smaller than the course's (``plot.SIZE_COLORS``), in one of the parent's
+    blues for a fine-tuning strategy (``plot.STRATEGY_COLORS``)."""
     if cell.preset != "course" and cell.init is None:
         return plot.SIZE_COLORS.get(cell.preset)
+    if cell.family == "strategies":
+        return plot.STRATEGY_COLORS[cell.strategy]
     return plot.init_color(cell.init or "scratch")
 
 

@@ -64,6 +64,14 @@ KEY_LABELS = {
 # Models trained from scratch at other sizes than the course model's (the size ablation): shades
 # of scratch's grey, lighter for smaller
 SIZE_COLORS = {"tiny": "#d4d4d4", "mini": "#bcbcbc", "small": "#a4a4a4", "course": "tab:gray"}
+# fine-tuning strategies of one parent, in the parent's blues: the more a strategy holds the
+# parent's weights back, the lighter
+STRATEGY_COLORS = {
+    "full": "#08519c",
+    "freeze_encoder": "#3182bd",
+    "gradual": "#6baed6",
+    "discriminative": "#9ecae1",
+}
 
 
 def init_color(name: str) -> str | None:
