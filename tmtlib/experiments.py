@@ -778,12 +778,12 @@ def figures(family: str, records: dict[Cell, dict], folder: Path) -> list[Path]:
             title=f"{pairs:,} pairs" if pairs else "all pairs",
             colors={names[c]: colors[label(c)] for c in shown},
         )
-    shown = (
+    which = (
         f"the {len(first_seed)} of {len(first_seed) + len(uncurved)} systems whose records kept one"
         if uncurved
         else "one seed of each system"
     )
-    fig.suptitle(f"validation BLEU (greedy, 400 sentences), {shown}")
+    fig.suptitle(f"validation BLEU (greedy, 400 sentences), {which}")
     written.append(_save(fig, folder / "learning_curves.png"))
     return written
 
