@@ -56,3 +56,18 @@ def test_the_best_steps_docs_results_counts_are_the_records() -> None:
         steps = f"step {others[0]}" if len(others) == 1 else f"steps {others[0]} to {others[-1]}"
         other = words[runs - last]
         assert f"in {last} of {runs} at {pairs:,} (the other {other} at {steps}" in text
+
+
+def test_readme_shows_every_measured_vae() -> None:
+    """README's VAE table has a row per VAE in ``vae_diagnostics.json``, with its numbers."""
+    runs = json.loads((results_docs.RESULTS / "pretraining" / "vae_diagnostics.json").read_text())
+    readme = (results_docs.REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert set(runs["runs"]) <= set(results_docs.VAE_NAMES)
+    for name, measured in runs["runs"].items():
+        row = next(
+            line
+            for line in readme.splitlines()
+            if line.startswith(f"| {results_docs.VAE_NAMES[name]} |")
+        )
+        assert f"| {measured['neg_elbo']:.3f} |" in row
+        assert f"| {measured['active_units']} / {measured['latent_dim']} |" in row

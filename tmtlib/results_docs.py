@@ -89,12 +89,50 @@ def size_ablation_table(results: Path = RESULTS) -> str:
     return experiments.size_table(experiments.size_records(results))
 
 
+def vae_table(results: Path = RESULTS) -> str:
+    """README's VAE measurements, one row per VAE of the course (``pretraining/vae_diagnostics.json``):
+    whether the decoder reads z, in numbers (docs/results.md has the whole table and its notes)."""
+    runs = json.loads(
+        (results / "pretraining" / "vae_diagnostics.json").read_text(encoding="utf-8")
+    )
+    first = next(iter(runs["runs"].values()))
+    k = max(first["importance_weighted"]["nll_bound"], key=int)
+    lines = [
+        f"| VAE | -ELBO (z sampled) | IW bound on -log p(x), k = {k} | active units | I(x; z) "
+        "| decoded from another caption's z |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in runs["runs"].items():
+        bound, shuffled = r["importance_weighted"]["nll_bound"], r["shuffled_z"]
+        lines.append(
+            f"| {VAE_NAMES.get(name, name)} | {r['neg_elbo']:.3f} | {bound[k]:.3f} "
+            f"| {r['active_units']} / {r['latent_dim']} | {r['mutual_information']:.2f} "
+            f"| {shuffled['gap']:+.3f} ({100 * shuffled['relative_gap']:+.1f}%) |"
+        )
+    return "\n".join(lines) + (
+        f"\n\nOn {first['sentences']} held-out captions (the IW bound: the first "
+        f"{first['importance_weighted']['sentences']}); nats per token, I(x; z) in nats per caption. "
+        "A decoder that ignores z loses nothing when given another caption's z."
+    )
+
+
+VAE_NAMES = {  # the course's VAEs as README names them
+    "vae_no_remedy": "notebook 2, no remedy",
+    "vae_annealing": "notebook 2, KL annealing",
+    "vae_all_remedies": "notebook 2, annealing + word dropout + free bits",
+    "vae": "notebook 3, the course model's VAE",
+}
+
+
 def renderer(name: str) -> Callable[[Path], str]:
-    """The function that renders block ``name``: ``headline``, ``sizes`` or a family name."""
+    """The function that renders block ``name``: ``headline``, ``sizes``, ``vae`` or a family
+    name."""
     if name == "headline":
         return headline_table
     if name == "sizes":
         return size_ablation_table
+    if name == "vae":
+        return vae_table
     return lambda results: family_table(name, results)
 
 
