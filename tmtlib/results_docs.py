@@ -90,7 +90,7 @@ def size_ablation_table(results: Path = RESULTS) -> str:
 
 
 def vae_table(results: Path = RESULTS) -> str:
-    """README's VAE measurements, one row per VAE of the course (``pretraining/vae_diagnostics.json``):
+    """README's VAE measurements, a row per VAE of the course (``pretraining/vae_diagnostics.json``):
     whether the decoder reads z, in numbers (docs/results.md has the whole table and its notes)."""
     runs = json.loads(
         (results / "pretraining" / "vae_diagnostics.json").read_text(encoding="utf-8")
@@ -111,7 +111,8 @@ def vae_table(results: Path = RESULTS) -> str:
         )
     return "\n".join(lines) + (
         f"\n\nOn {first['sentences']} held-out captions (the IW bound: the first "
-        f"{first['importance_weighted']['sentences']}); nats per token, I(x; z) in nats per caption. "
+        f"{first['importance_weighted']['sentences']}); nats per token, I(x; z) in nats per "
+        "caption. "
         "A decoder that ignores z loses nothing when given another caption's z."
     )
 
