@@ -90,7 +90,7 @@ def size_ablation_table(results: Path = RESULTS) -> str:
 
 
 def vae_table(results: Path = RESULTS) -> str:
-    """README's VAE measurements, a row per VAE of the course (``pretraining/vae_diagnostics.json``):
+    """README's VAE table, a row per VAE of the course (``pretraining/vae_diagnostics.json``):
     whether the decoder reads z, in numbers (docs/results.md has the whole table and its notes)."""
     runs = json.loads(
         (results / "pretraining" / "vae_diagnostics.json").read_text(encoding="utf-8")
