@@ -935,13 +935,22 @@ def run_pretraining(out: Path | None = None) -> list[dict[str, Any]]:
         title="pretraining: validation loss per token (course model)",
     )
     _save(fig, folder / "pretraining_curves.png")
-    fig, axes = _figure((15, 3.8), columns=3)
-    plot.vae_terms(
-        {course.VAE_VARIANTS[key]: histories[f"vae_{key}"] for key in course.VAE_VARIANTS},
-        axes=axes,
-    )
-    _save(fig, folder / "vae_collapse.png")
+    vae_collapse_figure(out)
     return rows
+
+
+def vae_collapse_figure(out: Path | None = None) -> Path:
+    """``pretraining/vae_collapse.png``: notebook 2's three VAEs (``course.vae_collapse_specs``,
+    trained first if missing), their reconstruction and KL terms and the KL weight against step
+    (``plot.vae_terms``); drawn on its own, it needs none of the other pretraining runs."""
+    tokenizer = pipeline.course_tokenizer()
+    histories = {
+        course.VAE_VARIANTS[key]: pipeline.cached_run(spec, tokenizer)[1]
+        for key, spec in course.vae_collapse_specs().items()
+    }
+    fig, axes = _figure((15, 3.8), columns=3)
+    plot.vae_terms(histories, axes=axes)
+    return _save(fig, (out or results_dir()) / "pretraining" / "vae_collapse.png")
 
 
 # --- the VAEs, measured ---------------------------------------------------------------------------
