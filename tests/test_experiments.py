@@ -295,3 +295,31 @@ def test_model_sizes_are_counted_with_the_course_vocabulary():
     assert tiny < small < course_model
     # the tied 8,000 x 256 embedding is a quarter of the course model
     assert course_model > 4 * 8000 * 256 * 0.9
+
+
+def test_every_text_of_a_family_figure_fits_inside_it(tmp_path, monkeypatch):
+    """No title or label runs off the edge: the longest title is the one that says how many
+    systems a learning-curve figure leaves out, on a single panel."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    cells = [
+        Cell("crosslingual", init, 3000, seed, "en", "fr")
+        for init in (None, "dae", "parent", "parent_long")
+        for seed in (0, 1)
+    ]
+    records = {cell: _record(cell, 20.0 + cell.seed) for cell in cells}
+    for cell, saved in records.items():
+        kept = cell.init == "parent" and cell.seed == 1
+        saved["validation"] = {"curve": [{"step": 50, "val_bleu": 5.0}]} if kept else {}
+    drawn, save = [], experiments._save
+    monkeypatch.setattr(
+        experiments, "_save", lambda fig, path: drawn.append(fig) or save(fig, path)
+    )
+    experiments.figures("crosslingual", records, tmp_path)
+    assert len(drawn) == 2
+    for fig in drawn:
+        drawn_box = fig.get_tightbbox(FigureCanvasAgg(fig).get_renderer())  # inches
+        assert drawn_box.x0 >= -0.01 and drawn_box.x1 <= fig.bbox_inches.x1 + 0.01, (
+            f"something drawn reaches from {drawn_box.x0:.2f} to {drawn_box.x1:.2f} inches on a "
+            f"figure {fig.bbox_inches.x1:.2f} wide"
+        )

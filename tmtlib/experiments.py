@@ -779,11 +779,12 @@ def figures(family: str, records: dict[Cell, dict], folder: Path) -> list[Path]:
             colors={names[c]: colors[label(c)] for c in shown},
         )
     which = (
-        f"the {len(first_seed)} of {len(first_seed) + len(uncurved)} systems whose records kept one"
+        f"the {len(first_seed)} of {len(first_seed) + len(uncurved)} systems whose records kept "
+        "a curve, first such seed"
         if uncurved
         else "one seed of each system"
     )
-    fig.suptitle(f"validation BLEU (greedy, 400 sentences), {which}")
+    fig.suptitle(f"validation BLEU (greedy, 400 sentences):\n{which}")
     written.append(_save(fig, folder / "learning_curves.png"))
     return written
 
