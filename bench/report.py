@@ -132,9 +132,11 @@ def quality(records: list[dict]) -> list[str]:
     for r in timed:
         times = " | ".join(minutes(r["time_to_bleu"][t]) for t in targets)
         bf16 = " (bf16: for CPUs with native bf16 only)" if r["engine"].endswith("bf16") else ""
+        smoke = f", {r['test_sentences']} test sentences" if r["test_sentences"] != 1000 else ""
+        where = machine_line(r).removeprefix("Measured on: ").removesuffix(".")
         lines.append(
-            f"| {r['engine']}{bf16} | {times} | {r['test_bleu']:.1f} ({r['minutes']:g}) "
-            f"| {r['steps']:,} | {machine_line(r).removeprefix('Measured on: ')} |"
+            f"| {r['engine']}{bf16} | {times} | {r['test_bleu']:.1f} ({r['minutes']:g}{smoke}) "
+            f"| {r['steps']:,} | {where} |"
         )
     by_engine = {r["engine"]: r["time_to_bleu"][targets[-1]] for r in timed}
     if by_engine.get("tmtlib") and by_engine.get("hf-tuned"):
