@@ -103,3 +103,5 @@ def test_vae_terms_show_validation_points_and_beta():
     assert list(kl.lines[1].get_ydata()) == [0.1] * 4
     assert beta.lines[0].get_ydata()[-1] == 1.0 and beta.lines[0].get_ydata()[20] == 0.5
     assert beta.get_ylabel() == "β (weight of the KL term)"
+    _, _, beta = vae_terms({"annealing": history, "annealing + free bits": history})
+    assert [line.get_linestyle() for line in beta.lines] == ["-", "--"], "one hides the other"

@@ -949,9 +949,11 @@ def vae_collapse_figure(out: Path | None = None) -> Path:
         course.VAE_VARIANTS[key]: pipeline.cached_run(spec, tokenizer)[1]
         for key, spec in course.vae_collapse_specs().items()
     }
+    folder = (out or results_dir()) / "pretraining"
+    folder.mkdir(parents=True, exist_ok=True)
     fig, axes = _figure((15, 3.8), columns=3)
     plot.vae_terms(histories, axes=axes)
-    return _save(fig, (out or results_dir()) / "pretraining" / "vae_collapse.png")
+    return _save(fig, folder / "vae_collapse.png")
 
 
 # --- the VAEs, measured ---------------------------------------------------------------------------

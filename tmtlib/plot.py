@@ -141,6 +141,9 @@ def vae_terms(
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     learning_curves(histories, "kl_weight", ax=axes[2], title="β, the weight of the KL term")
+    for line, style in zip(axes[2].get_lines(), ("-", "--", ":", "-.")):
+        line.set_linestyle(style)  # runs with the same schedule stay visible over each other
+    axes[2].legend(fontsize=8)
     return axes
 
 
