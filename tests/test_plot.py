@@ -105,3 +105,11 @@ def test_vae_terms_show_validation_points_and_beta():
     assert beta.get_ylabel() == "β (weight of the KL term)"
     _, _, beta = vae_terms({"annealing": history, "annealing + free bits": history})
     assert [line.get_linestyle() for line in beta.lines] == ["-", "--"], "one hides the other"
+
+
+def test_an_objective_named_in_words_has_its_initialisations_colour():
+    from tmtlib.plot import init_color
+
+    assert init_color("denoising autoencoder") == init_color("DAE") == init_color("dae")
+    assert init_color("autoencoder") == init_color("ae") != init_color("dae")
+    assert init_color("bottleneck") is None

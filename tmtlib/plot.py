@@ -74,10 +74,21 @@ STRATEGY_COLORS = {
 }
 
 
+# the pretraining objectives in words (notebooks 1 to 3), for the same colours as their short names
+INIT_WORDS = {
+    "language model": "lm",
+    "autoencoder": "ae",
+    "denoising autoencoder": "dae",
+    "variational autoencoder": "vae",
+}
+
+
 def init_color(name: str) -> str | None:
-    """The colour of an initialisation (``"DAE"``, ``"dae"``, ``"scratch"``, ``"parent_long"`` ...);
-    None for a name that is not one, which leaves matplotlib's colour cycle to choose."""
-    return INIT_COLORS.get(name.lower().replace(" ", "_"))
+    """The colour of an initialisation (``"DAE"``, ``"dae"``, ``"denoising autoencoder"``,
+    ``"scratch"``, ``"parent_long"`` ...); None for a name that is not one, which leaves
+    matplotlib's colour cycle to choose."""
+    key = name.lower()
+    return INIT_COLORS.get(INIT_WORDS.get(key, key).replace(" ", "_"))
 
 
 def learning_curves(
