@@ -1036,6 +1036,17 @@ def write_pretraining_summary(folder: Path) -> Path:
     return checkpoint.write_text_atomic("\n\n".join(parts) + "\n", folder / "summary.md")
 
 
+def measured_on(records: dict[str, dict]) -> str:
+    """Which captions the VAEs of ``records`` were measured on, in words: one phrase when they
+    share them, else each phrase with the runs it applies to."""
+    runs_by_examples: dict[str, list[str]] = {}
+    for name, r in records.items():
+        runs_by_examples.setdefault(r["examples"], []).append(name)
+    if len(runs_by_examples) == 1:
+        return next(iter(runs_by_examples))
+    return "; ".join(f"{', '.join(names)}: {text}" for text, names in runs_by_examples.items())
+
+
 def vae_diagnostics_table(records: dict[str, dict]) -> str:
     """The VAE measurements as a markdown table with a note on units."""
     first = next(iter(records.values()))
@@ -1059,7 +1070,7 @@ def vae_diagnostics_table(records: dict[str, dict]) -> str:
         )
     return (
         "\n".join(lines)
-        + f"\n\nVAE diagnostics (`tmtlib.vae_diagnostics`) on {first['examples']}, from the "
+        + f"\n\nVAE diagnostics (`tmtlib.vae_diagnostics`) on {measured_on(records)}, from the "
         "selected checkpoint; nats per token except I(x;z) and KL per sentence (nats). -ELBO = "
         f"E_q[-log p(x|z)] ({first['samples']} samples z ~ q(z|x) per sentence) + KL; -log p(x|mu) "
         "is what training's validation reports. On the fixed subset of the first "

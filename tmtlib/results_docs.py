@@ -98,21 +98,21 @@ def vae_table(results: Path = RESULTS) -> str:
     first = next(iter(runs["runs"].values()))
     k = max(first["importance_weighted"]["nll_bound"], key=int)
     lines = [
-        f"| VAE | -ELBO (z sampled) | IW bound on -log p(x), k = {k} | active units | I(x; z) "
-        "| decoded from another caption's z |",
-        "|---|---|---|---|---|---|",
+        f"| VAE | held-out captions | -ELBO (z sampled) | IW bound on -log p(x), k = {k} "
+        "| active units | I(x; z) | decoded from another caption's z |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, r in runs["runs"].items():
         bound, shuffled = r["importance_weighted"]["nll_bound"], r["shuffled_z"]
         lines.append(
-            f"| {VAE_NAMES.get(name, name)} | {r['neg_elbo']:.3f} | {bound[k]:.3f} "
+            f"| {VAE_NAMES.get(name, name)} | {r['sentences']:,} | {r['neg_elbo']:.3f} "
+            f"| {bound[k]:.3f} "
             f"| {r['active_units']} / {r['latent_dim']} | {r['mutual_information']:.2f} "
             f"| {shuffled['gap']:+.3f} ({100 * shuffled['relative_gap']:+.1f}%) |"
         )
     return "\n".join(lines) + (
-        f"\n\nOn {first['sentences']} held-out captions (the IW bound: the first "
-        f"{first['importance_weighted']['sentences']}); nats per token, I(x; z) in nats per "
-        "caption. "
+        f"\n\nThe IW bound on the first {first['importance_weighted']['sentences']} captions; "
+        "nats per token, I(x; z) in nats per caption. "
         "A decoder that ignores z loses nothing when given another caption's z."
     )
 
