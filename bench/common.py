@@ -157,6 +157,28 @@ def build(engine: str, vocab_size: int) -> nn.Module:
     return ENGINES[engine_parts(engine)[0]](vocab_size)
 
 
+def smoothed_cross_entropy(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Cross-entropy of ``logits`` against the batch's targets with label smoothing 0.1, padding
+    ignored: the loss of tmtlib's translation objective, for the other engines."""
+    return F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]),
+        batch.tgt_out.reshape(-1),
+        ignore_index=PAD_ID,
+        label_smoothing=0.1,
+    )
+
+
+def hf_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
+    """An HF encoder-decoder's ``smoothed_cross_entropy`` on ``batch`` (teacher forcing)."""
+    logits = model(
+        input_ids=batch.src,
+        attention_mask=batch.src.ne(PAD_ID),
+        decoder_input_ids=batch.tgt_in,
+        decoder_attention_mask=batch.tgt_in.ne(PAD_ID),
+    ).logits
+    return smoothed_cross_entropy(logits, batch)
+
+
 def training_step(
     engine: str, model: nn.Module, optimizer: torch.optim.Optimizer
 ) -> Callable[[Batch], float]:
@@ -169,20 +191,8 @@ def training_step(
         if implementation == "tmtlib":
             return objective.loss(model, batch).loss
         if implementation == "hf":
-            logits = model(
-                input_ids=batch.src,
-                attention_mask=batch.src.ne(PAD_ID),
-                decoder_input_ids=batch.tgt_in,
-                decoder_attention_mask=batch.tgt_in.ne(PAD_ID),
-            ).logits
-        else:
-            logits = model(batch.src, batch.tgt_in)
-        return F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]),
-            batch.tgt_out.reshape(-1),
-            ignore_index=PAD_ID,
-            label_smoothing=0.1,
-        )
+            return hf_loss(model, batch)
+        return smoothed_cross_entropy(model(batch.src, batch.tgt_in), batch)
 
     def step(batch: Batch) -> float:
         with autocast(torch.device("cpu"), precision):

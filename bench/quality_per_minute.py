@@ -35,13 +35,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from tmtlib import data, pipeline
 from tmtlib.batching import collate
 from tmtlib.evaluate import bleu
 from tmtlib.objectives import translation_examples
-from tmtlib.subwords import PAD_ID
 from tmtlib.train import TrainConfig, epoch_batches, optimiser_and_schedule
 
 from . import common
@@ -151,19 +149,7 @@ def run_hf(minutes: float, eval_minutes: float, tuned: bool, test_limit=None) ->
         batch, optimise = step_of(step)
         started = time.perf_counter()
         model.train()
-        logits = model(
-            input_ids=batch.src,
-            attention_mask=batch.src.ne(PAD_ID),
-            decoder_input_ids=batch.tgt_in,
-            decoder_attention_mask=batch.tgt_in.ne(PAD_ID),
-        ).logits
-        loss = F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]),
-            batch.tgt_out.reshape(-1),
-            ignore_index=PAD_ID,
-            label_smoothing=0.1,
-        )
-        loss.backward()
+        common.hf_loss(model, batch).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimise(trained)
         step += 1
