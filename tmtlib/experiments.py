@@ -936,19 +936,24 @@ def run_pretraining(out: Path | None = None) -> list[dict[str, Any]]:
         title="pretraining: validation loss per token (course model)",
     )
     _save(fig, folder / "pretraining_curves.png")
-    vae_collapse_figure(out)
+    vae_collapse_figure(out, {f"vae_{key}": histories[f"vae_{key}"] for key in course.VAE_VARIANTS})
     return rows
 
 
-def vae_collapse_figure(out: Path | None = None) -> Path:
-    """``pretraining/vae_collapse.png``: notebook 2's three VAEs (``course.vae_collapse_specs``,
-    trained first if missing), their reconstruction and KL terms and the KL weight against step
-    (``plot.vae_terms``); drawn on its own, it needs none of the other pretraining runs."""
-    tokenizer = pipeline.course_tokenizer()
-    histories = {
-        course.VAE_VARIANTS[key]: pipeline.cached_run(spec, tokenizer)[1]
-        for key, spec in course.vae_collapse_specs().items()
-    }
+def vae_collapse_figure(
+    out: Path | None = None, histories: dict[str, History] | None = None
+) -> Path:
+    """``pretraining/vae_collapse.png``: notebook 2's three VAEs (``course.vae_collapse_specs``),
+    their reconstruction and KL terms and the KL weight against step (``plot.vae_terms``), from
+    ``histories`` by run name (``vae_no_remedy`` ...) or else from the runs (trained first if
+    missing): drawn on its own, it needs none of the other pretraining runs."""
+    if histories is None:
+        tokenizer = pipeline.course_tokenizer()
+        histories = {
+            f"vae_{key}": pipeline.cached_run(spec, tokenizer)[1]
+            for key, spec in course.vae_collapse_specs().items()
+        }
+    histories = {course.VAE_VARIANTS[key]: histories[f"vae_{key}"] for key in course.VAE_VARIANTS}
     folder = (out or results_dir()) / "pretraining"
     folder.mkdir(parents=True, exist_ok=True)
     fig, axes = _figure((15, 3.8), columns=3)
