@@ -127,18 +127,25 @@ def test_a_refresh_waits_for_the_previous_one_to_finish():
     assert overlaps == [1, 1, 1, 1]
 
 
-def test_the_translators_heatmap_is_drawn_outside_pyplot(vae, tokenizer):
+def test_the_translators_heatmap_is_drawn_outside_pyplot_and_shown_as_a_png(
+    vae, tokenizer, monkeypatch
+):
     """A figure in pyplot's list can be printed by a plt.show() on another thread mid-drawing
-    (blank heatmaps in JupyterLab); the widget's figure is not in that list and is drawn whole."""
+    (blank heatmaps in JupyterLab); the widget's figure is not in that list and is drawn whole.
+    It is displayed as PNG data: a bare figure would show as "<Figure size ...>" text until pyplot
+    is imported (notebook 9's saved widget state kept that text)."""
     import matplotlib.pyplot as plt
 
-    view = widgets.translate_one(vae, tokenizer, SENTENCES[1], "de", beam_size=2)
+    shown = []
+    monkeypatch.setattr(widgets, "display", shown.append)
     before = plt.get_fignums()
-    figure = widgets.heatmap_figure(view.alignment)
+    widgets.translator({"vae": vae}, tokenizer, "de", example=SENTENCES[1])
     assert plt.get_fignums() == before
-    png = io.BytesIO()
-    figure.savefig(png, format="png")
-    pixels = plt.imread(io.BytesIO(png.getvalue())).reshape(-1, 4)
-    width, height = figure.get_size_inches() * figure.dpi
+    (image,) = shown
+    assert image.format == "png"
+    pixels = plt.imread(io.BytesIO(image.data)).reshape(-1, 4)
+    view = widgets.translate_one(vae, tokenizer, SENTENCES[1], "de", beam_size=5)
+    figure = widgets.heatmap_figure(view.alignment)
+    width, height = figure.get_size_inches() * plt.rcParams["figure.dpi"]
     assert len(pixels) == round(width) * round(height)
     assert len(np.unique(pixels, axis=0)) > 10  # drawn, not one colour

@@ -89,6 +89,14 @@ def size_ablation_table(results: Path = RESULTS) -> str:
     return experiments.size_table(experiments.size_records(results))
 
 
+VAE_NAMES = {  # the course's VAEs as README names them
+    "vae_no_remedy": "notebook 2, no remedy",
+    "vae_annealing": "notebook 2, KL annealing",
+    "vae_all_remedies": "notebook 2, annealing + word dropout + free bits",
+    "vae": "notebook 3, the course model's VAE",
+}
+
+
 def vae_table(results: Path = RESULTS) -> str:
     """README's VAE table, a row per VAE of the course (``pretraining/vae_diagnostics.json``):
     whether the decoder reads z, in numbers (docs/results.md has the whole table and its notes)."""
@@ -115,14 +123,6 @@ def vae_table(results: Path = RESULTS) -> str:
         "nats per token, I(x; z) in nats per caption. "
         "A decoder that ignores z loses nothing when given another caption's z."
     )
-
-
-VAE_NAMES = {  # the course's VAEs as README names them
-    "vae_no_remedy": "notebook 2, no remedy",
-    "vae_annealing": "notebook 2, KL annealing",
-    "vae_all_remedies": "notebook 2, annealing + word dropout + free bits",
-    "vae": "notebook 3, the course model's VAE",
-}
 
 
 def renderer(name: str) -> Callable[[Path], str]:

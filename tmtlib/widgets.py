@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import html
+import io
 import random
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 
 import ipywidgets as w
 import torch
-from IPython.display import display
+from IPython.display import Image, display
 from matplotlib.figure import Figure
 
 from .decode import Alignment, decode_latent, encode_latent, translate
@@ -60,6 +61,15 @@ def heatmap_figure(alignment: Alignment) -> Figure:
     figure = Figure(figsize=attention_figure_size(alignment), layout="constrained")
     attention_heatmap(alignment, ax=figure.subplots())
     return figure
+
+
+def png(figure: Figure) -> Image:
+    """``figure`` as a PNG image to ``display``. A bare ``Figure`` displays as an image only once
+    pyplot's inline backend has registered its formatter (on importing pyplot); before that, and
+    in the widget state a notebook saves, it is the text ``<Figure size ...>``."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return Image(data=buffer.getvalue(), format="png")
 
 
 # --- denoising --------------------------------------------------------------------------------
@@ -224,7 +234,7 @@ def translator(
             print(view.translation)
             if view.chrf is not None:
                 print(f"chrF against the reference: {view.chrf:.1f}")
-            display(heatmap_figure(view.alignment))
+            display(png(heatmap_figure(view.alignment)))
 
     for control in (text, reference, choice, beam):
         control.observe(refresh, names="value")
