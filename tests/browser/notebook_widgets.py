@@ -162,8 +162,7 @@ def _output_lines(output: dict) -> list[str]:
     if output["output_type"] == "stream":
         return "".join(output["text"]).splitlines()
     data = output.get("data", {})
-    # a figure: its image, or only matplotlib's "<Figure size ...>" text
-    if "image/png" in data or "".join(data.get("text/plain", "")).startswith("<Figure size"):
+    if "image/png" in data:
         return ["(a figure: drawn by the live widget only)"]
     return "".join(data.get("text/plain", "")).splitlines()
 
