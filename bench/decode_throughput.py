@@ -9,9 +9,11 @@ Both engines translate the 1,000 English sentences of test_2016_flickr into Germ
 batches (sorted by length, at most 4,000 source tokens), the same length penalty (1.0) and the same
 length limit (1.5 x source length + 10; HF takes one limit per batch, so it gets the batch's
 largest). Each engine runs in fp32 and, as ``<engine>-bf16``, under bf16 autocast (``common``);
-ratios are to HF ``generate`` in fp32, its default. Rounds rotate the order of the engines. Also
-reports output lengths, the share of outputs identical to HF's fp32 ones, and BLEU, as a check that
-all really did the same job. Writes ``bench/results/decode_throughput.json``.
+``tmtlib-int8`` decodes with an int8 copy of the weights (``tmtlib.quantize``: dynamic
+quantisation of every linear layer and the output projection); ratios are to HF ``generate`` in
+fp32, its default. Rounds rotate the order of the engines. Also reports output lengths, the share
+of outputs identical to HF's fp32 ones, and BLEU, as a check that all really did the same job.
+Writes ``bench/results/decode_throughput.json``.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ from tmtlib.batching import pad, token_batches
 from tmtlib.decode import translate
 from tmtlib.evaluate import bleu
 from tmtlib.models import autocast
+from tmtlib.quantize import Int8Seq2Seq
 from tmtlib.subwords import EOS_ID
 
 from . import common
 
-# torch has no search
+# torch has no search; tmtlib-int8 decodes with int8 weights (tmtlib.quantize), in fp32 otherwise
 DECODERS = [engine for engine in common.ENGINE_CHOICES if not engine.startswith("torch")]
+DECODERS.insert(DECODERS.index("tmtlib-bf16") + 1, "tmtlib-int8")
 
 
 def hf_translate(
@@ -101,6 +105,7 @@ def main() -> None:
     model, tokenizer, _ = pipeline.load(checkpoint)
     tag = tokenizer.lang_id("de")
     hf = common.hf_copy(model, tag)
+    int8 = Int8Seq2Seq(model) if "tmtlib-int8" in args.engines else None
     test = data.load_parallel("en", "de", "test_2016_flickr")[: args.sentences]
     sources, references = [s for s, _ in test], [t for _, t in test]
     engines = {
@@ -108,6 +113,7 @@ def main() -> None:
         "tmtlib-bf16": lambda k: translate(
             model, tokenizer, sources, "de", beam_size=k, precision="bf16"
         ),
+        "tmtlib-int8": lambda k: translate(int8, tokenizer, sources, "de", beam_size=k),
         "hf": lambda k: hf_translate(hf, tokenizer, sources, tag, k),
         "hf-bf16": lambda k: hf_translate(hf, tokenizer, sources, tag, k, precision="bf16"),
     }

@@ -86,7 +86,8 @@ def training(result: dict) -> list[str]:
 def decoding(result: dict) -> list[str]:
     lines = [
         f"{result['sentences']} test_2016_flickr sentences, the same trained weights in every "
-        "engine; `-bf16`: under bf16 autocast; ÷ HF and identical outputs: against HF `generate` "
+        "engine; `-bf16`: under bf16 autocast; `-int8`: int8 weights (dynamic quantisation, "
+        "`tmtlib.quantize`), fp32 elsewhere; ÷ HF and identical outputs: against HF `generate` "
         "in fp32, its default.",
         "",
         "| mode | engine | sentences/s median (min–max) | ÷ HF | pieces/sentence | BLEU | "

@@ -102,6 +102,11 @@ def test_translate_and_evaluate(runs, tmp_path, capsys, monkeypatch):
         == 0
     )
     assert len(capsys.readouterr().out.splitlines()) == 2
+    int8 = ["--precision", "int8", "--input", str(source)]
+    assert (
+        main(["translate", "--checkpoint", str(runs / "ft" / "best.pt"), "--tgt", "de", *int8]) == 0
+    )
+    assert len(capsys.readouterr().out.splitlines()) == 2
     hyp, ref = tmp_path / "hyp", tmp_path / "ref"
     hyp.write_text("Ein Hund rennt.\n")
     ref.write_text("Ein Hund rennt.\n")

@@ -16,6 +16,7 @@ from tmtlib.decode import (
     translate,
 )
 from tmtlib.models import Seq2Seq, autocast, model_config
+from tmtlib.quantize import Int8Seq2Seq
 from tmtlib.subwords import EOS_ID, PAD_ID, TokenizerSettings, train_tokenizer
 
 V, TAG = 20, 4  # content ids 5..19; 4 plays the target-language tag
@@ -97,6 +98,25 @@ def test_searches_under_bf16_autocast_still_copy(copier, held_out_sources):
     with autocast(torch.device("cpu"), "bf16"):
         assert greedy(copier, held_out_sources, tags(16)) == content(held_out_sources)
         assert beam_search(copier, held_out_sources, tags(16)) == content(held_out_sources)
+
+
+def test_an_int8_copy_still_copies_and_leaves_the_fp32_model_as_it_was(copier, held_out_sources):
+    before = {name: value.clone() for name, value in copier.state_dict().items()}
+    int8 = Int8Seq2Seq(copier)
+    assert greedy(int8, held_out_sources, tags(16)) == content(held_out_sources)
+    assert beam_search(int8, held_out_sources, tags(16)) == content(held_out_sources)
+    # every linear layer and the output projection compute with int8 weights; the fp32 model's
+    # layers and weights are as they were
+    assert not any(type(module) is torch.nn.Linear for module in int8.modules())
+    assert sum(type(module) is torch.nn.Linear for module in copier.modules()) > 0
+    assert int8.output_int8.weight().dtype == torch.qint8
+    assert all(torch.equal(before[name], value) for name, value in copier.state_dict().items())
+    src, tgt_in, _ = copy_batch(8, torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        exact, approximate = copier(src, tgt_in), int8(src, tgt_in)
+    assert (approximate - exact).abs().max() < 0.05 * exact.abs().max()
+    with pytest.raises(RuntimeError, match="decodes only"):
+        int8.train()
 
 
 def test_beam_search_copies_and_beam_one_is_greedy(copier, untrained, held_out_sources):

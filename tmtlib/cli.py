@@ -45,7 +45,7 @@ from typing import Any, NoReturn
 
 from . import checkpoint, course, data, pipeline, settings
 from .evaluate import evaluate
-from .models import PRECISIONS
+from .models import PRECISIONS, Seq2Seq
 from .subwords import LANGUAGES, normalize
 from .train import TrainConfig
 from .transfer import TransferError
@@ -259,13 +259,14 @@ def cmd_translate(args) -> None:
     model, tokenizer, metadata = pipeline.load(args.checkpoint)
     tokenizer.lang_id(args.tgt)  # an unknown language fails before any work
     _warn_if_untrained(args.checkpoint, metadata, args.tgt)
+    model, precision = _decoding(model, args.precision)
     if args.input:
         # a file is checked whole before any output
         collections.deque(_sentences(args.input), maxlen=0)
     count = 0
     for batch in _batches(_sentences(args.input), STREAM_LINES):
         outputs = translate(
-            model, tokenizer, batch, args.tgt, beam_size=args.beam, precision=args.precision
+            model, tokenizer, batch, args.tgt, beam_size=args.beam, precision=precision
         )
         sys.stdout.write("".join(out + "\n" for out in outputs))
         sys.stdout.flush()
@@ -280,9 +281,10 @@ def _checkpoint_scores(args) -> tuple[dict[str, Any], str]:
     if args.hyp_out:
         checkpoint.check_writable(args.hyp_out)  # before the decoding, not after it
     model, tokenizer, _ = pipeline.load(args.checkpoint)
+    model, precision = _decoding(model, args.precision)
     started = time.perf_counter()
     hyps, scores = pipeline.scores_on_test(
-        model, tokenizer, args.src, args.tgt, args.split, args.beam, precision=args.precision
+        model, tokenizer, args.src, args.tgt, args.split, args.beam, precision=precision
     )
     seconds = time.perf_counter() - started
     if args.hyp_out:
@@ -424,10 +426,21 @@ def _add_decoding_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--precision",
-        choices=list(PRECISIONS),
+        choices=[*PRECISIONS, "int8"],
         default="fp32",
-        help="bf16: faster on hardware with native bf16 (default: fp32)",
+        help="bf16: faster on hardware with native bf16; int8: int8 weights (dynamic "
+        "quantisation), faster on any x86 CPU, outputs may differ slightly (default: fp32)",
     )
+
+
+def _decoding(model: Seq2Seq, precision: str) -> tuple[Seq2Seq, str]:
+    """The model to decode with and the precision to decode in: for ``int8``, an int8 copy of
+    ``model`` (``tmtlib.quantize``) that runs outside bf16 autocast."""
+    if precision != "int8":
+        return model, precision
+    from .quantize import Int8Seq2Seq
+
+    return Int8Seq2Seq(model), "fp32"
 
 
 def _add_translate(commands) -> None:

@@ -535,8 +535,13 @@ class Seq2Seq(nn.Module):
         h, attention = self.decoder(x, memory, memory_pad, cache, need_attention)  # [B, T, D]
         if cache is not None:
             cache.length += tgt_in.size(1)
-        logits = F.linear(h, self.embed.weight)  # tied output projection: [B, T, V]
+        logits = self.project(h)  # [B, T, V]
         return (logits, attention) if need_attention else logits
+
+    def project(self, h: Tensor) -> Tensor:
+        """Next-token logits [..., V] of decoder states ``h`` [..., D]: the tied output
+        projection h E^T, E the shared embedding (Press & Wolf 2017)."""
+        return F.linear(h, self.embed.weight)
 
     def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
         """Teacher-forced logits [B, T, V] of ``tgt_in`` [B, T] given ``src`` [B, S]."""
