@@ -12,6 +12,7 @@ them.
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import re
@@ -119,6 +120,49 @@ def rerendered(name: str, cell_ids: list[str], monkeypatch) -> list[str]:
 def test_the_committed_study_cells_show_what_the_records_hold_now(name, cell_ids, monkeypatch):
     rendered = [printed(name, cell_id) for cell_id in cell_ids if printed(name, cell_id)]
     assert rerendered(name, cell_ids, monkeypatch) == rendered
+
+
+def full_mode_reads_of_rebound_names(cells: list[dict]) -> list[str]:
+    """Names that a cell's ``if not QUICK:`` block reads and that more than one cell binds at top
+    level. Quick mode (nbval) skips those blocks, so a later cell that reuses such a name for
+    something else breaks only the full-mode run of the notebook."""
+    sources = {c.get("id"): "".join(c["source"]) for c in cells if c["cell_type"] == "code"}
+    trees = {cell_id: ast.parse(source) for cell_id, source in sources.items()}
+    binders: dict[str, set[str]] = {}
+    for cell_id, tree in trees.items():
+        for node in tree.body:
+            if isinstance(node, ast.Assign | ast.AnnAssign | ast.FunctionDef | ast.ClassDef):
+                targets = getattr(node, "targets", None) or [getattr(node, "target", node)]
+                names = {node.name} if hasattr(node, "name") else set()
+                names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+                for name in names:
+                    binders.setdefault(name, set()).add(cell_id)
+    found = []
+    for cell_id, tree in trees.items():
+        for block in ast.walk(tree):
+            if isinstance(block, ast.If) and ast.unparse(block.test) == "not QUICK":
+                read = {n.id for s in block.body for n in ast.walk(s) if isinstance(n, ast.Name)}
+                found += [f"{cell_id}: {n}" for n in sorted(read) if len(binders.get(n, ())) > 1]
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.stem)
+def test_the_full_mode_checks_read_no_name_that_two_cells_bind(path):
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    assert full_mode_reads_of_rebound_names(cells) == []
+
+
+def test_a_full_mode_check_reading_a_rebound_name_is_found():
+    def code(cell_id: str, source: str) -> dict:
+        return {"cell_type": "code", "id": cell_id, "source": source}
+
+    cells = [
+        code("a", "gains = {1000: 5.7}"),
+        code("b", "gains = lambda init: [init]"),  # a later cell reuses the name
+        code("c", "if not QUICK:\n    assert all(g > 4 for g in gains.values())"),
+    ]
+    assert full_mode_reads_of_rebound_names(cells) == ["c: gains"]
+    assert full_mode_reads_of_rebound_names([cells[0], cells[2]]) == []
 
 
 # --- 01 autoencoders ------------------------------------------------------------------------------
