@@ -120,7 +120,7 @@ def main() -> None:
     engines = {name: engines[name] for name in dict.fromkeys([*args.engines, "hf"])}
     result = {
         "versions": common.versions(),
-        "checkpoint": str(checkpoint),
+        "checkpoint": pipeline.checkpoint_reference(checkpoint),  # no path of this machine
         "sentences": len(sources),
         "modes": {},
     }
