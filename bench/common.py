@@ -231,9 +231,19 @@ def spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(ordered), "min": ordered[0], "max": ordered[-1]}
 
 
-# the x86 vector extensions that decide which fp32 and bf16 kernels a CPU runs (``/proc/cpuinfo``
-# names)
-VECTOR_EXTENSIONS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+# the x86 vector extensions that decide which fp32, bf16 and int8 kernels a CPU runs
+# (``/proc/cpuinfo`` names; the VNNI ones multiply-add int8 in one instruction, for tmtlib-int8)
+VECTOR_EXTENSIONS = (
+    "avx2",
+    "fma",
+    "avx_vnni",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
 
 
 def cpu() -> dict[str, str]:
