@@ -131,12 +131,15 @@ def full_mode_reads_of_rebound_names(cells: list[dict]) -> list[str]:
     binders: dict[str, set[str]] = {}
     for cell_id, tree in trees.items():
         for node in tree.body:
-            if isinstance(node, ast.Assign | ast.AnnAssign | ast.FunctionDef | ast.ClassDef):
-                targets = getattr(node, "targets", None) or [getattr(node, "target", node)]
-                names = {node.name} if hasattr(node, "name") else set()
-                names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
-                for name in names:
-                    binders.setdefault(name, set()).add(cell_id)
+            if isinstance(node, ast.FunctionDef | ast.ClassDef):
+                names = {node.name}
+            elif isinstance(node, ast.Assign | ast.AnnAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names = {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+            else:
+                continue
+            for name in names:
+                binders.setdefault(name, set()).add(cell_id)
     found = []
     for cell_id, tree in trees.items():
         for block in ast.walk(tree):
@@ -163,6 +166,9 @@ def test_a_full_mode_check_reading_a_rebound_name_is_found():
     ]
     assert full_mode_reads_of_rebound_names(cells) == ["c: gains"]
     assert full_mode_reads_of_rebound_names([cells[0], cells[2]]) == []
+    # a function that only reads the name does not bind it
+    reader = code("d", "def total():\n    return sum(gains.values())")
+    assert full_mode_reads_of_rebound_names([cells[0], reader, cells[2]]) == []
 
 
 # --- 01 autoencoders ------------------------------------------------------------------------------
